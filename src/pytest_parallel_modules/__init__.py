@@ -1,0 +1,13 @@
+"""pytest-parallel-modules: run test modules on parallel workers, slowest first."""
+
+from __future__ import annotations
+
+from pytest_parallel_modules.errors import ParallelModulesWarning
+
+
+try:
+    from pytest_parallel_modules._version import __version__
+except ImportError:  # pragma: no cover - only in a source tree that was never installed
+    __version__ = "0.0.0"
+
+__all__ = ["ParallelModulesWarning", "__version__"]
