@@ -1,0 +1,551 @@
+"""The run loop that replaces pytest's own when ``--parallel-modules`` is active. Runs in the controller.
+
+The controller collects as pytest always does (so ``-k``, ``-m``, ``--lf``,
+``--deselect`` and node ids select exactly as in a plain run), groups the
+selected items by module, and hands one module at a time to whichever worker
+asks for work. Workers stream every report back; the controller replays them
+into its own hooks, so the terminal, junitxml, the ``--lf`` cache and other
+reporting plugins see a normal run.
+
+All worker messages arrive on one queue and are handled on the main thread
+through :attr:`ParallelSession.handlers`, an explicit table checked against
+:data:`pytest_parallel_modules.worker.WORKER_MESSAGES` by a unit test.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
+import enum
+import importlib
+from pathlib import Path
+import queue
+import sys
+import tempfile
+import threading
+from typing import Any
+from typing import Final
+from typing import final
+from typing import TYPE_CHECKING
+import warnings
+
+import pytest
+
+from pytest_parallel_modules import timing
+from pytest_parallel_modules import worker
+from pytest_parallel_modules.grouping import group_by_module
+from pytest_parallel_modules.grouping import ModuleGroup
+from pytest_parallel_modules.worker_pool import CHANNEL_CLOSED
+from pytest_parallel_modules.worker_pool import START_FAILED
+from pytest_parallel_modules.worker_pool import WorkerEvent
+from pytest_parallel_modules.worker_pool import WorkerLaunch
+from pytest_parallel_modules.worker_pool import WorkerPool
+
+
+if TYPE_CHECKING:
+    from collections.abc import Generator
+    from collections.abc import Iterable
+
+    from pytest_parallel_modules.options import Options
+
+#: Seconds a stopping worker gets to exit on its own before it is killed.
+TERMINATE_TIMEOUT: Final = 10.0
+
+
+class WorkerState(enum.Enum):
+    """Where a worker is in its life. Transitions happen only in :meth:`ParallelSession._set_state`."""
+
+    STARTING = "starting"  # process spawned, pytest session not ready yet
+    RUNNING = "running"  # has (or is about to get) a module
+    DRAINING = "draining"  # told there is no more work; finishing its session
+    DONE = "done"  # channel closed after a normal session end
+    CRASHED = "crashed"  # channel closed without a normal end, or never started
+
+
+_FINAL_STATES: Final = frozenset({WorkerState.DONE, WorkerState.CRASHED})
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class GatewayName:
+    """The part of ``report.node`` pytest's terminal reads: ``report.node.gateway.id``."""
+
+    id: str
+
+
+@final
+class WorkerNode:
+    """What a replayed report carries as ``report.node``.
+
+    pytest's terminal and junitxml recognise reports from parallel workers by this
+    attribute (the pytest-xdist convention): ``-v`` lines say which worker ran the
+    test, a failure's section starts with a line naming the worker, and junitxml
+    keeps interleaved reports of different tests apart. pytest reads
+    ``node.gateway.id`` and ``node.workerinfo``, and caches on the object.
+    """
+
+    def __init__(self, worker_id: str) -> None:
+        self.gateway = GatewayName(worker_id)
+        self.workerinput = {"workerid": worker_id}
+        self.workerinfo = {
+            "id": worker_id,
+            "sysplatform": sys.platform,
+            "version_info": tuple(sys.version_info),
+            "executable": sys.executable,
+        }
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WorkerNode) and other.gateway == self.gateway
+
+    def __hash__(self) -> int:
+        return hash(self.gateway)
+
+
+@dataclass(slots=True)
+class ModuleRun:
+    """The controller's record of one module handed to a worker."""
+
+    group: ModuleGroup
+    worker_id: str
+    started: float
+    finished: float | None = None
+    collect_s: float = 0.0
+    run_s: float = 0.0
+    completed: bool = False
+    crashed: bool = False
+    #: Node ids whose logfinish arrived: they ran to the end of their teardown.
+    done: set[str] = field(default_factory=set)
+    reports: list[pytest.TestReport] = field(default_factory=list)
+
+    def remainder(self, *, exclude: Iterable[str] = ()) -> ModuleGroup | None:
+        """The tests of this module that did not run, as a group of their own (None if none)."""
+        skip = self.done | set(exclude)
+        left = tuple(nodeid for nodeid in self.group.nodeids if nodeid not in skip)
+        return ModuleGroup(self.group.module, left) if left else None
+
+
+@dataclass(slots=True)
+class WorkerRecord:
+    """The controller's view of one worker."""
+
+    worker_id: str
+    state: WorkerState = WorkerState.STARTING
+    #: Modules sent to the worker and not finished yet, oldest first (at most the
+    #: current one and the next one, asked for before the current one's last test).
+    assigned: list[ModuleRun] = field(default_factory=list)
+    running_nodeid: str | None = None
+    session_finished: bool = False
+    internal_error: str | None = None
+
+
+@final
+class ParallelSession:
+    """The plugin object that runs a session on parallel workers. Runs in the controller.
+
+    Registered by :func:`pytest_parallel_modules.plugin.pytest_configure` under
+    ``"pytest_parallel_modules-controller"`` when the plugin is active.
+    """
+
+    def __init__(self, config: pytest.Config, options: Options) -> None:
+        self.config = config
+        self.options = options
+        self.events: queue.Queue[WorkerEvent] = queue.Queue()
+        self.pool = WorkerPool(self.events)
+        self.workers: dict[str, WorkerRecord] = {}
+        self.modules: list[ModuleRun] = []
+        self.pending: deque[ModuleGroup] = deque()
+        self.stopping = False
+        self.exit_request: worker.ExitPayload | None = None
+        self.restarts_left = 0
+        self.started_at = 0.0
+        self.wall_s = 0.0
+        self._worker_count = 0
+        self._locations: dict[str, tuple[str, int | None, str]] = {}
+        self._starter: threading.Thread | None = None
+        self._terminated = False
+        self._nodes: dict[str, WorkerNode] = {}
+        self.handlers: Final[dict[str, Callable[[WorkerRecord, Any], None]]] = {
+            worker.READY: self._on_ready,
+            worker.NEED_WORK: self._on_need_work,
+            worker.COLLECTED: self._on_collected,
+            worker.LOGSTART: self._on_logstart,
+            worker.REPORT: self._on_report,
+            worker.LOGFINISH: self._on_logfinish,
+            worker.COLLECT_REPORT: self._on_collect_report,
+            worker.WARNING: self._on_warning,
+            worker.MODULE_FINISHED: self._on_module_finished,
+            worker.EXIT_REQUESTED: self._on_exit_requested,
+            worker.INTERNAL_ERROR: self._on_internal_error,
+            worker.SESSION_FINISHED: self._on_session_finished,
+            CHANNEL_CLOSED: self._on_channel_closed,
+            START_FAILED: self._on_start_failed,
+        }
+
+    # -- pytest hooks ---------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection(self, session: pytest.Session) -> Generator[None, object, object]:
+        # Workers boot (interpreter, plugins, conftest files) while the
+        # controller collects, so their start-up costs no wall time.
+        self._start_workers()
+        return (yield)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        # The same guard as pytest's own loop: collection errors stop the run
+        # unless --continue-on-collection-errors.
+        if session.testsfailed and not session.config.option.continue_on_collection_errors:
+            raise session.Interrupted(
+                f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} during collection"
+            )
+        self.started_at = timing.perf()
+        self._locations = {item.nodeid: item.location for item in session.items}
+        self.pending = deque(group_by_module(item.nodeid for item in session.items))
+        try:
+            self._drain_events(session)
+        finally:
+            self._terminate()
+            self.wall_s = timing.perf() - self.started_at
+        if self.exit_request is not None:
+            pytest.exit(self.exit_request["message"], self.exit_request["returncode"])
+        if session.shouldfail:
+            raise session.Failed(session.shouldfail)
+        if session.shouldstop:
+            raise session.Interrupted(session.shouldstop)
+        return True
+
+    def pytest_sessionfinish(self) -> None:
+        # Collection may have failed before the run loop started its workers' work.
+        self._terminate()
+
+    # -- starting workers -----------------------------------------------------
+
+    def _start_workers(self) -> None:
+        count = self.options.workers or 1
+        self._worker_count = count
+        # A crashed worker is replaced at most once per worker of the run.
+        self.restarts_left = count
+        basetemp = self._basetemp()
+        launches = [self._launch(f"w{index}", basetemp) for index in range(1, count + 1)]
+        for launch in launches:
+            self.workers[launch.setup["worker_id"]] = WorkerRecord(launch.setup["worker_id"])
+        self._starter = threading.Thread(
+            target=self._start_all, args=(launches,), name="parallel-modules-starter", daemon=True
+        )
+        self._starter.start()
+
+    def _start_all(self, launches: list[WorkerLaunch]) -> None:
+        for launch in launches:
+            self.pool.start(launch)
+
+    def _basetemp(self) -> Path:
+        """The directory under which each worker gets its own ``--basetemp``."""
+        # pytest's tmp_path factory has no public accessor from a hook; it is the
+        # one pytest-xdist uses too, and with it --basetemp and the retention
+        # policy behave as in a plain run.
+        factory = getattr(self.config, "_tmp_path_factory", None)
+        if factory is not None:
+            base: Path = factory.getbasetemp()
+            return base
+        return Path(tempfile.mkdtemp(prefix="pytest-parallel-modules-"))
+
+    def _launch(self, worker_id: str, basetemp: Path) -> WorkerLaunch:
+        setup = worker.WorkerSetup(
+            worker_id=worker_id,
+            worker_count=self._worker_count,
+            args=list(self.config.invocation_params.args),
+            sys_path=list(sys.path),
+            basetemp=str(basetemp / f"worker-{worker_id}"),
+        )
+        return WorkerLaunch(cwd=self.config.invocation_params.dir, setup=setup)
+
+    def _replace(self, crashed: WorkerRecord) -> None:
+        """Start a fresh worker to take over the crashed one's remaining work."""
+        self.restarts_left -= 1
+        number = len(self.workers) + 1
+        launch = self._launch(f"w{number}", self._basetemp())
+        self.workers[launch.setup["worker_id"]] = WorkerRecord(launch.setup["worker_id"])
+        self.pool.start(launch)
+
+    # -- the loop -------------------------------------------------------------
+
+    def _drain_events(self, session: pytest.Session) -> None:
+        while any(record.state not in _FINAL_STATES for record in self.workers.values()):
+            event = self.events.get()
+            record = self.workers[event.worker_id]
+            self.handlers[event.name](record, event.payload)
+            if not self.stopping and (
+                session.shouldfail or session.shouldstop or self.exit_request
+            ):
+                self._stop()
+        if self.pending:
+            self._report_unrun(self.pending)
+
+    def _stop(self) -> None:
+        """No module starts from now on; running workers stop after their current test."""
+        self.stopping = True
+        self.pending.clear()
+        for record in self.workers.values():
+            if record.state is WorkerState.RUNNING:
+                self.pool.send(record.worker_id, worker.STOP)
+
+    def _assign(self, record: WorkerRecord) -> None:
+        """Answer a worker's request for work: its next module, or no more work."""
+        if self.stopping or not self.pending:
+            self.pool.send(record.worker_id, worker.NO_MORE_WORK)
+            self._set_state(record, WorkerState.DRAINING)
+            return
+        group = self.pending.popleft()
+        run = ModuleRun(group=group, worker_id=record.worker_id, started=timing.now())
+        self.modules.append(run)
+        record.assigned.append(run)
+        self.pool.send(
+            record.worker_id,
+            worker.RUN_MODULE,
+            worker.RunModulePayload(module=group.module, nodeids=list(group.nodeids)),
+        )
+
+    def _set_state(self, record: WorkerRecord, state: WorkerState) -> None:
+        record.state = state
+
+    def _run_for(self, record: WorkerRecord, module: str) -> ModuleRun:
+        for run in record.assigned:
+            if run.group.module == module:
+                return run
+        raise LookupError(f"worker {record.worker_id} reported on {module}, which it was not sent")
+
+    # -- handlers (one per message; see worker.py for the protocol) -----------
+
+    def _on_ready(self, record: WorkerRecord, payload: worker.ReadyPayload) -> None:
+        self._set_state(record, WorkerState.RUNNING)
+        self._assign(record)
+
+    def _on_need_work(self, record: WorkerRecord, payload: object) -> None:
+        self._assign(record)
+
+    def _on_collected(self, record: WorkerRecord, payload: worker.CollectedPayload) -> None:
+        run = self._run_for(record, payload["module"])
+        run.collect_s = payload["collect_s"]
+        missing = payload["missing"]
+        if not missing:
+            return
+        # R10: the worker must run what the controller selected; say exactly what differs.
+        lines = "\n".join(f"  - {nodeid}" for nodeid in missing)
+        message = (
+            f"worker {record.worker_id} did not collect {len(missing)} test(s) of "
+            f"{payload['module']} that the controller collected:\n{lines}\n"
+            "The worker runs a copy of the working tree; a file it needs may be ignored "
+            "by git or generated at collection time (see the known limitations in the docs)."
+        )
+        run.done.update(missing)
+        self.config.hook.pytest_collectreport(
+            report=pytest.CollectReport(
+                nodeid=payload["module"], outcome="failed", longrepr=message, result=[]
+            )
+        )
+
+    def _on_logstart(self, record: WorkerRecord, payload: worker.LogPayload) -> None:
+        record.running_nodeid = payload["nodeid"]
+        self.config.hook.pytest_runtest_logstart(
+            nodeid=payload["nodeid"], location=tuple(payload["location"])
+        )
+
+    def _on_report(self, record: WorkerRecord, payload: worker.ReportPayload) -> None:
+        report = self.config.hook.pytest_report_from_serializable(
+            config=self.config, data=payload["data"]
+        )
+        self._replay_report(record, report)
+
+    def _replay_report(self, record: WorkerRecord, report: pytest.TestReport) -> None:
+        report.node = self._nodes.setdefault(record.worker_id, WorkerNode(record.worker_id))  # type: ignore[attr-defined]  # the pytest-xdist convention
+        if record.assigned:
+            record.assigned[0].reports.append(report)
+        self.config.hook.pytest_runtest_logreport(report=report)
+
+    def _on_logfinish(self, record: WorkerRecord, payload: worker.LogPayload) -> None:
+        record.running_nodeid = None
+        if record.assigned:
+            record.assigned[0].done.add(payload["nodeid"])
+        self.config.hook.pytest_runtest_logfinish(
+            nodeid=payload["nodeid"], location=tuple(payload["location"])
+        )
+
+    def _on_collect_report(self, record: WorkerRecord, payload: worker.ReportPayload) -> None:
+        report = self.config.hook.pytest_report_from_serializable(
+            config=self.config, data=payload["data"]
+        )
+        self.config.hook.pytest_collectreport(report=report)
+
+    def _on_warning(self, record: WorkerRecord, payload: worker.WarningPayload) -> None:
+        category = _warning_category(payload["category_module"], payload["category_name"])
+        try:
+            message: Warning | str = category(payload["message"])
+        except Exception:  # a category whose constructor takes other arguments
+            message = payload["message"]
+        warning_message = warnings.WarningMessage(
+            message=message,
+            category=category,
+            filename=payload["filename"],
+            lineno=payload["lineno"],
+        )
+        location = payload["location"]
+        self.config.hook.pytest_warning_recorded.call_historic(
+            kwargs={
+                "warning_message": warning_message,
+                "when": payload["when"],
+                "nodeid": payload["nodeid"],
+                "location": tuple(location) if location is not None else None,
+            }
+        )
+
+    def _on_module_finished(
+        self, record: WorkerRecord, payload: worker.ModuleFinishedPayload
+    ) -> None:
+        run = self._run_for(record, payload["module"])
+        run.finished = timing.now()
+        run.collect_s = payload["collect_s"]
+        run.run_s = payload["run_s"]
+        run.completed = payload["completed"]
+        record.assigned.remove(run)
+
+    def _on_exit_requested(self, record: WorkerRecord, payload: worker.ExitPayload) -> None:
+        self.exit_request = payload
+
+    def _on_internal_error(
+        self, record: WorkerRecord, payload: worker.InternalErrorPayload
+    ) -> None:
+        # Kept for the crash report, which names the test in flight.
+        record.internal_error = payload["text"]
+
+    def _on_session_finished(
+        self, record: WorkerRecord, payload: worker.SessionFinishedPayload
+    ) -> None:
+        record.session_finished = True
+
+    def _on_channel_closed(self, record: WorkerRecord, payload: None) -> None:
+        error = self.pool.closing_error(record.worker_id)
+        if record.session_finished and not record.assigned and error is None:
+            self._set_state(record, WorkerState.DONE)
+            return
+        self._set_state(record, WorkerState.CRASHED)
+        reason = error or "the worker process ended unexpectedly"
+        if record.internal_error is not None:
+            reason = f"{reason}\nINTERNALERROR in the worker:\n{record.internal_error}"
+        self._report_crash(record, reason)
+
+    def _on_start_failed(self, record: WorkerRecord, payload: dict[str, str]) -> None:
+        self._set_state(record, WorkerState.CRASHED)
+        self._say(
+            f"parallel-modules: worker {record.worker_id} could not start: {payload['error']}"
+        )
+        if all(other.state is WorkerState.CRASHED for other in self.workers.values()):
+            self.config.hook.pytest_collectreport(
+                report=pytest.CollectReport(
+                    nodeid="",
+                    outcome="failed",
+                    longrepr=f"no worker could start: {payload['error']}",
+                    result=[],
+                )
+            )
+            self._stop()
+
+    # -- crashes --------------------------------------------------------------
+
+    def _report_crash(self, record: WorkerRecord, reason: str) -> None:
+        """Fail the test in flight, keep every other result, and requeue what did not run."""
+        crashed_nodeid = record.running_nodeid
+        if crashed_nodeid is not None:
+            text = f"worker {record.worker_id} crashed while running {crashed_nodeid}\n{reason}"
+            report = pytest.TestReport(
+                nodeid=crashed_nodeid,
+                location=self._locations.get(
+                    crashed_nodeid, (crashed_nodeid, None, crashed_nodeid)
+                ),
+                keywords={},
+                outcome="failed",
+                longrepr=text,
+                when="call",
+                sections=[],
+                duration=0.0,
+                user_properties=[],
+            )
+            self._replay_report(record, report)
+            self._on_logfinish(
+                record,
+                worker.LogPayload(
+                    nodeid=crashed_nodeid,
+                    location=self._locations.get(
+                        crashed_nodeid, (crashed_nodeid, None, crashed_nodeid)
+                    ),
+                ),
+            )
+        elif record.assigned:
+            module = record.assigned[0].group.module
+            self.config.hook.pytest_collectreport(
+                report=pytest.CollectReport(
+                    nodeid=module,
+                    outcome="failed",
+                    longrepr=f"worker {record.worker_id} crashed while collecting {module}\n{reason}",
+                    result=[],
+                )
+            )
+            record.assigned[0].done.update(record.assigned[0].group.nodeids)
+        remainders: list[ModuleGroup] = []
+        for run in record.assigned:
+            run.crashed = True
+            run.finished = timing.now()
+            remainder = run.remainder(exclude=[crashed_nodeid] if crashed_nodeid else [])
+            if remainder is not None:
+                remainders.append(remainder)
+        record.assigned.clear()
+        if self.stopping or not remainders:
+            return
+        # The crashing test is never run again; what is left of its module runs
+        # first, on a replacement worker.
+        self.pending.extendleft(reversed(remainders))
+        if self.restarts_left > 0:
+            self._replace(record)
+        elif not any(other.state not in _FINAL_STATES for other in self.workers.values()):
+            self._stop()
+
+    def _report_unrun(self, groups: Iterable[ModuleGroup]) -> None:
+        """Say loudly which selected tests no worker ran (only when every worker was lost)."""
+        for group in groups:
+            self.config.hook.pytest_collectreport(
+                report=pytest.CollectReport(
+                    nodeid=group.module,
+                    outcome="failed",
+                    longrepr=f"{len(group)} test(s) of {group.module} were not run: no worker was left to run them",
+                    result=[],
+                )
+            )
+
+    def _say(self, line: str) -> None:
+        """Write one status line through pytest's terminal reporter (if there is one)."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(line, yellow=True)
+
+    def _terminate(self) -> None:
+        if self._terminated:
+            return
+        self._terminated = True
+        if self._starter is not None:
+            self._starter.join()
+        self.pool.terminate(timeout=TERMINATE_TIMEOUT)
+
+
+def _warning_category(module: str, name: str) -> type[Warning]:
+    """Import a worker's warning category by name; fall back to UserWarning."""
+    try:
+        found: object = importlib.import_module(module)
+        for part in name.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError):
+        return UserWarning
+    if isinstance(found, type) and issubclass(found, Warning):
+        return found
+    return UserWarning

@@ -1,0 +1,139 @@
+"""Every option and ini key, registered, parsed and validated once. Runs in the controller.
+
+:func:`Options.from_config` is the only place that reads ``config.option`` or
+``config.getini`` for this plugin; everything else receives the frozen
+:class:`Options`. Every invalid value raises :class:`pytest.UsageError` naming the
+option and the value, so pytest exits with code 4 before any worker starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import os
+from typing import Final
+from typing import final
+from typing import TYPE_CHECKING
+
+import pytest
+
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+#: The option group's name in ``pytest --help``.
+GROUP_NAME: Final = "parallel-modules"
+
+PARALLEL_MODULES_OPTION: Final = "--parallel-modules"
+PARALLEL_MODULES_INI: Final = "parallel_modules"
+
+
+def register_options(parser: pytest.Parser) -> None:
+    """Add this plugin's command-line options and ini keys to pytest's parser."""
+    group = parser.getgroup(
+        GROUP_NAME, "run test modules on parallel workers (pytest-parallel-modules)"
+    )
+    group.addoption(
+        PARALLEL_MODULES_OPTION,
+        action="store",
+        dest="parallel_modules",
+        default=None,
+        metavar="N|auto",
+        help="Run test modules on N parallel workers ('auto': one per CPU this process may use). "
+        f"Default: the ini key {PARALLEL_MODULES_INI}, else off.",
+    )
+    parser.addini(
+        PARALLEL_MODULES_INI,
+        help="Default for --parallel-modules: a positive whole number or 'auto'.",
+        default="",
+    )
+
+
+def available_cpus() -> int:
+    """The number of CPUs this process may run on (its affinity mask, where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)  # pragma: no cover - macOS and Windows
+
+
+def parse_worker_count(raw: str, *, source: str, cpus: int) -> int:
+    """Parse ``N`` or ``auto`` into a worker count.
+
+    :param raw: the value as the user wrote it.
+    :param source: how the user wrote it (``--parallel-modules`` or ``ini parallel_modules``),
+        for the error message.
+    :param cpus: what ``auto`` means.
+    :raises pytest.UsageError: unless ``raw`` is ``auto`` or a whole number >= 1.
+    """
+    value = raw.strip()
+    if value.lower() == "auto":
+        return cpus
+    if value.isdecimal() and int(value) >= 1:
+        return int(value)
+    raise pytest.UsageError(f"{source}: expected a positive whole number or 'auto', got {raw!r}")
+
+
+def _reject_incompatible(config: pytest.Config, source: str) -> None:
+    """Raise a usage error for options that cannot work with module-parallel runs."""
+    numprocesses = config.getoption("numprocesses", None)  # pytest-xdist's -n
+    if numprocesses not in (None, 0, "0"):
+        raise pytest.UsageError(
+            f"{source} cannot be combined with pytest-xdist's -n/--numprocesses "
+            f"(got -n {numprocesses}): choose one way to run tests in parallel"
+        )
+    dist = config.getoption("dist", "no")
+    if dist not in (None, "no"):
+        raise pytest.UsageError(f"{source} cannot be combined with pytest-xdist's --dist={dist}")
+    for dest, flag in (
+        ("usepdb", "--pdb"),
+        ("trace", "--trace"),
+        ("setuponly", "--setup-only"),
+        ("setupplan", "--setup-plan"),
+    ):
+        if config.getoption(dest, False):
+            raise pytest.UsageError(
+                f"{source} cannot be combined with {flag}: workers have no terminal to "
+                f"interact with; run without {source} (or with -p no:pytest_parallel_modules)"
+            )
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The plugin's settings for one run, parsed once from the command line and ini file."""
+
+    #: How many worker processes to start; ``None`` when the plugin is off for this run.
+    workers: int | None
+    #: How the worker count was given, for the header (``"--parallel-modules=auto"``).
+    workers_source: str
+
+    @property
+    def active(self) -> bool:
+        """True when this run is handed to parallel workers."""
+        return self.workers is not None
+
+    @classmethod
+    def from_config(
+        cls, config: pytest.Config, *, cpus: Callable[[], int] = available_cpus
+    ) -> Options:
+        """Read and validate every option of this plugin.
+
+        :raises pytest.UsageError: for any invalid value or incompatible option.
+        """
+        raw = config.getoption("parallel_modules")
+        source = PARALLEL_MODULES_OPTION
+        if raw is None:
+            ini_value = config.getini(PARALLEL_MODULES_INI)
+            if isinstance(ini_value, str) and ini_value.strip():
+                raw = ini_value
+                source = f"ini {PARALLEL_MODULES_INI}"
+        if raw is None:
+            return cls(workers=None, workers_source="")
+        workers = parse_worker_count(str(raw), source=source, cpus=cpus())
+        _reject_incompatible(config, source)
+        shown = (
+            f"{PARALLEL_MODULES_OPTION}={raw}"
+            if source == PARALLEL_MODULES_OPTION
+            else f"{source}={raw}"
+        )
+        return cls(workers=workers, workers_source=shown)

@@ -1,0 +1,66 @@
+"""The pytest11 entry point: hooks that only wire the plugin together. Runs in the controller.
+
+In a worker process (recognised by ``config.workerinput``, the pytest-xdist
+convention) the plugin does nothing: the worker is driven by
+:mod:`pytest_parallel_modules.worker`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import pytest
+
+from pytest_parallel_modules.controller import ParallelSession
+from pytest_parallel_modules.options import Options
+from pytest_parallel_modules.options import register_options
+
+
+#: The run's parsed options (set in every controller, active or not).
+options_key: Final = pytest.StashKey[Options]()
+#: The registered controller plugin, when the run is parallel.
+parallel_session_key: Final = pytest.StashKey[ParallelSession]()
+
+#: Name under which the controller plugin is registered.
+CONTROLLER_PLUGIN_NAME: Final = "pytest_parallel_modules-controller"
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    register_options(parser)
+
+
+# trylast: the terminal reporter must be registered before we adjust it.
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if _is_worker(config):
+        return
+    options = Options.from_config(config)
+    config.stash[options_key] = options
+    if not options.active or config.option.collectonly:
+        return
+    session = ParallelSession(config, options)
+    config.stash[parallel_session_key] = session
+    config.pluginmanager.register(session, CONTROLLER_PLUGIN_NAME)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        # Modules finish interleaved across workers: a file name before each run
+        # of dots would be repeated and misleading (pytest-xdist does the same).
+        reporter.showfspath = False
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(parallel_session_key, None)
+    if session is not None:
+        config.pluginmanager.unregister(session, CONTROLLER_PLUGIN_NAME)
+        del config.stash[parallel_session_key]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    options = config.stash.get(options_key, None)
+    if options is None or not options.active or config.option.collectonly:
+        return None
+    return [f"parallel-modules: {options.workers} workers ({options.workers_source})"]

@@ -1,0 +1,423 @@
+"""Runs inside a worker process: one long-lived pytest session that runs the modules it is handed.
+
+The controller ships this module with ``gateway.remote_exec(worker)``, so it
+imports only the standard library, pytest and execnet -- never
+``pytest_parallel_modules`` -- and the controller imports the message names and
+payload types from here (the same "the other way around" arrangement as
+pytest-xdist's ``remote.py``).
+
+The protocol, worker -> controller: ``READY`` once the session has started; then
+per module ``COLLECTED``, a ``LOGSTART`` / ``REPORT``... / ``LOGFINISH`` triple
+per test, ``MODULE_FINISHED``; ``NEED_WORK`` just before the last test of a
+module runs, so that test can be run with ``nextitem`` set to the first test of
+the next module (module fixtures are torn down between modules, session
+fixtures live once per worker); ``SESSION_FINISHED`` last. Controller -> worker:
+``RUN_MODULE`` or ``NO_MORE_WORK`` in answer to ``READY`` and ``NEED_WORK``, and
+``STOP`` at any time (finish the current test, run nothing more).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import time
+from typing import Any
+from typing import Final
+from typing import TYPE_CHECKING
+from typing import TypedDict
+
+import pytest
+
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    import warnings
+
+    import execnet
+
+
+# Worker -> controller.
+READY: Final = "ready"
+COLLECTED: Final = "collected"
+LOGSTART: Final = "logstart"
+REPORT: Final = "report"
+LOGFINISH: Final = "logfinish"
+COLLECT_REPORT: Final = "collect_report"
+WARNING: Final = "warning"
+NEED_WORK: Final = "need_work"
+MODULE_FINISHED: Final = "module_finished"
+EXIT_REQUESTED: Final = "exit_requested"
+INTERNAL_ERROR: Final = "internal_error"
+SESSION_FINISHED: Final = "session_finished"
+
+#: Every message a worker sends; the controller's dispatch table must cover exactly these.
+WORKER_MESSAGES: Final = frozenset(
+    {
+        READY,
+        COLLECTED,
+        LOGSTART,
+        REPORT,
+        LOGFINISH,
+        COLLECT_REPORT,
+        WARNING,
+        NEED_WORK,
+        MODULE_FINISHED,
+        EXIT_REQUESTED,
+        INTERNAL_ERROR,
+        SESSION_FINISHED,
+    }
+)
+
+# Controller -> worker.
+RUN_MODULE: Final = "run_module"
+NO_MORE_WORK: Final = "no_more_work"
+STOP: Final = "stop"
+# Put on the worker's inbox when the controller's end of the channel closes.
+_CONTROLLER_GONE: Final = "controller_gone"
+
+#: The environment variable that tells a test which worker runs it (``w1``, ``w2``...).
+WORKER_ID_ENV: Final = "PYTEST_PARALLEL_MODULES_WORKER"
+#: The environment variable holding the number of workers of the run.
+WORKER_COUNT_ENV: Final = "PYTEST_PARALLEL_MODULES_WORKER_COUNT"
+
+# Bound at import so a test that patches ``time`` cannot skew what we measure.
+_perf: Final = time.perf_counter
+
+
+class WorkerSetup(TypedDict):
+    """The first message on the channel: everything the worker needs to start its session."""
+
+    worker_id: str
+    worker_count: int
+    #: The user's command-line arguments, parsed again in the worker.
+    args: list[str]
+    #: The controller's ``sys.path`` (mapped into the worktree when there is one).
+    sys_path: list[str]
+    #: This worker's own ``--basetemp``, so ``tmp_path`` never clashes between workers.
+    basetemp: str
+
+
+class ReadyPayload(TypedDict):
+    pid: int
+    python: str
+    rootdir: str
+
+
+class RunModulePayload(TypedDict):
+    module: str
+    nodeids: list[str]
+
+
+class CollectedPayload(TypedDict):
+    module: str
+    #: Node ids the controller asked for that this worker did not collect.
+    missing: list[str]
+    collect_s: float
+
+
+class LogPayload(TypedDict):
+    nodeid: str
+    location: tuple[str, int | None, str]
+
+
+class ReportPayload(TypedDict):
+    data: dict[str, Any]
+
+
+class WarningPayload(TypedDict):
+    message: str
+    category_module: str
+    category_name: str
+    filename: str
+    lineno: int
+    when: str
+    nodeid: str
+    location: tuple[str, int, str] | None
+
+
+class ModuleFinishedPayload(TypedDict):
+    module: str
+    collect_s: float
+    #: Wall time of every test's setup, call and teardown (module fixtures included).
+    run_s: float
+    #: Tests of the module that ran to the end of their teardown.
+    executed: int
+    #: True when every selected test ran; False when the run stopped inside the module.
+    completed: bool
+
+
+class ExitPayload(TypedDict):
+    message: str
+    returncode: int | None
+
+
+class InternalErrorPayload(TypedDict):
+    text: str
+
+
+class SessionFinishedPayload(TypedDict):
+    exitstatus: int
+
+
+# Plain classes, not dataclasses: execnet runs this file as ``__channelexec__``,
+# a module missing from sys.modules, where dataclasses cannot resolve annotations.
+class _Batch:
+    """One module's collected items, as this worker runs them."""
+
+    def __init__(self, module: str, items: list[pytest.Item], collect_s: float) -> None:
+        self.module = module
+        self.items = items
+        self.collect_s = collect_s
+        self.run_s = 0.0
+        self.executed = 0
+
+
+class WorkerSession:
+    """The plugin that turns a pytest session into a worker. Runs inside a worker process.
+
+    Registered through ``pytest.main(plugins=[...])``; pytest calls its hooks.
+    """
+
+    def __init__(
+        self, channel: execnet.Channel, inbox: queue.Queue[Any], setup: WorkerSetup
+    ) -> None:
+        self.channel = channel
+        self.inbox = inbox
+        self.setup = setup
+        self.stop_requested = False
+        self.config: pytest.Config | None = None
+
+    def send(self, name: str, payload: Any) -> None:
+        self.channel.send((name, payload))
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_cmdline_main(self, config: pytest.Config) -> None:
+        self.config = config
+        # Other plugins (cacheprovider, junitxml, stepwise, pytest-xdist-aware ones)
+        # recognise a worker by ``config.workerinput``; they must see it from their
+        # pytest_configure on, so it is set here, before configure.
+        config.workerinput = {  # type: ignore[attr-defined]  # the pytest-xdist convention
+            "workerid": self.setup["worker_id"],
+            "workercount": self.setup["worker_count"],
+        }
+        config.workeroutput = {}  # type: ignore[attr-defined]  # the pytest-xdist convention
+        option = config.option
+        # The controller already selected the tests and counts failures for
+        # -x/--maxfail across all workers; a worker runs exactly the node ids it
+        # is sent, so selection and stopping options must not act here again.
+        option.keyword = ""
+        option.markexpr = ""
+        option.deselect = []
+        option.lf = False
+        option.failedfirst = False
+        option.newfirst = False
+        option.stepwise = False
+        option.stepwise_skip = False
+        option.maxfail = 0
+        option.usepdb = False
+        option.trace = False
+        option.basetemp = self.setup["basetemp"]
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection(self, session: pytest.Session) -> bool:
+        # The controller collected the whole suite; this worker collects one module
+        # at a time, when it is handed one.
+        return True
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        config = session.config
+        self.send(
+            READY,
+            ReadyPayload(pid=os.getpid(), python=sys.executable, rootdir=str(config.rootpath)),
+        )
+        try:
+            batch = self._collect(session, self._wait_for_assignment())
+            while batch is not None:
+                batch = self._run_batch(session, batch)
+        except pytest.exit.Exception as exc:
+            self.send(EXIT_REQUESTED, ExitPayload(message=exc.msg, returncode=exc.returncode))
+            raise
+        return True
+
+    def _wait_for_assignment(self) -> RunModulePayload | None:
+        """Block until the controller answers READY or NEED_WORK; remember a STOP on the way."""
+        while True:
+            name, payload = self.inbox.get()
+            if name == RUN_MODULE:
+                assignment: RunModulePayload = payload
+                return assignment
+            if name == NO_MORE_WORK:
+                return None
+            if name == _CONTROLLER_GONE:
+                self.stop_requested = True
+                return None
+            if name == STOP:
+                self.stop_requested = True
+                continue
+            raise RuntimeError(f"unexpected message from the controller: {name!r}")
+
+    def _poll_stop(self) -> bool:
+        """Return True once the controller asked this worker to stop (never blocks)."""
+        while not self.stop_requested:
+            try:
+                name, _ = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            if name in (STOP, _CONTROLLER_GONE):
+                self.stop_requested = True
+            else:
+                raise RuntimeError(f"unexpected message from the controller: {name!r}")
+        return self.stop_requested
+
+    def _collect(
+        self, session: pytest.Session, assignment: RunModulePayload | None
+    ) -> _Batch | None:
+        """Collect the assigned module and pick the requested items, in the controller's order."""
+        if assignment is None:
+            return None
+        module = assignment["module"]
+        started = _perf()
+        try:
+            collected: Sequence[pytest.Item] = session.perform_collect(
+                [str(session.config.rootpath / module)]
+            )
+        except pytest.UsageError:
+            # "file or directory not found": the module is not in this worker's
+            # tree; reported below as missing node ids.
+            collected = []
+        collect_s = _perf() - started
+        by_nodeid: dict[str, list[pytest.Item]] = {}
+        for item in collected:
+            by_nodeid.setdefault(item.nodeid, []).append(item)
+        items: list[pytest.Item] = []
+        missing: list[str] = []
+        for nodeid in assignment["nodeids"]:
+            candidates = by_nodeid.get(nodeid)
+            if candidates:
+                items.append(candidates.pop(0))
+            else:
+                missing.append(nodeid)
+        self.send(COLLECTED, CollectedPayload(module=module, missing=missing, collect_s=collect_s))
+        return _Batch(module=module, items=items, collect_s=collect_s)
+
+    def _run_batch(self, session: pytest.Session, batch: _Batch) -> _Batch | None:
+        """Run one module's items; return the next module's batch (already collected) or None."""
+        next_batch: _Batch | None = None
+        asked_for_next = False
+        for index, item in enumerate(batch.items):
+            if self._poll_stop():
+                break
+            if index + 1 < len(batch.items):
+                nextitem: pytest.Item | None = batch.items[index + 1]
+            else:
+                # Ask for the next module before running the last test, so the last
+                # test's teardown tears down exactly what the next module does not
+                # share (its module fixtures), and session fixtures stay up.
+                next_batch = self._collect(session, self._request_work())
+                asked_for_next = True
+                nextitem = next_batch.items[0] if next_batch and next_batch.items else None
+                if self._poll_stop():
+                    break
+            started = _perf()
+            item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+            batch.run_s += _perf() - started
+            batch.executed += 1
+            if session.shouldfail or session.shouldstop:
+                self.stop_requested = True
+        completed = batch.executed == len(batch.items)
+        self._send_module_finished(batch, completed=completed)
+        if self.stop_requested:
+            if next_batch is not None:
+                self._send_module_finished(next_batch, completed=not next_batch.items)
+            return None
+        if not asked_for_next:
+            # An empty batch (nothing collected) or a break: still owe the
+            # controller a request for more work.
+            next_batch = self._collect(session, self._request_work())
+        return next_batch
+
+    def _request_work(self) -> RunModulePayload | None:
+        self.send(NEED_WORK, {})
+        return self._wait_for_assignment()
+
+    def _send_module_finished(self, batch: _Batch, *, completed: bool) -> None:
+        self.send(
+            MODULE_FINISHED,
+            ModuleFinishedPayload(
+                module=batch.module,
+                collect_s=batch.collect_s,
+                run_s=batch.run_s,
+                executed=batch.executed,
+                completed=completed,
+            ),
+        )
+
+    def pytest_internalerror(self, excrepr: object) -> None:
+        # The worker's stdout is /dev/null (execnet owns the real one): without
+        # this, an internal error in a worker would vanish.
+        self.send(INTERNAL_ERROR, InternalErrorPayload(text=str(excrepr)))
+
+    def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        self.send(LOGSTART, LogPayload(nodeid=nodeid, location=location))
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        self.send(LOGFINISH, LogPayload(nodeid=nodeid, location=location))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.send(REPORT, ReportPayload(data=self._serialize(report)))
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        # Successful collect reports carry nothing the controller lacks (it
+        # collected the same modules); failures are errors the user must see.
+        if report.failed:
+            self.send(COLLECT_REPORT, ReportPayload(data=self._serialize(report)))
+
+    def _serialize(self, report: pytest.TestReport | pytest.CollectReport) -> dict[str, Any]:
+        assert self.config is not None, "reports arrive only after pytest_cmdline_main"
+        data: dict[str, Any] = self.config.hook.pytest_report_to_serializable(
+            config=self.config, report=report
+        )
+        return data
+
+    def pytest_warning_recorded(
+        self,
+        warning_message: warnings.WarningMessage,
+        when: str,
+        nodeid: str,
+        location: tuple[str, int, str] | None,
+    ) -> None:
+        category = warning_message.category
+        self.send(
+            WARNING,
+            WarningPayload(
+                message=str(warning_message.message),
+                category_module=category.__module__,
+                category_name=category.__qualname__,
+                filename=str(warning_message.filename),
+                lineno=warning_message.lineno,
+                when=when,
+                nodeid=nodeid,
+                location=location,
+            ),
+        )
+
+
+def run_worker(channel: execnet.Channel) -> None:
+    """Start the worker's pytest session and serve the controller until it says there is no more work."""
+    setup: WorkerSetup = channel.receive()
+    sys.path[:] = setup["sys_path"]
+    os.environ[WORKER_ID_ENV] = setup["worker_id"]
+    os.environ[WORKER_COUNT_ENV] = str(setup["worker_count"])
+    inbox: queue.Queue[Any] = queue.Queue()
+    # Incoming messages are queued by execnet's receiver thread, so the session
+    # can check for STOP between tests without blocking.
+    channel.setcallback(inbox.put, endmarker=(_CONTROLLER_GONE, None))
+    session = WorkerSession(channel=channel, inbox=inbox, setup=setup)
+    exitstatus = pytest.main(setup["args"], plugins=[session])
+    channel.send((SESSION_FINISHED, SessionFinishedPayload(exitstatus=int(exitstatus))))
+
+
+if __name__ == "__channelexec__":
+    run_worker(channel)  # type: ignore[name-defined]  # noqa: F821  # execnet injects ``channel``
