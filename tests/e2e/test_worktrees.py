@@ -1,0 +1,560 @@
+"""The snapshot and the worktree pool, against real git repositories in ``tmp_path``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+import hashlib
+import os
+from pathlib import Path
+import shutil
+import subprocess
+
+import pytest
+
+from pytest_parallel_modules.commands import clean
+from pytest_parallel_modules.worktrees import clean_pool
+from pytest_parallel_modules.worktrees import default_pool_dir
+from pytest_parallel_modules.worktrees import find_repo_root
+from pytest_parallel_modules.worktrees import map_into_worktree
+from pytest_parallel_modules.worktrees import Snapshot
+from pytest_parallel_modules.worktrees import take_snapshot
+from pytest_parallel_modules.worktrees import WorktreeError
+from pytest_parallel_modules.worktrees import WorktreePool
+
+
+pytestmark = pytest.mark.e2e
+
+INITIAL_FILES = {
+    "README.md": "# demo\n",
+    ".gitignore": "*.log\nbuild/\n",
+    "src/pkg/__init__.py": "",
+    "src/pkg/mod.py": "VALUE = 1\n",
+    "tests/test_a.py": "def test_a():\n    pass\n",
+    "dir with space/naïve file.txt": "unicode\n",
+}
+
+
+def git(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run git in ``cwd`` and return its stdout; fail the test on a non-zero exit."""
+    result = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert result.returncode == 0, f"git {args} failed: {result.stderr}"
+    return result.stdout
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for relative, content in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+
+
+def make_repo(root: Path, files: dict[str, str] = INITIAL_FILES) -> Path:
+    root.mkdir(parents=True)
+    git("init", "--quiet", "--initial-branch=main", cwd=root)
+    git("config", "user.name", "Test User", cwd=root)
+    git("config", "user.email", "test@example.com", cwd=root)
+    write(root, files)
+    git("add", "--all", cwd=root)
+    git("commit", "--quiet", "-m", "initial", cwd=root)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the user's git config and cache directory out of every test."""
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+    monkeypatch.setenv("PYTEST_PARALLEL_MODULES_POOL_DIR", str(tmp_path / "pools"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo")
+
+
+@pytest.fixture
+def pool_dir(tmp_path: Path) -> Path:
+    return tmp_path / "pool"
+
+
+@pytest.fixture
+def pool(repo: Path, pool_dir: Path) -> Iterator[WorktreePool]:
+    with WorktreePool(repo, pool_dir) as pool:
+        yield pool
+
+
+def tree_files(commit: str, repo: Path) -> dict[str, bytes]:
+    """Return every file of ``commit``, path -> content."""
+    names = git("ls-tree", "-r", "-z", "--name-only", commit, cwd=repo).split("\0")
+    return {
+        name: subprocess.run(
+            ["git", "cat-file", "blob", f"{commit}:{name}"], cwd=repo, capture_output=True
+        ).stdout
+        for name in names
+        if name
+    }
+
+
+def checkout_files(root: Path) -> dict[str, bytes]:
+    """Return every file under ``root`` except git's own, path -> content."""
+    files = {}
+    for directory, subdirectories, names in os.walk(root):
+        subdirectories[:] = [name for name in subdirectories if name != ".git"]
+        for name in names:
+            if name == ".git":
+                continue
+            path = Path(directory, name)
+            files[path.relative_to(root).as_posix()] = path.read_bytes()
+    return files
+
+
+def visible_files(repo: Path) -> dict[str, bytes]:
+    """Return the files of the working tree that a snapshot must hold (tracked + untracked)."""
+    names = git("ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=repo)
+    return {
+        name: (repo / name).read_bytes()
+        for name in names.split("\0")
+        if name and (repo / name).is_file()
+    }
+
+
+# -- find_repo_root ---------------------------------------------------------------------
+
+
+def test_find_repo_root(repo: Path, tmp_path: Path) -> None:
+    assert find_repo_root(repo / "src" / "pkg") == repo
+    assert find_repo_root(repo / "src" / "pkg" / "mod.py") == repo
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    assert find_repo_root(outside) is None
+
+
+def test_find_repo_root_bare_repository(tmp_path: Path) -> None:
+    bare = tmp_path / "bare.git"
+    git("init", "--quiet", "--bare", str(bare), cwd=tmp_path)
+    assert find_repo_root(bare) is None
+
+
+def test_find_repo_root_without_git(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    assert find_repo_root(repo) is None
+
+
+# -- take_snapshot ------------------------------------------------------------------------
+
+
+def test_snapshot_holds_the_working_tree(repo: Path) -> None:
+    (repo / "src/pkg/mod.py").write_text("VALUE = 2  # unstaged\n")
+    (repo / "README.md").write_text("# staged\n")
+    git("add", "README.md", cwd=repo)
+    (repo / "tests/test_a.py").unlink()
+    write(repo, {"new dir/ünïcode new.py": "untracked\n", "debug.log": "ignored\n"})
+    write(repo, {"build/ext.so": "ignored too\n"})
+
+    snapshot = take_snapshot(repo)
+
+    files = tree_files(snapshot.commit, repo)
+    assert files["src/pkg/mod.py"] == b"VALUE = 2  # unstaged\n"
+    assert files["README.md"] == b"# staged\n"
+    assert files["new dir/ünïcode new.py"] == b"untracked\n"
+    assert files["dir with space/naïve file.txt"] == b"unicode\n"
+    assert "tests/test_a.py" not in files
+    assert "debug.log" not in files
+    assert "build/ext.so" not in files
+    assert files == visible_files(repo)
+    parent = git("rev-parse", f"{snapshot.commit}^", cwd=repo).strip()
+    assert parent == git("rev-parse", "HEAD", cwd=repo).strip()
+    assert snapshot == Snapshot(repo_root=repo, commit=snapshot.commit)
+
+
+def test_snapshot_before_the_first_commit(tmp_path: Path) -> None:
+    root = tmp_path / "fresh"
+    root.mkdir()
+    git("init", "--quiet", cwd=root)
+    write(root, {"a.py": "A = 1\n"})
+
+    snapshot = take_snapshot(root)
+
+    assert tree_files(snapshot.commit, root) == {"a.py": b"A = 1\n"}
+    parents = git("rev-list", "--parents", "-n", "1", snapshot.commit, cwd=root).split()
+    assert parents == [snapshot.commit]
+
+
+def test_snapshot_on_a_detached_head_without_identity(repo: Path) -> None:
+    git("commit", "--quiet", "--allow-empty", "-m", "second", cwd=repo)
+    git("checkout", "--quiet", "--detach", "HEAD~1", cwd=repo)
+    git("config", "--unset", "user.name", cwd=repo)
+    git("config", "--unset", "user.email", cwd=repo)
+    write(repo, {"extra.py": "X = 1\n"})
+
+    snapshot = take_snapshot(repo)
+
+    assert tree_files(snapshot.commit, repo)["extra.py"] == b"X = 1\n"
+    parent = git("rev-parse", f"{snapshot.commit}^", cwd=repo).strip()
+    assert parent == git("rev-parse", "HEAD", cwd=repo).strip()
+
+
+def test_snapshot_in_a_shallow_clone(repo: Path, tmp_path: Path, pool_dir: Path) -> None:
+    git("commit", "--quiet", "--allow-empty", "-m", "second", cwd=repo)
+    clone = tmp_path / "shallow"
+    git("clone", "--quiet", "--depth", "1", repo.as_uri(), str(clone), cwd=tmp_path)
+    assert git("rev-parse", "--is-shallow-repository", cwd=clone).strip() == "true"
+    write(clone, {"src/pkg/mod.py": "VALUE = 3\n"})
+
+    snapshot = take_snapshot(clone)
+
+    with WorktreePool(clone, pool_dir) as pool:
+        worktree = pool.acquire(snapshot)
+        assert (worktree / "src/pkg/mod.py").read_text() == "VALUE = 3\n"
+
+
+def test_snapshot_while_the_index_is_locked(repo: Path) -> None:
+    lock = repo / ".git" / "index.lock"
+    lock.write_bytes(b"someone else's half-written index")
+    write(repo, {"new.py": "N = 1\n"})
+
+    snapshot = take_snapshot(repo)
+
+    assert "new.py" in tree_files(snapshot.commit, repo)
+    assert lock.read_bytes() == b"someone else's half-written index"
+
+
+def test_snapshot_outside_a_repository(tmp_path: Path) -> None:
+    with pytest.raises(WorktreeError, match="not a git repository"):
+        take_snapshot(tmp_path)
+
+
+# -- nothing lost -------------------------------------------------------------------------
+
+
+def user_state(repo: Path) -> dict[str, object]:
+    """Everything of the user's that a run must leave exactly as it was."""
+    index = repo / ".git" / "index"
+    index_stat = index.stat()
+    # Read the index before `git status`, and stop status from refreshing it.
+    state: dict[str, object] = {
+        "index": index.read_bytes(),
+        "index_stat": (index_stat.st_ino, index_stat.st_mtime_ns),
+        "files": {
+            name: hashlib.sha256(content).hexdigest()
+            for name, content in checkout_files(repo).items()
+        },
+    }
+    no_locks = {"GIT_OPTIONAL_LOCKS": "0"}
+    for name, args in {
+        "status": ["status", "--porcelain=v2", "--branch", "--untracked-files=all"],
+        "ignored": ["status", "--porcelain=v2", "--ignored"],
+        "stash": ["stash", "list"],
+        "refs": ["for-each-ref"],
+        "head": ["rev-parse", "HEAD"],
+        "symbolic_head": ["symbolic-ref", "HEAD"],
+        "config": ["config", "--list", "--local"],
+        "lock_files": ["rev-parse", "--git-path", "index.lock"],
+    }.items():
+        state[name] = git(*args, cwd=repo, env=no_locks)
+    return state
+
+
+def test_nothing_is_lost(repo: Path, pool_dir: Path) -> None:
+    git("branch", "feature", cwd=repo)
+    git("tag", "v1", cwd=repo)
+    write(repo, {"src/pkg/mod.py": "VALUE = 'stashed'\n"})
+    git("stash", "--quiet", cwd=repo)
+    write(repo, {"README.md": "# staged\n"})
+    git("add", "README.md", cwd=repo)
+    write(repo, {"src/pkg/mod.py": "VALUE = 'unstaged'\n", "untracked.py": "U = 1\n"})
+    write(repo, {"debug.log": "ignored\n"})
+    (repo / "tests/test_a.py").unlink()
+    before = user_state(repo)
+
+    snapshot = take_snapshot(repo)
+    with WorktreePool(repo, pool_dir) as pool:
+        for worktree in (pool.acquire(snapshot), pool.acquire(snapshot)):
+            write(worktree, {"src/pkg/mod.py": "changed by a test\n", "out.log": "x\n"})
+        pool.release(keep=pool.held[:1])
+
+    assert user_state(repo) == before
+
+
+# -- the pool -----------------------------------------------------------------------------
+
+
+def test_acquire_checks_out_the_snapshot_outside_the_repository(
+    repo: Path, pool: WorktreePool, pool_dir: Path
+) -> None:
+    write(repo, {"src/pkg/mod.py": "VALUE = 2\n", "new.py": "N = 1\n", "debug.log": "x\n"})
+    snapshot = take_snapshot(repo)
+
+    worktree = pool.acquire(snapshot)
+
+    assert worktree.parent == pool_dir
+    assert repo not in worktree.parents
+    assert checkout_files(worktree) == visible_files(repo)
+    assert git("rev-parse", "HEAD", cwd=worktree).strip() == snapshot.commit
+    assert git("status", "--porcelain", cwd=worktree) == ""
+    assert git("symbolic-ref", "-q", "HEAD", cwd=repo).strip() == "refs/heads/main"
+    assert pool_dir.stat().st_mode & 0o777 == 0o700
+    assert pool.held == (worktree,)
+
+
+def test_slots_are_exclusive_and_reused_clean(repo: Path, pool_dir: Path) -> None:
+    snapshot = take_snapshot(repo)
+    with WorktreePool(repo, pool_dir) as first_run:
+        first = first_run.acquire(snapshot)
+        second = first_run.acquire(snapshot)
+        with WorktreePool(repo, pool_dir) as concurrent_run:
+            third = concurrent_run.acquire(snapshot)
+        assert len({first, second, third}) == 3
+        # What a test run leaves behind: edits, deletions, staged and ignored files, a commit.
+        write(first, {"src/pkg/mod.py": "edited\n", "scratch.py": "", "build/x.o": "", "a.log": ""})
+        (first / "README.md").unlink()
+        git("add", "scratch.py", cwd=first)
+
+    write(repo, {"src/pkg/mod.py": "VALUE = 'next run'\n"})
+    next_snapshot = take_snapshot(repo)
+    with WorktreePool(repo, pool_dir) as next_run:
+        reused = next_run.acquire(next_snapshot)
+
+        assert reused == first
+        assert checkout_files(reused) == visible_files(repo)
+        assert git("status", "--porcelain", "--ignored", cwd=reused) == ""
+    # Three slots were needed once; the pool never grew further.
+    assert sorted(path.name for path in pool_dir.iterdir() if path.is_dir()) == [
+        "slot-0",
+        "slot-1",
+        "slot-2",
+    ]
+
+
+def test_acquire_from_several_threads(repo: Path, pool: WorktreePool) -> None:
+    snapshot = take_snapshot(repo)
+
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        worktrees = list(executor.map(lambda _: pool.acquire(snapshot), range(4)))
+
+    assert len(set(worktrees)) == 4
+    for worktree in worktrees:
+        assert git("rev-parse", "HEAD", cwd=worktree).strip() == snapshot.commit
+
+
+def test_copy_patterns_bring_ignored_files(repo: Path, pool: WorktreePool) -> None:
+    write(
+        repo,
+        {
+            "build/lib/ext.so": "binary\n",
+            "build/lib/sub/gen.py": "GENERATED = 1\n",
+            "cache.log": "log\n",
+            "other.log": "not wanted\n",
+        },
+    )
+    (repo / "build/lib/link.so").symlink_to("ext.so")
+    snapshot = take_snapshot(repo)
+
+    worktree = pool.acquire(snapshot, copy_patterns=["build/lib", "cache.log", "src/*.py"])
+
+    assert (worktree / "build/lib/ext.so").read_text() == "binary\n"
+    assert (worktree / "build/lib/sub/gen.py").read_text() == "GENERATED = 1\n"
+    assert os.readlink(worktree / "build/lib/link.so") == "ext.so"
+    assert (worktree / "cache.log").read_text() == "log\n"
+    assert not (worktree / "other.log").exists()
+    assert os.path.samefile(worktree / "cache.log", repo / "cache.log")  # hard link
+
+
+def test_copy_patterns_never_overwrite_the_snapshot(repo: Path, pool: WorktreePool) -> None:
+    snapshot = take_snapshot(repo)
+    write(repo, {"src/pkg/mod.py": "edited after the snapshot\n"})
+
+    worktree = pool.acquire(snapshot, copy_patterns=["src/pkg/*.py"])
+
+    assert (worktree / "src/pkg/mod.py").read_text() == "VALUE = 1\n"
+
+
+@pytest.mark.parametrize("pattern", ["", "/etc/passwd", "../outside"])
+def test_copy_patterns_stay_inside_the_repository(
+    repo: Path, pool: WorktreePool, pattern: str
+) -> None:
+    with pytest.raises(WorktreeError, match="relative to the repository root"):
+        pool.acquire(take_snapshot(repo), copy_patterns=[pattern])
+    assert pool.held == ()
+
+
+def test_submodules_are_checked_out_from_local_objects(
+    repo: Path, tmp_path: Path, pool_dir: Path
+) -> None:
+    deep = make_repo(tmp_path / "deep", {"deep.py": "DEEP = 1\n"})
+    library = make_repo(tmp_path / "library", {"lib.py": "LIB = 1\n"})
+    allow_file = ("-c", "protocol.file.allow=always")
+    git(*allow_file, "submodule", "add", "--quiet", str(deep), "deep", cwd=library)
+    git("commit", "--quiet", "-m", "nested submodule", cwd=library)
+    git(*allow_file, "submodule", "add", "--quiet", str(library), "vendor/lib", cwd=repo)
+    git(*allow_file, "submodule", "update", "--quiet", "--init", "--recursive", cwd=repo)
+    # Point the URL nowhere: the worktree must not need it.
+    git(
+        "config",
+        "-f",
+        ".gitmodules",
+        "submodule.vendor/lib.url",
+        "https://invalid.invalid",
+        cwd=repo,
+    )
+    git("commit", "--quiet", "-am", "add submodule", cwd=repo)
+    # A commit that exists only in the main checkout's submodule, recorded by the snapshot.
+    write(repo / "vendor/lib", {"lib.py": "LIB = 2\n"})
+    identity = ("-c", "user.name=Test", "-c", "user.email=test@example.com")
+    git(*identity, "commit", "--quiet", "-am", "local commit", cwd=repo / "vendor/lib")
+    before = user_state(repo)
+    snapshot = take_snapshot(repo)
+
+    for _ in range(2):  # create, then reuse
+        with WorktreePool(repo, pool_dir) as pool:
+            worktree = pool.acquire(snapshot)
+            assert (worktree / "vendor/lib/lib.py").read_text() == "LIB = 2\n"
+            assert (worktree / "vendor/lib/deep/deep.py").read_text() == "DEEP = 1\n"
+            assert git("status", "--porcelain", cwd=worktree) == ""
+            write(worktree / "vendor/lib", {"lib.py": "dirtied by a test\n", "junk": ""})
+            write(worktree / "vendor/lib/deep", {"junk": ""})
+
+    assert user_state(repo) == before
+
+
+def test_clean_pool_removes_every_free_slot(repo: Path, pool_dir: Path) -> None:
+    snapshot = take_snapshot(repo)
+    with WorktreePool(repo, pool_dir) as pool:
+        kept = [pool.acquire(snapshot), pool.acquire(snapshot)]
+    with WorktreePool(repo, pool_dir) as busy:
+        in_use = busy.acquire(snapshot)
+        assert clean_pool(repo, pool_dir) == [path for path in kept if path != in_use]
+        assert in_use.is_dir()
+    assert clean_pool(repo, pool_dir) == [in_use]
+
+    listed = git("worktree", "list", "--porcelain", cwd=repo)
+    assert [line for line in listed.splitlines() if line.startswith("worktree ")] == [
+        f"worktree {repo}"
+    ]
+    assert not any(path.is_dir() for path in pool_dir.iterdir())
+
+
+def test_a_deleted_slot_is_repaired(repo: Path, pool_dir: Path) -> None:
+    snapshot = take_snapshot(repo)
+    with WorktreePool(repo, pool_dir) as pool:
+        worktree = pool.acquire(snapshot)
+    shutil.rmtree(worktree)
+
+    with WorktreePool(repo, pool_dir) as pool:
+        assert pool.acquire(snapshot) == worktree
+        assert checkout_files(worktree) == visible_files(repo)
+
+    listed = git("worktree", "list", "--porcelain", cwd=repo)
+    assert listed.count("worktree ") == 2
+    assert "prunable" not in listed
+
+
+def test_a_corrupt_slot_is_recreated(repo: Path, pool_dir: Path) -> None:
+    snapshot = take_snapshot(repo)
+    with WorktreePool(repo, pool_dir) as pool:
+        worktree = pool.acquire(snapshot)
+    index = Path(git("rev-parse", "--git-path", "index", cwd=worktree).strip())
+    (worktree / index).write_bytes(b"garbage")
+
+    with WorktreePool(repo, pool_dir) as pool:
+        assert pool.acquire(snapshot) == worktree
+        assert git("status", "--porcelain", cwd=worktree) == ""
+
+
+def test_a_slot_of_another_repository_is_left_alone(
+    repo: Path, tmp_path: Path, pool_dir: Path
+) -> None:
+    other = make_repo(tmp_path / "other", {"o.py": ""})
+    with WorktreePool(other, pool_dir) as pool:
+        foreign = pool.acquire(take_snapshot(other))
+
+    with WorktreePool(repo, pool_dir) as pool:
+        ours = pool.acquire(take_snapshot(repo))
+
+    assert ours != foreign
+    assert (foreign / "o.py").exists()
+
+
+def test_the_pool_refuses_to_live_inside_the_checkout(repo: Path) -> None:
+    with WorktreePool(repo, repo / ".pool") as pool, pytest.raises(WorktreeError, match="inside"):
+        pool.acquire(take_snapshot(repo))
+    assert not (repo / ".pool").exists()
+
+
+def test_default_pool_dir(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from_env = default_pool_dir(repo)
+    assert from_env.parent == tmp_path / "pools"
+    assert from_env.name.startswith("repo-")
+    assert default_pool_dir(tmp_path / "elsewhere" / "repo") != from_env
+
+    monkeypatch.delenv("PYTEST_PARALLEL_MODULES_POOL_DIR")
+    assert default_pool_dir(repo).parent == tmp_path / "cache" / "pytest-parallel-modules"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/is/ignored")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_pool_dir(repo).parent == tmp_path / "home/.cache/pytest-parallel-modules"
+
+
+# -- map_into_worktree (pure) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/repo", "/pool/slot-0"),
+        ("/repo/", "/pool/slot-0"),
+        ("/repo/src", "/pool/slot-0/src"),
+        ("/repo/packages/app/../lib", "/pool/slot-0/packages/lib"),
+        ("/repository/src", "/repository/src"),
+        ("/usr/lib/python3.11", "/usr/lib/python3.11"),
+        ("relative/dir", "relative/dir"),
+        ("", ""),
+    ],
+)
+def test_map_into_worktree(path: str, expected: str) -> None:
+    assert map_into_worktree(path, Path("/repo"), Path("/pool/slot-0")) == expected
+
+
+# -- python -m pytest_parallel_modules clean ----------------------------------------------
+
+
+def test_clean_command(
+    repo: Path, pool_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with WorktreePool(repo, pool_dir) as pool:
+        worktree = pool.acquire(take_snapshot(repo))
+    parser = argparse.ArgumentParser()
+    clean.add_arguments(parser)
+    monkeypatch.chdir(repo / "src")
+
+    assert clean.run(parser.parse_args(["--pool-dir", str(pool_dir)])) == 0
+
+    out = capsys.readouterr().out
+    assert f"removed {worktree}" in out
+    assert not worktree.exists()
+
+
+def test_clean_command_outside_a_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = argparse.ArgumentParser()
+    clean.add_arguments(parser)
+    monkeypatch.chdir(tmp_path)
+
+    assert clean.run(parser.parse_args([])) == 1
+    assert "not inside a git work tree" in capsys.readouterr().err
