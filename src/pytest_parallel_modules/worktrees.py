@@ -364,21 +364,24 @@ def _try_lock(lock: filelock.FileLock) -> bool:
 
 def _rmtree(path: Path) -> None:
     """Delete ``path`` (file, symlink or tree), even where a test made directories read-only."""
-
-    def make_writable_and_retry(function: object, failed: str, _info: object) -> None:
-        parent = os.path.dirname(failed)
-        os.chmod(parent, stat.S_IRWXU)
-        if os.path.isdir(failed) and not os.path.islink(failed):
-            os.chmod(failed, stat.S_IRWXU)
-            shutil.rmtree(failed)
-        else:
-            os.unlink(failed)
-
     if path.is_symlink() or path.is_file():
         path.unlink()
-    elif path.exists():
-        # onerror is deprecated from Python 3.12 on, but onexc does not exist on 3.10.
-        shutil.rmtree(path, onerror=make_writable_and_retry)
+        return
+    if not path.exists():
+        return
+    try:
+        shutil.rmtree(path)
+    except OSError:
+        # Give every directory back to its owner, then retry once. Only real directories:
+        # chmod follows symlinks, and a symlink may point into the user's checkout. Files
+        # keep their mode -- a hard-linked copy shares it with the user's file.
+        os.chmod(path, stat.S_IRWXU)
+        for directory, subdirectories, _files in os.walk(path):
+            for name in subdirectories:
+                child = os.path.join(directory, name)
+                if not os.path.islink(child):
+                    os.chmod(child, stat.S_IRWXU)
+        shutil.rmtree(path)
 
 
 # -- slots ---------------------------------------------------------------------------------
@@ -713,23 +716,24 @@ def clean_pool(repo_root: Path, pool_dir: Path | None = None) -> list[Path]:
     pool = default_pool_dir(repo_root) if pool_dir is None else pool_dir
     resolved_pool = pool.resolve()
     registered = {
-        path
+        path.name
         for path in _registered_worktrees(repo_root)
         if path.parent == resolved_pool and _SLOT_PATTERN.fullmatch(path.name)
     }
     present = {
-        resolved_pool / entry.name
+        entry.name
         for entry in (pool.iterdir() if pool.is_dir() else ())
         if _SLOT_PATTERN.fullmatch(entry.name)
     }
     removed: list[Path] = []
-    for slot in sorted(registered | present, key=_slot_number):
+    for name in sorted(registered | present, key=lambda name: _slot_number(Path(name))):
+        slot = pool / name
         # Without a pool directory there is no lock file, so no run can hold the slot.
         lock = _slot_lock(slot) if pool.is_dir() else None
         if lock is not None and not _try_lock(lock):
             continue  # in use by a running run
         try:
-            if slot in registered:
+            if name in registered:
                 _run_git(
                     ["-C", str(repo_root), "worktree", "remove", "--force", "--force", str(slot)]
                 )
@@ -741,9 +745,11 @@ def clean_pool(repo_root: Path, pool_dir: Path | None = None) -> list[Path]:
         finally:
             if lock is not None:
                 lock.release()
-    leftovers = [
-        path for path in _registered_worktrees(repo_root) if path in registered and path in removed
-    ]
-    if leftovers:
+    removed_names = {slot.name for slot in removed}
+    if any(
+        path.parent == resolved_pool and path.name in removed_names
+        for path in _registered_worktrees(repo_root)
+    ):
+        # `worktree remove` failed for one of ours (its directory is gone by now).
         _git(["-C", str(repo_root), "worktree", "prune"])
     return removed

@@ -235,6 +235,21 @@ def test_snapshot_while_the_index_is_locked(repo: Path) -> None:
     assert lock.read_bytes() == b"someone else's half-written index"
 
 
+def test_snapshot_of_a_linked_worktree(repo: Path, tmp_path: Path, pool_dir: Path) -> None:
+    linked = tmp_path / "linked"
+    git("worktree", "add", "--quiet", "--detach", str(linked), cwd=repo)
+    write(linked, {"src/pkg/mod.py": "VALUE = 'linked'\n"})
+    index = linked / git("rev-parse", "--git-path", "index", cwd=linked).strip()
+    index_before = index.read_bytes()
+
+    snapshot = take_snapshot(linked)
+
+    assert index.read_bytes() == index_before
+    with WorktreePool(linked, pool_dir) as pool:
+        worktree = pool.acquire(snapshot)
+        assert (worktree / "src/pkg/mod.py").read_text() == "VALUE = 'linked'\n"
+
+
 def test_snapshot_outside_a_repository(tmp_path: Path) -> None:
     with pytest.raises(WorktreeError, match="not a git repository"):
         take_snapshot(tmp_path)
@@ -288,6 +303,27 @@ def test_nothing_is_lost(repo: Path, pool_dir: Path) -> None:
         for worktree in (pool.acquire(snapshot), pool.acquire(snapshot)):
             write(worktree, {"src/pkg/mod.py": "changed by a test\n", "out.log": "x\n"})
         pool.release(keep=pool.held[:1])
+
+    assert user_state(repo) == before
+
+
+def test_a_git_hook_environment_cannot_redirect_git(
+    repo: Path, pool_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What git exports to a hook (pre-commit running pytest): without scrubbing, the
+    # checkout that moves a slot would move the user's HEAD and rewrite their index.
+    write(repo, {"staged.py": "S = 1\n"})
+    git("add", "staged.py", cwd=repo)
+    before = user_state(repo)
+
+    with monkeypatch.context() as patch:
+        patch.setenv("GIT_DIR", str(repo / ".git"))
+        patch.setenv("GIT_WORK_TREE", str(repo))
+        patch.setenv("GIT_INDEX_FILE", str(repo / ".git" / "index"))
+        snapshot = take_snapshot(repo)
+        for _ in range(2):  # create, then move
+            with WorktreePool(repo, pool_dir) as pool:
+                pool.acquire(snapshot)
 
     assert user_state(repo) == before
 
@@ -463,6 +499,15 @@ def test_a_deleted_slot_is_repaired(repo: Path, pool_dir: Path) -> None:
     listed = git("worktree", "list", "--porcelain", cwd=repo)
     assert listed.count("worktree ") == 2
     assert "prunable" not in listed
+
+
+def test_clean_pool_after_a_slot_was_deleted_by_hand(repo: Path, pool_dir: Path) -> None:
+    with WorktreePool(repo, pool_dir) as pool:
+        worktree = pool.acquire(take_snapshot(repo))
+    shutil.rmtree(worktree)
+
+    assert clean_pool(repo, pool_dir) == [worktree]
+    assert git("worktree", "list", "--porcelain", cwd=repo).count("worktree ") == 1
 
 
 def test_a_corrupt_slot_is_recreated(repo: Path, pool_dir: Path) -> None:
