@@ -1,0 +1,116 @@
+"""Time loading and saving a duration history of 100,000 tests. Runs as a plain script.
+
+    python benchmarks/bench_history.py [--tests 100000] [--modules 1000] [--repeat 7]
+
+Prints the median (and the minimum) wall-clock and CPU time of several runs of each
+step, and whether the median CPU time meets the target of 0.3 s. "save" is the whole :func:`save_history`: take the lock, re-read and
+parse the file, merge a run that measured every test, serialize, write, replace.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+import random
+import statistics
+import sys
+import tempfile
+import time
+
+from pytest_parallel_modules.history import History
+from pytest_parallel_modules.history import MeasuredModule
+from pytest_parallel_modules.history import MeasuredRun
+from pytest_parallel_modules.history import MeasuredTest
+from pytest_parallel_modules.history import load_history
+from pytest_parallel_modules.history import merge_history
+from pytest_parallel_modules.history import parse_history
+from pytest_parallel_modules.history import save_history
+from pytest_parallel_modules.history import serialize_history
+
+
+TARGET_S = 0.3
+
+
+def make_run(tests: int, modules: int, seed: int) -> MeasuredRun:
+    """A run where every test passed, with node ids as long as real ones (about 70 chars)."""
+    rng = random.Random(seed)
+    measured_tests: dict[str, MeasuredTest] = {}
+    module_totals: dict[str, float] = {}
+    for index in range(tests):
+        module = f"tests/package_{index % modules:04d}/test_feature_{index % modules:04d}.py"
+        nodeid = f"{module}::TestBehaviour::test_case_{index}[param-{index % 7}]"
+        duration = rng.expovariate(10.0)
+        measured_tests[nodeid] = MeasuredTest(duration, "passed", True)
+        module_totals[module] = module_totals.get(module, 0.0) + duration
+    measured_modules = {
+        module: MeasuredModule(total + 0.05, 0.02, True) for module, total in module_totals.items()
+    }
+    return MeasuredRun(measured_tests, measured_modules)
+
+
+def measure(step: Callable[[], object], repeat: int) -> tuple[list[float], list[float]]:
+    """Wall-clock and CPU seconds taken by each of ``repeat`` calls of ``step``.
+
+    CPU time (:func:`time.process_time`) is the steadier figure on a shared machine:
+    other processes competing for the cores inflate wall-clock time, not our CPU time.
+    """
+    wall, cpu = [], []
+    for _ in range(repeat):
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
+        step()
+        wall.append(time.perf_counter() - start_wall)
+        cpu.append(time.process_time() - start_cpu)
+    return wall, cpu
+
+
+def report(name: str, times: tuple[list[float], list[float]], target: float | None) -> bool:
+    """Print one line of figures; return whether the median CPU time meets ``target``."""
+    wall, cpu = times
+    median = statistics.median(cpu)
+    verdict = "" if target is None else ("  ok" if median < target else f"  OVER {target} s")
+    print(
+        f"{name:<26} wall median {statistics.median(wall):6.3f} s (min {min(wall):6.3f})"
+        f"   cpu median {median:6.3f} s (min {min(cpu):6.3f}){verdict}"
+    )
+    return target is None or median < target
+
+
+def main() -> int:
+    """Build the history in a temp directory, time each step, print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tests", type=int, default=100_000)
+    parser.add_argument("--modules", type=int, default=1_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+
+    run = make_run(args.tests, args.modules, seed=1)
+    history = merge_history(merge_history(History(), run, now=1.7e9), run, now=1.7e9 + 60)
+    text = serialize_history(history)
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory, "durations.json")
+        path.write_text(text, encoding="ascii")
+        print(
+            f"history: {len(history.tests):,} tests, {len(history.modules):,} modules, "
+            f"{len(text) / 1e6:.1f} MB; median of {args.repeat} runs\n"
+        )
+        report("parse_history (pure)", measure(lambda: parse_history(text), args.repeat), None)
+        report(
+            "merge_history (pure)",
+            measure(lambda: merge_history(history, run, now=1.7e9), args.repeat),
+            None,
+        )
+        report("serialize_history (pure)", measure(lambda: serialize_history(history), args.repeat), None)
+        load_ok = report("load_history", measure(lambda: load_history(path), args.repeat), TARGET_S)
+        clock = iter(range(10**6))
+        save_ok = report(
+            "save_history",
+            measure(lambda: save_history(path, run, now=1.7e9 + next(clock)), args.repeat),
+            TARGET_S,
+        )
+        assert load_history(path).warning is None
+    return 0 if load_ok and save_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
