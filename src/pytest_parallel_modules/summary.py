@@ -1,0 +1,489 @@
+"""PURE rendering of a merged report: terminal, Markdown, line per module. Runs in the controller.
+
+:func:`render_summary` turns a :class:`~pytest_parallel_modules.reports.MergedReport`
+into a rich renderable and :func:`print_summary` prints it once, after a
+``write_sep`` of pytest's terminal reporter, on the file the reporter writes to.
+:func:`render_markdown` gives the same information for ``--module-report-md`` and
+``$GITHUB_STEP_SUMMARY``; :func:`format_module_line` is the line printed when a
+module finishes on a terminal without live progress (CI logs).
+
+Every string from a report goes through :class:`rich.text.Text`, never through
+rich's markup parser: node ids such as ``test_x[a]`` and subtest descriptions
+such as ``[loop]`` would otherwise be eaten as markup tags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Sequence
+import html
+import math
+import re
+from typing import Final
+from typing import TextIO
+from typing import TYPE_CHECKING
+
+from rich import box
+from rich.console import Console
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from pytest_parallel_modules.reports import CountKey
+from pytest_parallel_modules.reports import Counts
+from pytest_parallel_modules.reports import failed_modules
+from pytest_parallel_modules.reports import MergedReport
+from pytest_parallel_modules.reports import ModuleOutcome
+from pytest_parallel_modules.reports import ModuleReport
+from pytest_parallel_modules.reports import PROBLEM_MODULE_OUTCOMES
+from pytest_parallel_modules.reports import ResultRecord
+
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+
+#: Title of the separator line above the terminal summary and of the Markdown summary.
+SUMMARY_TITLE: Final = "parallel-modules summary"
+#: At default verbosity, the table lists every failing module and this many others, slowest first.
+DEFAULT_MODULE_ROWS: Final = 10
+#: A module is the bottleneck when it takes more than this share of the wall time ...
+BOTTLENECK_SHARE: Final = 0.5
+#: ... and the run "wasted" time when wall / LB exceeds this ratio by more than OVERHEAD_MIN_S.
+OVERHEAD_RATIO: Final = 1.5
+OVERHEAD_MIN_S: Final = 2.0
+#: The Markdown summary shows at most this many failures, each cut to this many lines.
+MARKDOWN_MAX_FAILURES: Final = 50
+MARKDOWN_MAX_LINES: Final = 60
+
+_LABELS: Final[dict[ModuleOutcome, str]] = {
+    "passed": "PASSED",
+    "failed": "FAILED",
+    "error": "ERROR",
+    "crashed": "CRASHED",
+    "timeout": "TIMEOUT",
+    "interrupted": "INTERRUPTED",
+    "not_run": "NOT RUN",
+}
+_STYLES: Final[dict[ModuleOutcome, str]] = {
+    "passed": "green",
+    "failed": "bold red",
+    "error": "bold red",
+    "crashed": "bold red",
+    "timeout": "bold red",
+    "interrupted": "yellow",
+    "not_run": "yellow",
+}
+_ICONS: Final[dict[ModuleOutcome, str]] = {
+    "passed": "✅",
+    "failed": "❌",
+    "error": "❌",
+    "crashed": "💥",
+    "timeout": "⏱️",
+    "interrupted": "⚠️",
+    "not_run": "⚪",
+}
+#: Counts in the order and colours pytest's final line uses; (key, singular, plural, style).
+_COUNT_WORDS: Final[tuple[tuple[CountKey, str, str, str], ...]] = (
+    ("failed", "failed", "failed", "red"),
+    ("passed", "passed", "passed", "green"),
+    ("skipped", "skipped", "skipped", "yellow"),
+    ("xfailed", "xfailed", "xfailed", "yellow"),
+    ("xpassed", "xpassed", "xpassed", "yellow"),
+    ("errors", "error", "errors", "red"),
+    ("not_run", "not run", "not run", "yellow"),
+)
+
+
+# --------------------------------------------------------------------------- shared pieces
+
+
+def format_duration(seconds: float) -> str:
+    """Return ``seconds`` as ``0.42s``, ``1m 05s`` or ``1h 02m``. PURE."""
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def _count_parts(counts: Counts) -> list[tuple[str, str]]:
+    """Return ``[("2 failed", "red"), ("25 passed", "green"), ...]`` for the non-zero counts."""
+    parts = []
+    for key, singular, plural, style in _COUNT_WORDS:
+        number = counts[key]
+        if number:
+            parts.append((f"{number} {singular if number == 1 else plural}", style))
+    return parts
+
+
+def format_counts(counts: Counts) -> str:
+    """Return counts the way pytest's last line does: ``2 failed, 25 passed, 1 error``. PURE."""
+    return ", ".join(text for text, _ in _count_parts(counts)) or "no tests"
+
+
+def pass_rate(counts: Counts) -> float | None:
+    """Return the share of tests that ran (not skipped, not "not run") without failing. PURE.
+
+    xfailed and xpassed tests count as passing, as they do for pytest's exit status;
+    ``None`` when no test ran.
+    """
+    ran = counts["tests"] - counts["skipped"] - counts["not_run"]
+    if ran <= 0:
+        return None
+    return (ran - counts["failed"] - counts["errors"]) / ran
+
+
+def _is_problem(module: ModuleReport) -> bool:
+    return (
+        module["outcome"] in PROBLEM_MODULE_OUTCOMES
+        or module["counts"]["failed"] > 0
+        or module["counts"]["errors"] > 0
+    )
+
+
+def order_modules(modules: Sequence[ModuleReport]) -> list[ModuleReport]:
+    """Return ``modules`` with failing ones first, then slowest first, then by path. PURE."""
+    return sorted(
+        modules,
+        key=lambda module: (not _is_problem(module), -module["duration_s"], module["module"]),
+    )
+
+
+def bottleneck(merged: MergedReport) -> ModuleReport | None:
+    """Return the module that alone decides the wall time, if one does. PURE.
+
+    That is the longest module when it takes more than half the wall time and no
+    less than ``sum / N`` (so it *is* the lower bound): with more than one worker,
+    adding workers cannot help, splitting that module can.
+    """
+    modules = merged["modules"]
+    wall = merged["wall_s"]
+    if merged["workers"] < 2 or not modules or wall <= 0:
+        return None
+    longest = max(modules, key=lambda module: (module["duration_s"], module["module"]))
+    duration = longest["duration_s"]
+    fair_share = merged["timing"]["sum_module_s"] / merged["workers"]
+    if duration > BOTTLENECK_SHARE * wall and duration >= fair_share:
+        return longest
+    return None
+
+
+def advice(merged: MergedReport) -> list[str]:
+    """Return recommendations on how to make the run faster, most useful first. PURE."""
+    tips = []
+    slow = bottleneck(merged)
+    if slow is not None:
+        share = slow["duration_s"] / merged["wall_s"]
+        tips.append(
+            f"Bottleneck: {slow['module']} took {format_duration(slow['duration_s'])}, "
+            f"{share:.0%} of the wall time, and no number of workers can finish sooner. "
+            "Split it into smaller modules so that several workers can share its tests."
+        )
+    lower = merged["timing"]["lower_bound_s"]
+    wall = merged["wall_s"]
+    if lower > 0 and wall / lower > OVERHEAD_RATIO and wall - lower > OVERHEAD_MIN_S:
+        tips.append(
+            f"The run took {wall / lower:.1f}x its lower bound: "
+            f"{format_duration(wall - lower)} went to start-up, collection or uneven "
+            "scheduling. Durations saved by this run improve the next run's schedule."
+        )
+    return tips
+
+
+def _timing_lines(merged: MergedReport) -> list[str]:
+    timing = merged["timing"]
+    workers = merged["workers"]
+    speedup = timing["speedup"]
+    lines = [
+        f"Wall time {format_duration(merged['wall_s'])} with {workers} "
+        f"worker{'' if workers == 1 else 's'}; "
+        f"sequential {format_duration(timing['sum_module_s'])} (sum of module durations)"
+        + (f"; speedup {speedup:.2f}x" if speedup is not None else "")
+    ]
+    lower = timing["lower_bound_s"]
+    if lower > 0:
+        lines.append(
+            f"Lower bound LB({workers}) = {format_duration(lower)} = max(longest module, "
+            f"sum / {workers}); wall / LB = {merged['wall_s'] / lower:.2f}"
+        )
+    return lines
+
+
+def _totals_text(merged: MergedReport) -> Text:
+    totals = merged["totals"]
+    text = Text("Totals: ", style="bold")
+    parts = _count_parts(totals)
+    if not parts:
+        text.append("no tests")
+    for index, (part, style) in enumerate(parts):
+        if index:
+            text.append(", ")
+        text.append(part, style=style)
+    modules = len(merged["modules"])
+    text.append(f" ({totals['tests']} tests in {modules} module{'' if modules == 1 else 's'})")
+    rate = pass_rate(totals)
+    if rate is not None:
+        text.append(f", pass rate {_percent(rate)}")
+    return text
+
+
+def _percent(rate: float) -> str:
+    # Never round a failing run up to 100.0%.
+    shown = math.floor(rate * 1000) / 10
+    return f"{shown:.1f}%"
+
+
+# --------------------------------------------------------------------------- terminal
+
+
+def _module_table(modules: Sequence[ModuleReport]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Module", overflow="fold")
+    for numeric in ("Tests", "Passed", "Failed", "Skipped", "Duration"):
+        table.add_column(numeric, justify="right", no_wrap=True)
+    table.add_column("Worker", no_wrap=True)
+    for module in modules:
+        counts = module["counts"]
+        outcome = module["outcome"]
+        table.add_row(
+            Text(_LABELS[outcome], style=_STYLES[outcome]),
+            Text(module["module"]),
+            Text(str(counts["tests"])),
+            Text(str(counts["passed"])),
+            # Errors are failures of setup or teardown; the status column tells them apart.
+            Text(str(counts["failed"] + counts["errors"])),
+            Text(str(counts["skipped"])),
+            Text(format_duration(module["duration_s"])),
+            Text(module["worker"] or "-"),
+        )
+    return table
+
+
+def render_summary(
+    merged: MergedReport, *, verbosity: int, rerun_command: str | None
+) -> RenderableType:
+    """Render the end-of-run summary of ``merged``. PURE.
+
+    Called by :func:`print_summary` and the ``merge`` command.
+
+    :param verbosity: pytest's verbosity. Below 0 (``-q``) only the failing modules
+        and the totals line; at 0 every failing module plus the
+        :data:`DEFAULT_MODULE_ROWS` slowest others, then the timing analysis and
+        advice; above 0 every module.
+    :param rerun_command: shown after failures as the command that reruns only the
+        failed modules (``pytest --rerun-failed-modules``); ``None`` to leave it out.
+    """
+    ordered = order_modules(merged["modules"])
+    problems = [module for module in ordered if _is_problem(module)]
+    if verbosity < 0:
+        shown = problems
+    elif verbosity == 0:
+        shown = ordered[: len(problems) + DEFAULT_MODULE_ROWS]
+    else:
+        shown = ordered
+    parts: list[RenderableType] = []
+    if shown:
+        parts.append(_module_table(shown))
+    hidden = len(ordered) - len(shown)
+    if hidden and verbosity >= 0:
+        parts.append(
+            Text(f"... and {hidden} more module{'' if hidden == 1 else 's'} (-v lists all)")
+        )
+    parts.append(_totals_text(merged))
+    if verbosity >= 0:
+        parts.extend(Text(line) for line in _timing_lines(merged))
+        parts.extend(Text(tip, style="yellow") for tip in advice(merged))
+        if rerun_command and problems:
+            text = Text("Rerun only the failed modules: ")
+            text.append(rerun_command, style="bold")
+            parts.append(text)
+    return Group(*parts)
+
+
+def print_summary(
+    merged: MergedReport,
+    *,
+    write_sep: Callable[[str, str], object],
+    file: TextIO,
+    width: int,
+    verbosity: int,
+    rerun_command: str | None,
+    color: bool,
+) -> None:
+    """Print the summary once, under a separator line, on pytest's terminal.
+
+    Called by the controller's ``pytest_terminal_summary``. The caller passes what
+    it knows about the terminal reporter, so nothing here reaches into its private
+    writer: ``write_sep=terminalreporter.write_sep``, the ``file`` it writes to, its
+    width, and ``color`` from its markup decision (``--color``, ``NO_COLOR``).
+    """
+    write_sep("=", SUMMARY_TITLE)
+    console = Console(
+        file=file,
+        width=width,
+        force_terminal=color,
+        no_color=not color,
+        # Report text is data: no [markup], no :emoji: codes, no number highlighting.
+        markup=False,
+        emoji=False,
+        highlight=False,
+    )
+    console.print(render_summary(merged, verbosity=verbosity, rerun_command=rerun_command))
+
+
+def format_module_line(index: int, total: int, module_report: ModuleReport) -> str:
+    """Return the line printed when a module finishes, for runs without live progress. PURE.
+
+    ``[7/20] PASSED tests/test_api.py  25 passed in 3.21s  (worker w2)``
+    """
+    line = (
+        f"[{index}/{total}] {_LABELS[module_report['outcome']]} {module_report['module']}  "
+        f"{format_counts(module_report['counts'])} in "
+        f"{format_duration(module_report['duration_s'])}"
+    )
+    if module_report["worker"]:
+        line += f"  (worker {module_report['worker']})"
+    return line
+
+
+# --------------------------------------------------------------------------- Markdown
+
+
+def _code(text: str) -> str:
+    """Return ``text`` as a Markdown code span, whatever backticks it holds."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    padding = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{padding}{text}{padding}{fence}"
+
+
+def _cell(text: str) -> str:
+    """Make ``text`` safe inside a GitHub table cell (``|`` splits cells even in code spans)."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _code_block(text: str) -> str:
+    longest = max((len(run) for run in re.findall(r"`{3,}", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    lines = text.splitlines()
+    if len(lines) > MARKDOWN_MAX_LINES:
+        cut = len(lines) - MARKDOWN_MAX_LINES
+        lines = [f"... ({cut} lines cut)", *lines[-MARKDOWN_MAX_LINES:]]
+    return "\n".join([f"{fence}text", *lines, fence])
+
+
+def _failure_label(result: ResultRecord) -> str:
+    label = result["nodeid"] + (f" {result['subtest']}" if result["subtest"] else "")
+    return label
+
+
+def _markdown_failures(ordered: Sequence[ModuleReport]) -> list[str]:
+    lines: list[str] = []
+    shown = 0
+    total = 0
+    for module in ordered:
+        if not _is_problem(module):
+            continue
+        failing = [r for r in module["tests"] if r["outcome"] in ("failed", "error")]
+        if module["outcome"] in ("crashed", "timeout", "interrupted", "not_run") or not failing:
+            worker = f" on worker {module['worker']}" if module["worker"] else ""
+            lines.append(
+                f"- {_code(module['module'])}: module {_LABELS[module['outcome']].lower()}{worker}"
+            )
+            lines.append("")
+        for result in failing:
+            total += 1
+            if shown >= MARKDOWN_MAX_FAILURES:
+                continue
+            shown += 1
+            summary = f"<code>{html.escape(_failure_label(result))}</code>"
+            summary += f" ({result['outcome']} at {result['when']})" if result["when"] else ""
+            if result["message"]:
+                summary += f": {html.escape(result['message'])}"
+            lines.append(f"<details><summary>{summary}</summary>")
+            lines.append("")
+            lines.append(_code_block(result["longrepr"] or result["message"] or "(no details)"))
+            lines.append("")
+            lines.append("</details>")
+            lines.append("")
+    if total > shown:
+        lines.append(f"... and {total - shown} more failures; see the JSON report.")
+        lines.append("")
+    return lines
+
+
+def render_markdown(merged: MergedReport, *, rerun_command: str | None = None) -> str:
+    """Render ``merged`` as GitHub-flavoured Markdown. PURE.
+
+    For ``--module-report-md`` and ``$GITHUB_STEP_SUMMARY``: the totals, a table of
+    every module (failing first, then slowest first), the failures with their
+    messages, the timing analysis and the recommendations.
+    """
+    totals = merged["totals"]
+    ordered = order_modules(merged["modules"])
+    problems = failed_modules(merged)
+    rate = pass_rate(totals)
+    modules = len(ordered)
+    headline = (
+        f"{'❌' if problems else '✅'} **{format_counts(totals)}**: "
+        f"{totals['tests']} tests in {modules} module{'' if modules == 1 else 's'}"
+        + (f", pass rate {_percent(rate)}" if rate is not None else "")
+        + f", {format_duration(merged['wall_s'])} wall time with {merged['workers']} workers"
+    )
+    lines = [f"## {SUMMARY_TITLE}", "", headline, ""]
+    if ordered:
+        lines += [
+            "| Status | Module | Tests | Passed | Failed | Skipped | Duration | Worker |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for module in ordered:
+            counts = module["counts"]
+            outcome = module["outcome"]
+            cells = [
+                f"{_ICONS[outcome]} {_LABELS[outcome]}",
+                _code(module["module"]),
+                str(counts["tests"]),
+                str(counts["passed"]),
+                str(counts["failed"] + counts["errors"]),
+                str(counts["skipped"]),
+                format_duration(module["duration_s"]),
+                module["worker"] or "-",
+            ]
+            lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
+        lines.append("")
+    if problems:
+        lines += ["### Failures", "", *_markdown_failures(ordered)]
+    timing = merged["timing"]
+    lower = timing["lower_bound_s"]
+    speedup = f"{timing['speedup']:.2f}x" if timing["speedup"] is not None else "-"
+    wall_over_lower = f"{merged['wall_s'] / lower:.2f}" if lower > 0 else "-"
+    lines += [
+        "### Timing",
+        "",
+        "| Measure | Value |",
+        "| --- | ---: |",
+        f"| Wall time | {format_duration(merged['wall_s'])} |",
+        f"| Workers | {merged['workers']} |",
+        f"| Sum of module durations (a sequential run) "
+        f"| {format_duration(timing['sum_module_s'])} |",
+        f"| Speedup | {speedup} |",
+        f"| Lower bound LB({merged['workers']}) = max(longest module, sum / workers) "
+        f"| {format_duration(lower)} |",
+        f"| Wall / LB | {wall_over_lower} |",
+        "",
+    ]
+    tips = [f"- {_markdown_tip(tip)}" for tip in advice(merged)]
+    if problems and rerun_command:
+        tips.append(f"- Rerun only the failed modules: {_code(rerun_command)}")
+    if tips:
+        lines += ["### Recommendations", "", *tips, ""]
+    return "\n".join(lines)
+
+
+def _markdown_tip(tip: str) -> str:
+    # Tips are plain text; the only Markdown-active characters they can hold come from paths.
+    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", tip)

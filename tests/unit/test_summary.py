@@ -1,0 +1,434 @@
+"""Unit tests for summary.py: the terminal summary, the Markdown summary and module lines."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import io
+import re
+
+import pytest
+from rich.console import Console
+
+from pytest_parallel_modules.reports import build_merged_report
+from pytest_parallel_modules.reports import build_module_report
+from pytest_parallel_modules.reports import MergedReport
+from pytest_parallel_modules.reports import ModuleOutcome
+from pytest_parallel_modules.reports import ModuleReport
+from pytest_parallel_modules.reports import ResultOutcome
+from pytest_parallel_modules.reports import ResultRecord
+from pytest_parallel_modules.summary import advice
+from pytest_parallel_modules.summary import bottleneck
+from pytest_parallel_modules.summary import format_counts
+from pytest_parallel_modules.summary import format_duration
+from pytest_parallel_modules.summary import format_module_line
+from pytest_parallel_modules.summary import pass_rate
+from pytest_parallel_modules.summary import print_summary
+from pytest_parallel_modules.summary import render_markdown
+from pytest_parallel_modules.summary import render_summary
+
+
+T0 = 1_735_689_600.0
+RERUN = "pytest --rerun-failed-modules"
+
+
+def result(
+    nodeid: str, outcome: ResultOutcome = "passed", message: str | None = None
+) -> ResultRecord:
+    failing = outcome in ("failed", "error")
+    return ResultRecord(
+        nodeid=nodeid,
+        subtest=None,
+        outcome=outcome,
+        duration_s=0.1,
+        when="call" if outcome != "error" else "setup",
+        longrepr=f"E   {message}" if failing and message else None,
+        message=message,
+        stdout="",
+        stderr="",
+    )
+
+
+def passes(count: int) -> list[ResultOutcome]:
+    return ["passed"] * count
+
+
+def module(
+    name: str,
+    duration: float,
+    *outcomes: ResultOutcome,
+    worker: str | None = "w1",
+    outcome: ModuleOutcome | None = None,
+) -> ModuleReport:
+    return build_module_report(
+        module=name,
+        worker=worker,
+        started=T0,
+        finished=T0 + duration,
+        results=[
+            result(f"{name}::test_{i}", o, "AssertionError: boom" if o == "failed" else None)
+            for i, o in enumerate(outcomes)
+        ],
+        outcome=outcome,
+    )
+
+
+def run_report(modules: Sequence[ModuleReport], *, wall_s: float, workers: int) -> MergedReport:
+    return build_merged_report(
+        modules=modules,
+        wall_s=wall_s,
+        workers=workers,
+        args=[],
+        rootdir="/repo",
+        snapshot=None,
+        created=T0,
+    )
+
+
+@pytest.fixture
+def failing_run() -> MergedReport:
+    """Four modules on two workers: one failure, one slow module that is the bottleneck."""
+    return run_report(
+        [
+            module("tests/test_api.py", 25.0, *passes(25), worker="w2"),
+            module("tests/test_db.py", 3.2, "failed", "passed", "skipped"),
+            module("tests/test_io.py", 4.0, "passed"),
+            module("tests/test_util.py", 1.0, "passed", "xfailed"),
+        ],
+        wall_s=26.0,
+        workers=2,
+    )
+
+
+@pytest.fixture
+def green_run() -> MergedReport:
+    """Three balanced modules on two workers: no failure, no bottleneck."""
+    return run_report(
+        [
+            module("tests/test_a.py", 2.0, "passed", "passed"),
+            module("tests/test_b.py", 2.0, "passed"),
+            module("tests/test_c.py", 2.0, "passed", "skipped"),
+        ],
+        wall_s=3.5,
+        workers=2,
+    )
+
+
+def plain(renderable: object, width: int = 100) -> list[str]:
+    """Render to plain text, as the terminal would show it without colour."""
+    file = io.StringIO()
+    console = Console(file=file, width=width, color_system=None, force_terminal=False)
+    console.print(renderable)
+    return [line.rstrip() for line in file.getvalue().splitlines()]
+
+
+def table_rows(lines: list[str]) -> list[list[str]]:
+    """Return the cells of the module table's body rows (status first)."""
+    status = re.compile(r"^(PASSED|FAILED|ERROR|CRASHED|TIMEOUT|INTERRUPTED|NOT RUN) ")
+    return [re.split(r"\s{2,}", line) for line in lines if status.match(line)]
+
+
+# --------------------------------------------------------------------------- terminal
+
+
+def test_summary_lists_failures_first_then_slowest(failing_run: MergedReport) -> None:
+    lines = plain(render_summary(failing_run, verbosity=0, rerun_command=RERUN))
+    assert lines[0].split() == [
+        "Status",
+        "Module",
+        "Tests",
+        "Passed",
+        "Failed",
+        "Skipped",
+        "Duration",
+        "Worker",
+    ]
+    assert table_rows(lines) == [
+        ["FAILED", "tests/test_db.py", "3", "1", "1", "1", "3.20s", "w1"],
+        ["PASSED", "tests/test_api.py", "25", "25", "0", "0", "25.00s", "w2"],
+        ["PASSED", "tests/test_io.py", "1", "1", "0", "0", "4.00s", "w1"],
+        ["PASSED", "tests/test_util.py", "2", "1", "0", "0", "1.00s", "w1"],
+    ]
+    assert (
+        "Totals: 1 failed, 28 passed, 1 skipped, 1 xfailed (31 tests in 4 modules), "
+        "pass rate 96.6%" in lines
+    )
+
+
+def test_summary_timing_bottleneck_and_rerun(failing_run: MergedReport) -> None:
+    text = "\n".join(plain(render_summary(failing_run, verbosity=0, rerun_command=RERUN)))
+    assert (
+        "Wall time 26.00s with 2 workers; sequential 33.20s (sum of module durations); "
+        "speedup 1.28x"
+    ) in text
+    assert "Lower bound LB(2) = 25.00s = max(longest module, sum / 2); wall / LB = 1.04" in text
+    bottleneck_advice = " ".join(text[text.index("Bottleneck:") :].split())
+    assert bottleneck_advice.startswith(
+        "Bottleneck: tests/test_api.py took 25.00s, 96% of the wall time, and no number of "
+        "workers can finish sooner. Split it into smaller modules"
+    )
+    assert text.splitlines()[-1] == f"Rerun only the failed modules: {RERUN}"
+
+
+def test_quiet_summary_shows_only_failed_modules_and_totals(failing_run: MergedReport) -> None:
+    lines = plain(render_summary(failing_run, verbosity=-1, rerun_command=RERUN))
+    assert table_rows(lines) == [["FAILED", "tests/test_db.py", "3", "1", "1", "1", "3.20s", "w1"]]
+    assert lines[-1].startswith("Totals: 1 failed, 28 passed")
+    assert not [line for line in lines if line.startswith(("Wall", "Lower", "Bottleneck", "Rerun"))]
+
+
+def test_quiet_green_summary_is_one_line(green_run: MergedReport) -> None:
+    assert plain(render_summary(green_run, verbosity=-1, rerun_command=RERUN)) == [
+        "Totals: 4 passed, 1 skipped (5 tests in 3 modules), pass rate 100.0%"
+    ]
+
+
+def test_green_summary_has_no_advice_and_no_rerun(green_run: MergedReport) -> None:
+    lines = plain(render_summary(green_run, verbosity=0, rerun_command=RERUN))
+    assert len(table_rows(lines)) == 3
+    assert lines[-2:] == [
+        "Wall time 3.50s with 2 workers; sequential 6.00s (sum of module durations); speedup 1.71x",
+        "Lower bound LB(2) = 3.00s = max(longest module, sum / 2); wall / LB = 1.17",
+    ]
+
+
+def test_default_verbosity_caps_passing_rows_and_verbose_lists_all() -> None:
+    modules = [module(f"tests/test_{i:02d}.py", float(i), "passed") for i in range(1, 16)]
+    modules.append(module("tests/test_zz.py", 0.5, "failed"))
+    report = run_report(modules, wall_s=40.0, workers=4)
+    lines = plain(render_summary(report, verbosity=0, rerun_command=None))
+    rows = table_rows(lines)
+    assert [row[1] for row in rows[:3]] == [
+        "tests/test_zz.py",
+        "tests/test_15.py",
+        "tests/test_14.py",
+    ]
+    assert len(rows) == 11
+    assert "... and 5 more modules (-v lists all)" in lines
+    assert len(table_rows(plain(render_summary(report, verbosity=1, rerun_command=None)))) == 16
+    assert not any(line.startswith("Rerun") for line in lines)
+
+
+def test_problem_modules_sort_before_slower_passing_ones() -> None:
+    report = run_report(
+        [
+            module("tests/test_slow.py", 9.0, "passed"),
+            module("tests/test_boom.py", 1.0, outcome="crashed"),
+            module("tests/test_stop.py", 0.0, worker=None, outcome="not_run"),
+            module("tests/test_err.py", 2.0, "error"),
+        ],
+        wall_s=9.0,
+        workers=4,
+    )
+    rows = table_rows(plain(render_summary(report, verbosity=0, rerun_command=None)))
+    assert [(row[0], row[1]) for row in rows] == [
+        ("ERROR", "tests/test_err.py"),
+        ("CRASHED", "tests/test_boom.py"),
+        ("PASSED", "tests/test_slow.py"),
+        ("NOT RUN", "tests/test_stop.py"),
+    ]
+    assert rows[-1][-1] == "-"
+
+
+def test_report_text_is_never_taken_for_markup() -> None:
+    report = run_report(
+        [module("tests/[bold]x[/bold]/:smile:.py", 1.0, "failed")], wall_s=1.0, workers=1
+    )
+    lines = plain(render_summary(report, verbosity=-1, rerun_command="pytest '[red]x'"))
+    assert table_rows(lines)[0][1] == "tests/[bold]x[/bold]/:smile:.py"
+
+
+def test_print_summary_writes_one_section_through_the_reporter(failing_run: MergedReport) -> None:
+    separators: list[tuple[str, str]] = []
+    file = io.StringIO()
+    print_summary(
+        failing_run,
+        write_sep=lambda sep, title: separators.append((sep, title)),
+        file=file,
+        width=100,
+        verbosity=-1,
+        rerun_command=None,
+        color=False,
+    )
+    assert separators == [("=", "parallel-modules summary")]
+    output = file.getvalue()
+    assert "\x1b[" not in output
+    assert output.splitlines()[-1].startswith("Totals: 1 failed")
+    assert max(len(line) for line in output.splitlines()) <= 100
+
+
+def test_print_summary_colours_when_asked(failing_run: MergedReport) -> None:
+    file = io.StringIO()
+    print_summary(
+        failing_run,
+        write_sep=lambda sep, title: None,
+        file=file,
+        width=100,
+        verbosity=0,
+        rerun_command=RERUN,
+        color=True,
+    )
+    assert "\x1b[" in file.getvalue()
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def test_no_bottleneck_with_one_worker_or_a_balanced_run(green_run: MergedReport) -> None:
+    assert bottleneck(green_run) is None
+    single = run_report([module("tests/test_a.py", 5.0, "passed")], wall_s=5.0, workers=1)
+    assert bottleneck(single) is None
+
+
+def test_one_big_module_on_many_workers_is_the_bottleneck() -> None:
+    report = run_report([module("tests/test_a.py", 5.0, "passed")], wall_s=5.5, workers=4)
+    found = bottleneck(report)
+    assert found is not None
+    assert found["module"] == "tests/test_a.py"
+
+
+def test_advice_points_out_overhead() -> None:
+    report = run_report(
+        [module(f"tests/test_{i}.py", 1.0, "passed") for i in range(4)], wall_s=6.0, workers=4
+    )
+    assert advice(report) == [
+        "The run took 6.0x its lower bound: 5.00s went to start-up, collection or uneven "
+        "scheduling. Durations saved by this run improve the next run's schedule."
+    ]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [(0.0, "0.00s"), (3.214, "3.21s"), (59.99, "59.99s"), (65.4, "1m 05s"), (3725, "1h 02m")],
+)
+def test_format_duration(seconds: float, expected: str) -> None:
+    assert format_duration(seconds) == expected
+
+
+def test_pass_rate_ignores_skipped_and_never_rounds_up() -> None:
+    report = module("t.py", 1.0, *passes(999), "failed", "skipped", "not_run")
+    assert pass_rate(report["counts"]) == pytest.approx(0.999)
+    lines = plain(
+        render_summary(
+            run_report([report], wall_s=1.0, workers=1), verbosity=-1, rerun_command=None
+        )
+    )
+    assert lines[-1].endswith("pass rate 99.9%")
+    assert pass_rate(module("t.py", 1.0, "skipped")["counts"]) is None
+
+
+def test_format_counts_follows_pytest_wording() -> None:
+    counts = module("t.py", 1.0, "failed", "passed", "passed", "error", "error", "xpassed")[
+        "counts"
+    ]
+    assert format_counts(counts) == "1 failed, 2 passed, 1 xpassed, 2 errors"
+    assert format_counts(module("t.py", 1.0)["counts"]) == "no tests"
+
+
+# --------------------------------------------------------------------------- module lines
+
+
+def test_format_module_line() -> None:
+    report = module("tests/test_api.py", 3.21, *passes(25), worker="w2")
+    assert format_module_line(7, 20, report) == (
+        "[7/20] PASSED tests/test_api.py  25 passed in 3.21s  (worker w2)"
+    )
+
+
+def test_format_module_line_for_a_module_that_never_ran() -> None:
+    report = module("tests/test_x.py", 0.0, worker=None, outcome="not_run")
+    assert format_module_line(3, 3, report) == "[3/3] NOT RUN tests/test_x.py  no tests in 0.00s"
+
+
+# --------------------------------------------------------------------------- Markdown
+
+
+def test_markdown_table_rows_and_sections(failing_run: MergedReport) -> None:
+    markdown = render_markdown(failing_run, rerun_command="pytest tests/test_db.py")
+    lines = markdown.splitlines()
+    assert lines[0] == "## parallel-modules summary"
+    assert lines[2] == (
+        "❌ **1 failed, 28 passed, 1 skipped, 1 xfailed**: 31 tests in 4 modules, "
+        "pass rate 96.6%, 26.00s wall time with 2 workers"
+    )
+    rows = [line for line in lines if line.startswith("| ") and "`tests/" in line]
+    assert rows == [
+        "| ❌ FAILED | `tests/test_db.py` | 3 | 1 | 1 | 1 | 3.20s | w1 |",
+        "| ✅ PASSED | `tests/test_api.py` | 25 | 25 | 0 | 0 | 25.00s | w2 |",
+        "| ✅ PASSED | `tests/test_io.py` | 1 | 1 | 0 | 0 | 4.00s | w1 |",
+        "| ✅ PASSED | `tests/test_util.py` | 2 | 1 | 0 | 0 | 1.00s | w1 |",
+    ]
+    assert (
+        "<details><summary><code>tests/test_db.py::test_0</code> (failed at call): "
+        "AssertionError: boom</summary>"
+    ) in lines
+    assert "| Lower bound LB(2) = max(longest module, sum / workers) | 25.00s |" in lines
+    assert "| Speedup | 1.28x |" in lines
+    recommendations = lines[lines.index("### Recommendations") :]
+    assert recommendations[2].startswith("- Bottleneck: tests/test\\_api.py took 25.00s")
+    assert recommendations[3] == "- Rerun only the failed modules: `pytest tests/test_db.py`"
+
+
+def test_markdown_of_a_green_run_has_no_failures(green_run: MergedReport) -> None:
+    markdown = render_markdown(green_run, rerun_command="pytest x")
+    assert markdown.splitlines()[2].startswith("✅ **4 passed, 1 skipped**")
+    assert "### Failures" not in markdown
+    assert "### Recommendations" not in markdown
+
+
+def test_markdown_escapes_what_would_break_it() -> None:
+    crashed = module("tests/test_a|b.py", 1.0, worker="w3", outcome="crashed")
+    failing = build_module_report(
+        module="tests/test_c.py",
+        worker="w1",
+        started=T0,
+        finished=T0 + 1,
+        results=[
+            result("tests/test_c.py::test[<b>]", "failed", "contains 1 failed subtest"),
+            ResultRecord(
+                nodeid="tests/test_c.py::test[<b>]",
+                subtest="[loop] (i=1)",
+                outcome="failed",
+                duration_s=0.1,
+                when="call",
+                longrepr="```\nE   assert '<b>' == 1",
+                message="assert '<b>' == 1",
+                stdout="",
+                stderr="",
+            ),
+        ],
+    )
+    markdown = render_markdown(run_report([crashed, failing], wall_s=1.0, workers=2))
+    assert "| 💥 CRASHED | `tests/test_a\\|b.py` |" in markdown
+    assert "- `tests/test_a|b.py`: module crashed on worker w3" in markdown
+    assert (
+        "<code>tests/test_c.py::test[&lt;b&gt;] [loop] (i=1)</code> (failed at call): "
+        "assert &#x27;&lt;b&gt;&#x27; == 1</summary>"
+    ) in markdown
+    # The longrepr holds a ``` fence, so the block is fenced with four backticks.
+    assert "````text\n```\nE   assert '<b>' == 1\n````" in markdown
+
+
+def test_markdown_cuts_long_failures() -> None:
+    failing = build_module_report(
+        module="tests/test_c.py",
+        worker="w1",
+        started=T0,
+        finished=T0 + 1,
+        results=[
+            ResultRecord(
+                nodeid="tests/test_c.py::test_long",
+                subtest=None,
+                outcome="error",
+                duration_s=0.1,
+                when="teardown",
+                longrepr="\n".join(f"line {i}" for i in range(100)),
+                message="line 99",
+                stdout="",
+                stderr="",
+            )
+        ],
+    )
+    markdown = render_markdown(run_report([failing], wall_s=1.0, workers=1))
+    assert "... (40 lines cut)\nline 40\n" in markdown
+    assert "line 39\n" not in markdown
+    assert "(error at teardown): line 99" in markdown
