@@ -157,6 +157,7 @@ class ParallelSession:
         self.modules: list[ModuleRun] = []
         self.pending: deque[ModuleGroup] = deque()
         self.stopping = False
+        self.stop_reason: str | bool = False
         self.exit_request: worker.ExitPayload | None = None
         self.restarts_left = 0
         self.started_at = 0.0
@@ -164,6 +165,7 @@ class ParallelSession:
         self._worker_count = 0
         self._locations: dict[str, tuple[str, int | None, str]] = {}
         self._starter: threading.Thread | None = None
+        self._cancel_start = threading.Event()
         self._terminated = False
         self._nodes: dict[str, WorkerNode] = {}
         self.handlers: Final[dict[str, Callable[[WorkerRecord, Any], None]]] = {
@@ -238,6 +240,11 @@ class ParallelSession:
 
     def _start_all(self, launches: list[WorkerLaunch]) -> None:
         for launch in launches:
+            if self._cancel_start.is_set():
+                # The run ended before it began (collection error, Ctrl-C):
+                # a worker not started yet is one less to stop.
+                self.events.put(WorkerEvent(launch.setup["worker_id"], START_FAILED, None))
+                continue
             self.pool.start(launch)
 
     def _basetemp(self) -> Path:
@@ -276,9 +283,13 @@ class ParallelSession:
             event = self.events.get()
             record = self.workers[event.worker_id]
             self.handlers[event.name](record, event.payload)
-            if not self.stopping and (
-                session.shouldfail or session.shouldstop or self.exit_request
-            ):
+            if self.stopping:
+                if self.stop_reason and session.shouldfail:
+                    # Reports of tests that were already running keep arriving;
+                    # the message names the limit that was hit, as in a plain run.
+                    session.shouldfail = self.stop_reason
+            elif session.shouldfail or session.shouldstop or self.exit_request:
+                self.stop_reason = session.shouldfail
                 self._stop()
         if self.pending:
             self._report_unrun(self.pending)
@@ -435,8 +446,10 @@ class ParallelSession:
             reason = f"{reason}\nINTERNALERROR in the worker:\n{record.internal_error}"
         self._report_crash(record, reason)
 
-    def _on_start_failed(self, record: WorkerRecord, payload: dict[str, str]) -> None:
+    def _on_start_failed(self, record: WorkerRecord, payload: dict[str, str] | None) -> None:
         self._set_state(record, WorkerState.CRASHED)
+        if payload is None:  # cancelled, not failed
+            return
         self._say(
             f"parallel-modules: worker {record.worker_id} could not start: {payload['error']}"
         )
@@ -533,8 +546,16 @@ class ParallelSession:
         if self._terminated:
             return
         self._terminated = True
+        self._cancel_start.set()
         if self._starter is not None:
             self._starter.join()
+        # Workers still waiting for work (the run ended before it began, or was
+        # interrupted) end their sessions cleanly when told; a worker that does
+        # not end within the timeout is killed.
+        for record in self.workers.values():
+            if record.state not in _FINAL_STATES:
+                self.pool.send(record.worker_id, worker.STOP)
+                self.pool.send(record.worker_id, worker.NO_MORE_WORK)
         self.pool.terminate(timeout=TERMINATE_TIMEOUT)
 
 

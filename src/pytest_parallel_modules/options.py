@@ -68,7 +68,7 @@ def parse_worker_count(raw: str, *, source: str, cpus: int) -> int:
     value = raw.strip()
     if value.lower() == "auto":
         return cpus
-    if value.isdecimal() and int(value) >= 1:
+    if value.isascii() and value.isdecimal() and int(value) >= 1:
         return int(value)
     raise pytest.UsageError(f"{source}: expected a positive whole number or 'auto', got {raw!r}")
 

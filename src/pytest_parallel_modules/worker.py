@@ -219,6 +219,16 @@ class WorkerSession:
         option.trace = False
         option.basetemp = self.setup["basetemp"]
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_configure(self, config: pytest.Config) -> None:
+        # Everything a worker's terminal reporter would write goes to /dev/null
+        # (execnet owns the real stdout); without it, no plugin's
+        # pytest_terminal_summary runs in the worker either -- some are slow
+        # (hypothesis' imports hypothesis there: ~0.5 s per worker).
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            config.pluginmanager.unregister(reporter)
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection(self, session: pytest.Session) -> bool:
         # The controller collected the whole suite; this worker collects one module
