@@ -198,8 +198,7 @@ def _timing_lines(merged: MergedReport) -> list[str]:
     workers = merged["workers"]
     speedup = timing["speedup"]
     lines = [
-        f"Wall time {format_duration(merged['wall_s'])} with {workers} "
-        f"worker{'' if workers == 1 else 's'}; "
+        f"Wall time {format_duration(merged['wall_s'])} with {_plural(workers, 'worker')}; "
         f"sequential {format_duration(timing['sum_module_s'])} (sum of module durations)"
         + (f"; speedup {speedup:.2f}x" if speedup is not None else "")
     ]
@@ -223,11 +222,19 @@ def _totals_text(merged: MergedReport) -> Text:
             text.append(", ")
         text.append(part, style=style)
     modules = len(merged["modules"])
-    text.append(f" ({totals['tests']} tests in {modules} module{'' if modules == 1 else 's'})")
+    text.append(f" ({_tests_in_modules(totals['tests'], modules)})")
     rate = pass_rate(totals)
     if rate is not None:
         text.append(f", pass rate {_percent(rate)}")
     return text
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _tests_in_modules(tests: int, modules: int) -> str:
+    return f"{_plural(tests, 'test')} in {_plural(modules, 'module')}"
 
 
 def _percent(rate: float) -> str:
@@ -291,7 +298,7 @@ def render_summary(
     hidden = len(ordered) - len(shown)
     if hidden and verbosity >= 0:
         parts.append(
-            Text(f"... and {hidden} more module{'' if hidden == 1 else 's'} (-v lists all)")
+            Text(f"... and {hidden} more {'module' if hidden == 1 else 'modules'} (-v lists all)")
         )
     parts.append(_totals_text(merged))
     if verbosity >= 0:
@@ -430,9 +437,9 @@ def render_markdown(merged: MergedReport, *, rerun_command: str | None = None) -
     modules = len(ordered)
     headline = (
         f"{'❌' if problems else '✅'} **{format_counts(totals)}**: "
-        f"{totals['tests']} tests in {modules} module{'' if modules == 1 else 's'}"
+        f"{_tests_in_modules(totals['tests'], modules)}"
         + (f", pass rate {_percent(rate)}" if rate is not None else "")
-        + f", {format_duration(merged['wall_s'])} wall time with {merged['workers']} workers"
+        + f", {format_duration(merged['wall_s'])} wall time with {_plural(merged['workers'], 'worker')}"
     )
     lines = [f"## {SUMMARY_TITLE}", "", headline, ""]
     if ordered:

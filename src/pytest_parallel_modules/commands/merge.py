@@ -1,0 +1,117 @@
+"""``python -m pytest_parallel_modules merge``: join merged reports. Runs in a plain Python process.
+
+CI runs the shards of a suite (``--shard``) or reruns its failed modules on
+separate machines; each leaves a merged JSON report. This command joins them
+into one report (see :func:`pytest_parallel_modules.reports.merge_reports`),
+writes it, prints the same summary pytest would, and exits like pytest:
+
+- 0 when every test passed,
+- 1 when a test failed or errored or a module crashed, timed out or was cut short,
+- 2 when a report cannot be read or an output cannot be written.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+import shlex
+import sys
+from typing import Final
+
+from rich.console import Console
+
+from pytest_parallel_modules.reports import failed_modules
+from pytest_parallel_modules.reports import load_report
+from pytest_parallel_modules.reports import merge_reports
+from pytest_parallel_modules.reports import ReportError
+from pytest_parallel_modules.reports import write_json_atomic
+from pytest_parallel_modules.summary import render_markdown
+from pytest_parallel_modules.summary import render_summary
+
+
+EXIT_OK: Final = 0
+EXIT_TESTS_FAILED: Final = 1
+EXIT_BAD_INPUT: Final = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``merge`` sub-command's arguments to ``parser``."""
+    parser.description = (
+        "Join the merged JSON reports of several shards or runs into one, print its summary "
+        "and exit with 1 if a test failed. A module found in several reports is taken from "
+        "the last one, so 'merge run.json rerun.json' shows the rerun's result."
+    )
+    parser.add_argument(
+        "reports", nargs="+", type=Path, metavar="REPORT", help="merged JSON report to join"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="PATH",
+        help="write the joined JSON report to PATH",
+    )
+    parser.add_argument(
+        "--md",
+        type=Path,
+        metavar="PATH",
+        help="write a Markdown summary to PATH (replacing it), e.g. $GITHUB_STEP_SUMMARY",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="list every module in the summary"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="count", default=0, help="show only failing modules and totals"
+    )
+
+
+def _unique(paths: list[Path]) -> list[Path]:
+    """Drop repeated paths: the same shard twice would count its workers twice."""
+    seen: set[Path] = set()
+    unique = []
+    for path in paths:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(path)
+    return unique
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``merge`` with the parsed ``args``; return the exit code."""
+    try:
+        reports = [load_report(path) for path in _unique(args.reports)]
+    except ReportError as error:
+        return _fail(str(error))
+    merged = merge_reports(reports)
+    failed = failed_modules(merged)
+    rerun_command = _rerun_command(failed)
+    if args.output is not None:
+        try:
+            write_json_atomic(args.output, merged)
+        except OSError as error:
+            return _fail(f"cannot write {args.output}: {error.strerror or error}")
+    if args.md is not None:
+        try:
+            args.md.write_text(
+                render_markdown(merged, rerun_command=rerun_command), encoding="utf-8"
+            )
+        except OSError as error:
+            return _fail(f"cannot write {args.md}: {error.strerror or error}")
+    # Colour follows rich's own detection (a TTY, NO_COLOR, FORCE_COLOR), as for any CLI.
+    console = Console(file=sys.stdout, markup=False, emoji=False, highlight=False)
+    console.print(
+        render_summary(merged, verbosity=args.verbose - args.quiet, rerun_command=rerun_command)
+    )
+    return EXIT_TESTS_FAILED if failed else EXIT_OK
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _rerun_command(failed: list[str]) -> str | None:
+    # The shards ran elsewhere, so --rerun-failed-modules has no local state to go by:
+    # name the modules instead (paths are relative to the rootdir).
+    return shlex.join(["pytest", *failed]) if failed else None
