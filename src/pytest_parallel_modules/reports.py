@@ -50,6 +50,7 @@ from typing import TypedDict
 import pytest
 
 from pytest_parallel_modules.errors import ParallelModulesError
+from pytest_parallel_modules.scheduling import lower_bound
 from pytest_parallel_modules.timing import isoformat
 
 
@@ -474,13 +475,6 @@ def build_module_report(
     )
 
 
-def lower_bound(durations: Sequence[float], workers: int) -> float:
-    """Return LB(N) = max(longest, sum / N): no module-level schedule can finish sooner. PURE."""
-    if not durations:
-        return 0.0
-    return max(max(durations), math.fsum(durations) / max(workers, 1))
-
-
 def _assemble(
     *,
     modules: Sequence[ModuleReport],
@@ -506,7 +500,8 @@ def _assemble(
         totals=_add_counts([report["counts"] for report in ordered]),
         timing=Timing(
             sum_module_s=_seconds(total),
-            lower_bound_s=_seconds(lower_bound(durations, workers)),
+            # A report always names at least one worker; max() only guards hand-made input.
+            lower_bound_s=_seconds(lower_bound(durations, max(workers, 1))),
             speedup=round(total / wall, 3) if wall > 0 else None,
         ),
         modules=ordered,

@@ -24,7 +24,6 @@ from pytest_parallel_modules.reports import failed_modules
 from pytest_parallel_modules.reports import fold_test_reports
 from pytest_parallel_modules.reports import has_failures
 from pytest_parallel_modules.reports import load_report
-from pytest_parallel_modules.reports import lower_bound
 from pytest_parallel_modules.reports import merge_reports
 from pytest_parallel_modules.reports import MergedReport
 from pytest_parallel_modules.reports import module_report_filename
@@ -470,12 +469,12 @@ def test_empty_run_has_no_speedup(validator: jsonschema.Draft202012Validator) ->
     assert not has_failures(report)
 
 
-@pytest.mark.parametrize(
-    ("durations", "workers", "expected"),
-    [([], 4, 0.0), ([4.0, 1.0, 1.0], 2, 4.0), ([2.0, 2.0, 2.0], 2, 3.0), ([1.0], 0, 1.0)],
-)
-def test_lower_bound(durations: list[float], workers: int, expected: float) -> None:
-    assert lower_bound(durations, workers) == expected
+def test_lower_bound_uses_the_longest_module_or_the_fair_share() -> None:
+    long_module = merged([module("a.py", duration=4.0), module("b.py", duration=1.0)], workers=2)
+    balanced = merged([module(f"{i}.py", duration=2.0) for i in range(3)], workers=2)
+    assert long_module["timing"]["lower_bound_s"] == 4.0
+    assert balanced["timing"]["lower_bound_s"] == 3.0
+    assert merged([module("a.py")], workers=0)["timing"]["lower_bound_s"] == 1.0
 
 
 def test_crashed_module_makes_the_run_fail_without_failed_tests() -> None:
