@@ -239,9 +239,10 @@ def _message(report: pytest.TestReport, outcome: ResultOutcome) -> str | None:
         return str(getattr(report, "wasxfail", "")) or None
     longrepr = report.longrepr
     if outcome == "skipped":
-        # A skip's longrepr is (path, lineno, "Skipped: reason").
-        if isinstance(longrepr, tuple) and len(longrepr) == 3:
-            return str(longrepr[2])
+        # A skip's longrepr is (path, lineno, "Skipped: reason"); a list once it went through JSON.
+        reason: object = longrepr
+        if isinstance(reason, (tuple, list)) and len(reason) == 3:
+            return str(reason[2])
         return _first_line(_longrepr_text(report))
     if outcome in ("failed", "error"):
         crash = getattr(longrepr, "reprcrash", None)
@@ -303,7 +304,8 @@ def _fold_subtest(report: pytest.TestReport, description: str) -> ResultRecord:
 def _fold_phases(test: _TestPhases) -> ResultRecord:
     phases = test.phases
     failures = [report for report in phases if report.failed]
-    # Failures beat skips, skips beat the call's own verdict: pytest's exit status does the same.
+    # A failure in any phase decides (it is what fails the run); failing that, a skip in any
+    # phase (the test did not really pass); failing that, the call's own verdict.
     decisive = (
         failures[0]
         if failures

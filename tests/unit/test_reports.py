@@ -245,6 +245,11 @@ def test_skip_and_xfail_messages_carry_the_reason() -> None:
         ]
     )
     assert (skipped["message"], xfailed["message"]) == ("Skipped: no db", "issue 12")
+    # The same skip after a trip through JSON, where the tuple became a list.
+    (from_json,) = fold_test_reports(
+        three_phases("t.py::a", call="skipped", longrepr=["t.py", 3, "Skipped: no db"])
+    )
+    assert from_json["message"] == "Skipped: no db"
 
 
 def test_test_that_never_reached_its_call_is_not_run() -> None:
