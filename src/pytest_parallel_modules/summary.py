@@ -187,8 +187,8 @@ def advice(merged: MergedReport) -> list[str]:
     if lower > 0 and wall / lower > OVERHEAD_RATIO and wall - lower > OVERHEAD_MIN_S:
         tips.append(
             f"The run took {wall / lower:.1f}x its lower bound: "
-            f"{format_duration(wall - lower)} went to start-up, collection or uneven "
-            "scheduling. Durations saved by this run improve the next run's schedule."
+            f"{format_duration(wall - lower)} went to worker start-up, collection or "
+            "uneven scheduling."
         )
     return tips
 

@@ -291,8 +291,8 @@ def test_advice_points_out_overhead() -> None:
         [module(f"tests/test_{i}.py", 1.0, "passed") for i in range(4)], wall_s=6.0, workers=4
     )
     assert advice(report) == [
-        "The run took 6.0x its lower bound: 5.00s went to start-up, collection or uneven "
-        "scheduling. Durations saved by this run improve the next run's schedule."
+        "The run took 6.0x its lower bound: 5.00s went to worker start-up, collection or "
+        "uneven scheduling."
     ]
 
 
