@@ -14,12 +14,12 @@ through :attr:`ParallelSession.handlers`, an explicit table checked against
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
 import enum
 import importlib
+import os
 from pathlib import Path
 import queue
 import sys
@@ -37,6 +37,17 @@ from pytest_parallel_modules import timing
 from pytest_parallel_modules import worker
 from pytest_parallel_modules.grouping import group_by_module
 from pytest_parallel_modules.grouping import ModuleGroup
+from pytest_parallel_modules.history import load_history
+from pytest_parallel_modules.history import LoadedHistory
+from pytest_parallel_modules.history import MeasuredModule
+from pytest_parallel_modules.history import MeasuredRun
+from pytest_parallel_modules.history import MeasuredTest
+from pytest_parallel_modules.history import save_history
+from pytest_parallel_modules.reports import fold_test_reports
+from pytest_parallel_modules.scheduling import DispatchQueue
+from pytest_parallel_modules.scheduling import estimate_modules
+from pytest_parallel_modules.scheduling import ModuleEstimates
+from pytest_parallel_modules.scheduling import plan_slowest_first
 from pytest_parallel_modules.worker_pool import CHANNEL_CLOSED
 from pytest_parallel_modules.worker_pool import START_FAILED
 from pytest_parallel_modules.worker_pool import WorkerEvent
@@ -155,7 +166,11 @@ class ParallelSession:
         self.pool = WorkerPool(self.events)
         self.workers: dict[str, WorkerRecord] = {}
         self.modules: list[ModuleRun] = []
-        self.pending: deque[ModuleGroup] = deque()
+        self.queue = DispatchQueue(())
+        self.plan: tuple[ModuleGroup, ...] = ()
+        self.estimates: ModuleEstimates | None = None
+        self.history_warning: str | None = None
+        self.crashed_nodeids: set[str] = set()
         self.stopping = False
         self.stop_reason: str | bool = False
         self.exit_request: worker.ExitPayload | None = None
@@ -194,6 +209,57 @@ class ParallelSession:
         self._start_workers()
         return (yield)
 
+    # tryfirst: the plan must exist before the terminal reporter asks for the
+    # pytest_report_collectionfinish lines in its own pytest_collection_finish.
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        groups = group_by_module(item.nodeid for item in session.items)
+        loaded = self._load_history()
+        self.history_warning = loaded.warning
+        self.estimates = estimate_modules(groups, loaded.history, self._file_sizes(groups))
+        self.plan = plan_slowest_first(groups, self.estimates)
+
+    def pytest_report_collectionfinish(self) -> list[str]:
+        lines: list[str] = []
+        if self.history_warning is not None:
+            lines.append(f"parallel-modules: WARNING: {self.history_warning}")
+        path = self.options.history_path
+        if path is None:
+            source = "no history (pytest's cache is disabled)"
+        else:
+            known = self.estimates.known_modules if self.estimates is not None else 0
+            source = (
+                f"durations from {self._shown_path(path)} ({known}/{len(self.plan)} modules known)"
+            )
+        if self.config.get_verbosity() < 0:
+            return lines
+        workers = self.options.workers or 1
+        lines.append(
+            f"parallel-modules: {len(self.plan)} modules on {min(workers, max(1, len(self.plan)))} "
+            f"of {workers} workers, slowest first; {source}"
+        )
+        return lines
+
+    def _shown_path(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.config.invocation_params.dir))
+        except ValueError:
+            return str(path)
+
+    def _load_history(self) -> LoadedHistory:
+        if self.options.history_path is None:
+            return LoadedHistory(history=load_history(Path(os.devnull)).history)
+        return load_history(self.options.history_path)
+
+    def _file_sizes(self, groups: Iterable[ModuleGroup]) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        for group in groups:
+            try:
+                sizes[group.module] = (self.config.rootpath / group.module).stat().st_size
+            except OSError:
+                sizes[group.module] = 0
+        return sizes
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
         # The same guard as pytest's own loop: collection errors stop the run
@@ -204,7 +270,7 @@ class ParallelSession:
             )
         self.started_at = timing.perf()
         self._locations = {item.nodeid: item.location for item in session.items}
-        self.pending = deque(group_by_module(item.nodeid for item in session.items))
+        self.queue = DispatchQueue(self.plan)
         try:
             self._drain_events(session)
         finally:
@@ -221,6 +287,42 @@ class ParallelSession:
     def pytest_sessionfinish(self) -> None:
         # Collection may have failed before the run loop started its workers' work.
         self._terminate()
+        self._save_history()
+
+    def _save_history(self) -> None:
+        """Merge what this run measured into the history (controller only, R5)."""
+        path = self.options.history_path
+        if path is None or not self.modules:
+            return
+        try:
+            save_history(path, self._measurements(), now=timing.now(), create_parents=True)
+        except Exception as exc:  # a history that cannot be saved must not fail the run
+            self._say(
+                f"parallel-modules: WARNING: could not save the duration history to {path}: {exc}"
+            )
+
+    def _measurements(self) -> MeasuredRun:
+        """What this run measured; only what ran to its end counts as complete."""
+        tests: dict[str, MeasuredTest] = {}
+        modules: dict[str, MeasuredModule] = {}
+        for run in self.modules:
+            for record in fold_test_reports(run.reports):
+                outcome = record["outcome"]
+                if record["subtest"] is not None or outcome == "not_run":
+                    continue
+                nodeid = record["nodeid"]
+                tests[nodeid] = MeasuredTest(
+                    duration_s=record["duration_s"],
+                    outcome=outcome,
+                    complete=nodeid in run.done and nodeid not in self.crashed_nodeids,
+                )
+            if run.done:
+                modules[run.group.module] = MeasuredModule(
+                    total_s=run.collect_s + run.run_s,
+                    collect_s=run.collect_s,
+                    complete=run.completed and not run.crashed,
+                )
+        return MeasuredRun(tests=tests, modules=modules)
 
     # -- starting workers -----------------------------------------------------
 
@@ -291,24 +393,24 @@ class ParallelSession:
             elif session.shouldfail or session.shouldstop or self.exit_request:
                 self.stop_reason = session.shouldfail
                 self._stop()
-        if self.pending:
-            self._report_unrun(self.pending)
+        if self.queue.remaining() and not self.stopping:
+            self._report_unrun(self.queue.remaining())
 
     def _stop(self) -> None:
         """No module starts from now on; running workers stop after their current test."""
         self.stopping = True
-        self.pending.clear()
+        self.queue.stop()
         for record in self.workers.values():
             if record.state is WorkerState.RUNNING:
                 self.pool.send(record.worker_id, worker.STOP)
 
     def _assign(self, record: WorkerRecord) -> None:
         """Answer a worker's request for work: its next module, or no more work."""
-        if self.stopping or not self.pending:
+        group = self.queue.next_module()
+        if group is None:
             self.pool.send(record.worker_id, worker.NO_MORE_WORK)
             self._set_state(record, WorkerState.DRAINING)
             return
-        group = self.pending.popleft()
         run = ModuleRun(group=group, worker_id=record.worker_id, started=timing.now())
         self.modules.append(run)
         record.assigned.append(run)
@@ -470,6 +572,7 @@ class ParallelSession:
         """Fail the test in flight, keep every other result, and requeue what did not run."""
         crashed_nodeid = record.running_nodeid
         if crashed_nodeid is not None:
+            self.crashed_nodeids.add(crashed_nodeid)
             text = f"worker {record.worker_id} crashed while running {crashed_nodeid}\n{reason}"
             report = pytest.TestReport(
                 nodeid=crashed_nodeid,
@@ -517,7 +620,8 @@ class ParallelSession:
             return
         # The crashing test is never run again; what is left of its module runs
         # first, on a replacement worker.
-        self.pending.extendleft(reversed(remainders))
+        for remainder in reversed(remainders):
+            self.queue.put_front(remainder)
         if self.restarts_left > 0:
             self._replace(record)
         elif not any(other.state not in _FINAL_STATES for other in self.workers.values()):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import os
+from pathlib import Path
 from typing import Final
 from typing import final
 from typing import TYPE_CHECKING
@@ -26,6 +27,11 @@ GROUP_NAME: Final = "parallel-modules"
 
 PARALLEL_MODULES_OPTION: Final = "--parallel-modules"
 PARALLEL_MODULES_INI: Final = "parallel_modules"
+MODULE_DURATIONS_OPTION: Final = "--module-durations"
+MODULE_DURATIONS_INI: Final = "module_durations"
+#: Where the history lives by default, inside pytest's cache directory.
+HISTORY_CACHE_DIR: Final = "parallel-modules"
+HISTORY_FILE_NAME: Final = "durations.json"
 
 
 def register_options(parser: pytest.Parser) -> None:
@@ -41,6 +47,20 @@ def register_options(parser: pytest.Parser) -> None:
         metavar="N|auto",
         help="Run test modules on N parallel workers ('auto': one per CPU this process may use). "
         f"Default: the ini key {PARALLEL_MODULES_INI}, else off.",
+    )
+    group.addoption(
+        MODULE_DURATIONS_OPTION,
+        action="store",
+        dest="module_durations",
+        default=None,
+        metavar="PATH",
+        help="Read and update the duration history at PATH (e.g. a file you commit). "
+        "Default: the ini key module_durations, else inside pytest's cache directory.",
+    )
+    parser.addini(
+        MODULE_DURATIONS_INI,
+        help="Default for --module-durations, relative to the ini file's directory.",
+        default="",
     )
     parser.addini(
         PARALLEL_MODULES_INI,
@@ -97,6 +117,36 @@ def _reject_incompatible(config: pytest.Config, source: str) -> None:
             )
 
 
+def _writable_file_path(path: Path, source: str, raw: str) -> Path:
+    """Check that ``path`` can be written as a file (its directory exists and is writable)."""
+    if path.is_dir():
+        raise pytest.UsageError(f"{source}: {raw!r} is a directory, expected a file path")
+    directory = path.parent
+    if not directory.is_dir():
+        raise pytest.UsageError(f"{source}: the directory of {raw!r} ({directory}) does not exist")
+    if not os.access(directory, os.W_OK):
+        raise pytest.UsageError(f"{source}: the directory of {raw!r} ({directory}) is not writable")
+    return path
+
+
+def _history_path(config: pytest.Config) -> Path | None:
+    """Where to read and save the duration history; None when there is nowhere to keep it."""
+    raw = config.getoption("module_durations")
+    if raw is not None:
+        path = config.invocation_params.dir / Path(str(raw)).expanduser()
+        return _writable_file_path(path, MODULE_DURATIONS_OPTION, str(raw))
+    ini_value = config.getini(MODULE_DURATIONS_INI)
+    if isinstance(ini_value, str) and ini_value.strip():
+        base = config.inipath.parent if config.inipath is not None else config.rootpath
+        path = base / Path(ini_value.strip()).expanduser()
+        return _writable_file_path(path, f"ini {MODULE_DURATIONS_INI}", ini_value)
+    cache = getattr(config, "cache", None)  # None under -p no:cacheprovider
+    if cache is None:
+        return None
+    directory: Path = cache.mkdir(HISTORY_CACHE_DIR)
+    return directory / HISTORY_FILE_NAME
+
+
 @final
 @dataclass(frozen=True, slots=True)
 class Options:
@@ -106,6 +156,8 @@ class Options:
     workers: int | None
     #: How the worker count was given, for the header (``"--parallel-modules=auto"``).
     workers_source: str
+    #: The duration history file; None when the run keeps no history (no cache directory).
+    history_path: Path | None = None
 
     @property
     def active(self) -> bool:
@@ -131,9 +183,10 @@ class Options:
             return cls(workers=None, workers_source="")
         workers = parse_worker_count(str(raw), source=source, cpus=cpus())
         _reject_incompatible(config, source)
+        history_path = _history_path(config)
         shown = (
             f"{PARALLEL_MODULES_OPTION}={raw}"
             if source == PARALLEL_MODULES_OPTION
             else f"{source}={raw}"
         )
-        return cls(workers=workers, workers_source=shown)
+        return cls(workers=workers, workers_source=shown, history_path=history_path)
