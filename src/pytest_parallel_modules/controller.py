@@ -35,6 +35,7 @@ import pytest
 
 from pytest_parallel_modules import timing
 from pytest_parallel_modules import worker
+from pytest_parallel_modules import worktrees
 from pytest_parallel_modules.grouping import group_by_module
 from pytest_parallel_modules.grouping import ModuleGroup
 from pytest_parallel_modules.history import load_history
@@ -43,6 +44,7 @@ from pytest_parallel_modules.history import MeasuredModule
 from pytest_parallel_modules.history import MeasuredRun
 from pytest_parallel_modules.history import MeasuredTest
 from pytest_parallel_modules.history import save_history
+from pytest_parallel_modules.isolation import WorkerPlacer
 from pytest_parallel_modules.reports import fold_test_reports
 from pytest_parallel_modules.scheduling import DispatchQueue
 from pytest_parallel_modules.scheduling import estimate_modules
@@ -183,6 +185,19 @@ class ParallelSession:
         self._cancel_start = threading.Event()
         self._terminated = False
         self._nodes: dict[str, WorkerNode] = {}
+        self._basetemp_dir = Path()
+        #: Worker id -> its worktree root (isolated runs only).
+        self.worktrees: dict[str, Path] = {}
+        self.placer = WorkerPlacer(
+            mode=options.isolation,
+            repo_root=worktrees.find_repo_root(config.invocation_params.dir)
+            if options.isolation == "worktree"
+            else None,
+            invocation_dir=config.invocation_params.dir,
+            args=config.invocation_params.args,
+            sys_path=sys.path,
+            copy_patterns=options.worktree_copy,
+        )
         self.handlers: Final[dict[str, Callable[[WorkerRecord, Any], None]]] = {
             worker.READY: self._on_ready,
             worker.NEED_WORK: self._on_need_work,
@@ -234,6 +249,7 @@ class ParallelSession:
         if self.config.get_verbosity() < 0:
             return lines
         workers = self.options.workers or 1
+        lines.append(f"parallel-modules: {self.placer.describe()}")
         lines.append(
             f"parallel-modules: {len(self.plan)} modules on {min(workers, max(1, len(self.plan)))} "
             f"of {workers} workers, slowest first; {source}"
@@ -289,6 +305,13 @@ class ParallelSession:
         self._terminate()
         self._save_history()
 
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        for worker_id, path in sorted(self.worktrees.items()):
+            if path in self.kept_worktrees():
+                terminalreporter.write_line(
+                    f"parallel-modules: kept the worktree of worker {worker_id} (it ran a failed module): {path}"
+                )
+
     def _save_history(self) -> None:
         """Merge what this run measured into the history (controller only, R5)."""
         path = self.options.history_path
@@ -331,23 +354,48 @@ class ParallelSession:
         self._worker_count = count
         # A crashed worker is replaced at most once per worker of the run.
         self.restarts_left = count
-        basetemp = self._basetemp()
-        launches = [self._launch(f"w{index}", basetemp) for index in range(1, count + 1)]
-        for launch in launches:
-            self.workers[launch.setup["worker_id"]] = WorkerRecord(launch.setup["worker_id"])
+        self._basetemp_dir = self._basetemp()
+        worker_ids = [f"w{index}" for index in range(1, count + 1)]
+        for worker_id in worker_ids:
+            self.workers[worker_id] = WorkerRecord(worker_id)
         self._starter = threading.Thread(
-            target=self._start_all, args=(launches,), name="parallel-modules-starter", daemon=True
+            target=self._start_all, args=(worker_ids,), name="parallel-modules-starter", daemon=True
         )
         self._starter.start()
 
-    def _start_all(self, launches: list[WorkerLaunch]) -> None:
-        for launch in launches:
+    def _start_all(self, worker_ids: list[str]) -> None:
+        """Runs on the starter thread while the main thread collects."""
+        for worker_id in worker_ids:
             if self._cancel_start.is_set():
                 # The run ended before it began (collection error, Ctrl-C):
                 # a worker not started yet is one less to stop.
-                self.events.put(WorkerEvent(launch.setup["worker_id"], START_FAILED, None))
+                self.events.put(WorkerEvent(worker_id, START_FAILED, None))
                 continue
-            self.pool.start(launch)
+            self._start_one(worker_id)
+
+    def _start_one(self, worker_id: str) -> None:
+        """Place one worker (its worktree, when isolated) and start it; failures become events."""
+        try:
+            placement = self.placer.place()
+            if placement.worktree is not None:
+                self.worktrees[worker_id] = placement.worktree
+                self.config.hook.pytest_parallel_modules_worktree_ready(
+                    config=self.config, worktree=placement.worktree, worker_id=worker_id
+                )
+        except Exception as exc:  # git, the pool, or a hook implementation: the run reports it
+            self.events.put(
+                WorkerEvent(worker_id, START_FAILED, {"error": f"{type(exc).__name__}: {exc}"})
+            )
+            return
+        setup = worker.WorkerSetup(
+            worker_id=worker_id,
+            worker_count=self._worker_count,
+            args=placement.args,
+            sys_path=placement.sys_path,
+            basetemp=str(self._basetemp_dir / f"worker-{worker_id}"),
+            path_map=placement.path_map,
+        )
+        self.pool.start(WorkerLaunch(cwd=placement.cwd, setup=setup))
 
     def _basetemp(self) -> Path:
         """The directory under which each worker gets its own ``--basetemp``."""
@@ -360,23 +408,12 @@ class ParallelSession:
             return base
         return Path(tempfile.mkdtemp(prefix="pytest-parallel-modules-"))
 
-    def _launch(self, worker_id: str, basetemp: Path) -> WorkerLaunch:
-        setup = worker.WorkerSetup(
-            worker_id=worker_id,
-            worker_count=self._worker_count,
-            args=list(self.config.invocation_params.args),
-            sys_path=list(sys.path),
-            basetemp=str(basetemp / f"worker-{worker_id}"),
-        )
-        return WorkerLaunch(cwd=self.config.invocation_params.dir, setup=setup)
-
     def _replace(self, crashed: WorkerRecord) -> None:
-        """Start a fresh worker to take over the crashed one's remaining work."""
+        """Start a fresh worker, in a clean worktree, to take over the crashed one's remaining work."""
         self.restarts_left -= 1
-        number = len(self.workers) + 1
-        launch = self._launch(f"w{number}", self._basetemp())
-        self.workers[launch.setup["worker_id"]] = WorkerRecord(launch.setup["worker_id"])
-        self.pool.start(launch)
+        worker_id = f"w{len(self.workers) + 1}"
+        self.workers[worker_id] = WorkerRecord(worker_id)
+        self._start_one(worker_id)
 
     # -- the loop -------------------------------------------------------------
 
@@ -661,6 +698,18 @@ class ParallelSession:
                 self.pool.send(record.worker_id, worker.STOP)
                 self.pool.send(record.worker_id, worker.NO_MORE_WORK)
         self.pool.terminate(timeout=TERMINATE_TIMEOUT)
+        self.placer.release(keep=self.kept_worktrees())
+
+    def kept_worktrees(self) -> list[Path]:
+        """Worktrees left in place for inspection: those whose worker ran a failed module."""
+        if not self.options.keep_failed_worktrees:
+            return []
+        failed_workers = {
+            run.worker_id
+            for run in self.modules
+            if run.crashed or any(report.failed for report in run.reports)
+        }
+        return [path for worker_id, path in self.worktrees.items() if worker_id in failed_workers]
 
 
 def _warning_category(module: str, name: str) -> type[Warning]:

@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_parallel_modules.isolation import ISOLATION_MODES
+from pytest_parallel_modules.isolation import IsolationMode
+
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,6 +30,10 @@ GROUP_NAME: Final = "parallel-modules"
 
 PARALLEL_MODULES_OPTION: Final = "--parallel-modules"
 PARALLEL_MODULES_INI: Final = "parallel_modules"
+MODULE_ISOLATION_OPTION: Final = "--module-isolation"
+MODULE_ISOLATION_INI: Final = "module_isolation"
+WORKTREE_COPY_INI: Final = "worktree_copy"
+KEEP_FAILED_WORKTREES_OPTION: Final = "--keep-failed-worktrees"
 MODULE_DURATIONS_OPTION: Final = "--module-durations"
 MODULE_DURATIONS_INI: Final = "module_durations"
 #: Where the history lives by default, inside pytest's cache directory.
@@ -61,6 +68,34 @@ def register_options(parser: pytest.Parser) -> None:
         MODULE_DURATIONS_INI,
         help="Default for --module-durations, relative to the ini file's directory.",
         default="",
+    )
+    group.addoption(
+        MODULE_ISOLATION_OPTION,
+        action="store",
+        dest="module_isolation",
+        default=None,
+        metavar="worktree|none",
+        help="Where workers run: 'worktree' (default inside a git work tree: each worker in its "
+        "own worktree of a snapshot of the working tree) or 'none' (in place).",
+    )
+    group.addoption(
+        KEEP_FAILED_WORKTREES_OPTION,
+        action="store_true",
+        dest="keep_failed_worktrees",
+        default=False,
+        help="Leave the worktree of a worker that ran a failed module as it is, and print its path.",
+    )
+    parser.addini(
+        MODULE_ISOLATION_INI,
+        help="Default for --module-isolation: 'worktree' or 'none'.",
+        default="",
+    )
+    parser.addini(
+        WORKTREE_COPY_INI,
+        type="linelist",
+        help="Glob patterns (relative to the repository root) of git-ignored files each worktree needs "
+        "(built extensions, generated code, local data); copied into each worktree.",
+        default=[],
     )
     parser.addini(
         PARALLEL_MODULES_INI,
@@ -117,6 +152,19 @@ def _reject_incompatible(config: pytest.Config, source: str) -> None:
             )
 
 
+def _isolation(config: pytest.Config) -> IsolationMode:
+    raw = config.getoption("module_isolation")
+    source = MODULE_ISOLATION_OPTION
+    if raw is None:
+        ini_value = config.getini(MODULE_ISOLATION_INI)
+        raw = ini_value.strip() if isinstance(ini_value, str) and ini_value.strip() else "worktree"
+        source = f"ini {MODULE_ISOLATION_INI}"
+    for mode in ISOLATION_MODES:
+        if raw == mode:
+            return mode
+    raise pytest.UsageError(f"{source}: expected 'worktree' or 'none', got {raw!r}")
+
+
 def _writable_file_path(path: Path, source: str, raw: str) -> Path:
     """Check that ``path`` can be written as a file (its directory exists and is writable)."""
     if path.is_dir():
@@ -158,6 +206,12 @@ class Options:
     workers_source: str
     #: The duration history file; None when the run keeps no history (no cache directory).
     history_path: Path | None = None
+    #: Where workers run (``worktree`` falls back to in place outside a git work tree).
+    isolation: IsolationMode = "worktree"
+    #: Globs of ignored paths copied into each worktree (ini ``worktree_copy``).
+    worktree_copy: tuple[str, ...] = ()
+    #: Leave the worktrees of failed modules in place (``--keep-failed-worktrees``).
+    keep_failed_worktrees: bool = False
 
     @property
     def active(self) -> bool:
@@ -184,9 +238,18 @@ class Options:
         workers = parse_worker_count(str(raw), source=source, cpus=cpus())
         _reject_incompatible(config, source)
         history_path = _history_path(config)
+        isolation = _isolation(config)
+        worktree_copy = tuple(str(pattern) for pattern in config.getini(WORKTREE_COPY_INI))
         shown = (
             f"{PARALLEL_MODULES_OPTION}={raw}"
             if source == PARALLEL_MODULES_OPTION
             else f"{source}={raw}"
         )
-        return cls(workers=workers, workers_source=shown, history_path=history_path)
+        return cls(
+            workers=workers,
+            workers_source=shown,
+            history_path=history_path,
+            isolation=isolation,
+            worktree_copy=worktree_copy,
+            keep_failed_worktrees=bool(config.getoption("keep_failed_worktrees")),
+        )

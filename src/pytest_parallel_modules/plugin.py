@@ -11,6 +11,7 @@ from typing import Final
 
 import pytest
 
+from pytest_parallel_modules import hookspecs
 from pytest_parallel_modules.controller import ParallelSession
 from pytest_parallel_modules.options import Options
 from pytest_parallel_modules.options import register_options
@@ -31,6 +32,10 @@ def _is_worker(config: pytest.Config) -> bool:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     register_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 # trylast: the terminal reporter must be registered before we adjust it.

@@ -96,6 +96,9 @@ class WorkerSetup(TypedDict):
     sys_path: list[str]
     #: This worker's own ``--basetemp``, so ``tmp_path`` never clashes between workers.
     basetemp: str
+    #: ``(main checkout, worktree)`` roots: editable installs pointing into the
+    #: main checkout are redirected to the worktree. Empty when running in place.
+    path_map: list[tuple[str, str]]
 
 
 class ReadyPayload(TypedDict):
@@ -414,10 +417,54 @@ class WorkerSession:
         )
 
 
+def _remap(path: str, path_map: Sequence[tuple[str, str]]) -> str:
+    """Return ``path`` moved from the main checkout into the worktree, if it exists there."""
+    for source, target in path_map:
+        if path == source or path.startswith(source + os.sep):
+            candidate = target + path[len(source) :]
+            if os.path.exists(candidate):
+                return candidate
+    return path
+
+
+def _redirect_editable_installs(path_map: Sequence[tuple[str, str]]) -> None:
+    """Point editable installs of the project at the worktree instead of the main checkout.
+
+    ``.pth``-file editable installs are plain ``sys.path`` entries, which the
+    controller already mapped. setuptools' import-hook kind installs a finder
+    module (``__editable___<name>_finder``) at interpreter start-up whose
+    ``MAPPING`` (package -> directory) and ``NAMESPACES`` point into the checkout.
+    """
+    if not path_map:
+        return
+    for name, module in list(sys.modules.items()):
+        if not (name.startswith("__editable__") and name.endswith("_finder")):
+            continue
+        mapping = getattr(module, "MAPPING", None)
+        if isinstance(mapping, dict):
+            for package, directory in list(mapping.items()):
+                if isinstance(directory, str):
+                    mapping[package] = _remap(directory, path_map)
+        namespaces = getattr(module, "NAMESPACES", None)
+        if isinstance(namespaces, dict):
+            for package, directories in list(namespaces.items()):
+                if isinstance(directories, list):
+                    namespaces[package] = [
+                        _remap(d, path_map) if isinstance(d, str) else d for d in directories
+                    ]
+    # Subprocesses a test starts import from the snapshot too.
+    pythonpath = os.environ.get("PYTHONPATH")
+    if pythonpath:
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            _remap(entry, path_map) for entry in pythonpath.split(os.pathsep)
+        )
+
+
 def run_worker(channel: execnet.Channel) -> None:
     """Start the worker's pytest session and serve the controller until it says there is no more work."""
     setup: WorkerSetup = channel.receive()
     sys.path[:] = setup["sys_path"]
+    _redirect_editable_installs(setup["path_map"])
     os.environ[WORKER_ID_ENV] = setup["worker_id"]
     os.environ[WORKER_COUNT_ENV] = str(setup["worker_count"])
     inbox: queue.Queue[Any] = queue.Queue()

@@ -29,7 +29,6 @@ from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
-import errno
 import hashlib
 import os
 from pathlib import Path
@@ -373,8 +372,7 @@ def _rmtree(path: Path) -> None:
         shutil.rmtree(path)
     except OSError:
         # Give every directory back to its owner, then retry once. Only real directories:
-        # chmod follows symlinks, and a symlink may point into the user's checkout. Files
-        # keep their mode -- a hard-linked copy shares it with the user's file.
+        # chmod follows symlinks, and a symlink may point into the user's checkout.
         os.chmod(path, stat.S_IRWXU)
         for directory, subdirectories, _files in os.walk(path):
             for name in subdirectories:
@@ -501,10 +499,12 @@ def _matches(repo_root: Path, pattern: str) -> Iterator[Path]:
 
 
 def _link_or_copy_file(source: Path, target: Path) -> None:
-    """Hard-link ``source`` to ``target``, else copy it; keep symlinks as symlinks.
+    """Copy ``source`` to ``target``; keep symlinks as symlinks.
 
-    An existing ``target`` wins: it came from the snapshot, which is newer than what
-    the main checkout may hold now.
+    A copy, never a hard link: a test that rewrites such a file in place would
+    otherwise rewrite the user's original, and the main checkout's files must
+    never change. An existing ``target`` wins: it came from the snapshot, which
+    is newer than what the main checkout may hold now.
     """
     if os.path.lexists(target):
         return
@@ -512,14 +512,7 @@ def _link_or_copy_file(source: Path, target: Path) -> None:
     if source.is_symlink():
         os.symlink(os.readlink(source), target)
         return
-    try:
-        os.link(source, target)
-    except OSError as error:
-        # EXDEV: pool on another filesystem; EPERM: protected_hardlinks and a file we do
-        # not own; others (EMLINK, filesystems without links): copying always works.
-        if error.errno not in {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP}:
-            raise
-        shutil.copy2(source, target)
+    shutil.copy2(source, target)
 
 
 def _copy_ignored(repo_root: Path, worktree_root: Path, patterns: Sequence[str]) -> None:
@@ -597,9 +590,8 @@ class WorktreePool:
 
         :param snapshot: taken in this pool's repository.
         :param copy_patterns: globs, relative to the repository root, of ignored paths to
-            hard-link (or copy) into the worktree after checkout. Hard links share their
-            content with the main checkout: a test that rewrites such a file in place
-            rewrites the original.
+            copy into the worktree after checkout (copies, so a test that rewrites one
+            never rewrites the user's original).
         :raises WorktreeError: git failed, or the pool would lie inside the checkout.
         """
         common_dir, pool_dir = self._prepare(snapshot)

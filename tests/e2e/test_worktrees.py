@@ -409,7 +409,10 @@ def test_copy_patterns_bring_ignored_files(repo: Path, pool: WorktreePool) -> No
     assert os.readlink(worktree / "build/lib/link.so") == "ext.so"
     assert (worktree / "cache.log").read_text() == "log\n"
     assert not (worktree / "other.log").exists()
-    assert os.path.samefile(worktree / "cache.log", repo / "cache.log")  # hard link
+    # A copy, not a hard link: writing it in the worktree leaves the user's file alone.
+    assert not os.path.samefile(worktree / "cache.log", repo / "cache.log")
+    (worktree / "cache.log").write_text("changed by a test\n")
+    assert (repo / "cache.log").read_text() == "log\n"
 
 
 def test_copy_patterns_never_overwrite_the_snapshot(repo: Path, pool: WorktreePool) -> None:

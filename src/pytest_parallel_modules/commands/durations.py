@@ -16,6 +16,7 @@ from typing import final
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pytest_parallel_modules.grouping import module_of
 from pytest_parallel_modules.history import DEFAULT_HISTORY_PATH
@@ -36,8 +37,15 @@ class ModuleRow:
     last_outcome: str
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
@@ -94,8 +102,8 @@ def render_table(history: History, rows: Sequence[ModuleRow]) -> Table:
     table = Table(
         title="Duration history, slowest modules first",
         caption=(
-            f"{len(rows)} of {len(history.modules)} modules, {len(history.tests)} tests, "
-            f"{history.run_count} runs recorded"
+            f"{len(rows)} of {_plural(len(history.modules), 'module')}, "
+            f"{_plural(len(history.tests), 'test')}, {_plural(history.run_count, 'run')} recorded"
         ),
     )
     table.add_column("module", overflow="fold")
@@ -105,7 +113,12 @@ def render_table(history: History, rows: Sequence[ModuleRow]) -> Table:
     table.add_column("last outcome")
     for row in rows:
         table.add_row(
-            row.module, str(row.tests), f"{row.duration_s:.2f}s", str(row.runs), row.last_outcome
+            # Text, not str: a path like tests/test_[x].py is not rich markup.
+            Text(row.module),
+            str(row.tests),
+            f"{row.duration_s:.2f}s",
+            str(row.runs),
+            row.last_outcome,
         )
     return table
 

@@ -1,0 +1,160 @@
+"""Where each worker runs: in place, or in its own worktree of a snapshot. Runs in the controller.
+
+With worktree isolation, the working tree is snapshotted once per run and every
+worker gets its own worktree slot at that commit. Paths that point into the
+main checkout (the invocation directory, ``sys.path`` entries, absolute path
+arguments, editable installs) are mapped to their counterpart in the worktree,
+so the worker imports and collects the snapshot, never the live checkout the
+user may be editing. The mapping functions are pure; git work is delegated to
+:mod:`pytest_parallel_modules.worktrees`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Collection
+from collections.abc import Sequence
+from dataclasses import dataclass
+import os
+from pathlib import Path
+import threading
+from typing import Final
+from typing import final
+from typing import Literal
+
+from pytest_parallel_modules import worktrees
+
+
+#: What ``--module-isolation`` accepts.
+IsolationMode = Literal["worktree", "none"]
+ISOLATION_MODES: Final[tuple[IsolationMode, ...]] = ("worktree", "none")
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where one worker runs and how it sees paths."""
+
+    #: The worker's working directory.
+    cwd: Path
+    #: The worker's ``sys.path``.
+    sys_path: list[str]
+    #: The user's command-line arguments, absolute paths mapped.
+    args: list[str]
+    #: ``(main checkout, worktree)`` root pairs for the worker to remap editable
+    #: installs with; empty when running in place.
+    path_map: list[tuple[str, str]]
+    #: The worker's worktree root; None when running in place.
+    worktree: Path | None
+
+
+def map_path(path: str, repo_root: Path, worktree_root: Path, exists: Callable[[str], bool]) -> str:
+    """PURE (given ``exists``): map ``path`` into the worktree when its counterpart exists there.
+
+    A path into an ignored directory of the checkout (a ``.venv`` inside the
+    repository, a build directory) has no counterpart in the snapshot; it keeps
+    pointing at the main checkout, which is what the user's environment needs.
+    """
+    for candidate in (path, os.path.realpath(path) if os.path.isabs(path) else path):
+        mapped = worktrees.map_into_worktree(candidate, repo_root, worktree_root)
+        if mapped != candidate:
+            return mapped if exists(mapped) else path
+    return path
+
+
+def map_args(
+    args: Sequence[str], repo_root: Path, worktree_root: Path, exists: Callable[[str], bool]
+) -> list[str]:
+    """PURE (given ``exists``): map absolute paths in command-line arguments (``PATH`` or ``--opt=PATH``)."""
+    mapped: list[str] = []
+    for arg in args:
+        if os.path.isabs(arg.split("::", 1)[0]):
+            path, sep, rest = arg.partition("::")
+            mapped.append(map_path(path, repo_root, worktree_root, exists) + sep + rest)
+        elif arg.startswith("-") and "=" in arg:
+            option, _, value = arg.partition("=")
+            if os.path.isabs(value):
+                value = map_path(value, repo_root, worktree_root, exists)
+            mapped.append(f"{option}={value}")
+        else:
+            mapped.append(arg)
+    return mapped
+
+
+@final
+class WorkerPlacer:
+    """Decides where each worker of one run runs; owns the run's worktree slots.
+
+    Built by the controller; :meth:`prepare` and :meth:`place` may run on the
+    controller's starter thread, :meth:`release` runs on the main thread at the end.
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: IsolationMode,
+        repo_root: Path | None,
+        invocation_dir: Path,
+        args: Sequence[str],
+        sys_path: Sequence[str],
+        copy_patterns: Sequence[str],
+    ) -> None:
+        self.mode: IsolationMode = mode if repo_root is not None else "none"
+        self.repo_root = repo_root
+        self.invocation_dir = invocation_dir
+        self.args = list(args)
+        self.sys_path = list(sys_path)
+        self.copy_patterns = list(copy_patterns)
+        self.snapshot: worktrees.Snapshot | None = None
+        self._pool: worktrees.WorktreePool | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def isolated(self) -> bool:
+        return self.mode == "worktree"
+
+    def prepare(self) -> None:
+        """Take the snapshot (once). Raises :class:`~pytest_parallel_modules.worktrees.WorktreeError`."""
+        with self._lock:
+            if not self.isolated or self.snapshot is not None:
+                return
+            assert self.repo_root is not None
+            self.snapshot = worktrees.take_snapshot(self.repo_root)
+            self._pool = worktrees.WorktreePool(self.repo_root)
+
+    def place(self) -> Placement:
+        """Return a placement for one more worker (a fresh worktree slot when isolated)."""
+        if not self.isolated:
+            return Placement(
+                cwd=self.invocation_dir,
+                sys_path=list(self.sys_path),
+                args=list(self.args),
+                path_map=[],
+                worktree=None,
+            )
+        self.prepare()
+        assert self._pool is not None and self.snapshot is not None and self.repo_root is not None
+        worktree = self._pool.acquire(self.snapshot, self.copy_patterns)
+        repo_root = self.repo_root
+        return Placement(
+            cwd=Path(worktrees.map_into_worktree(str(self.invocation_dir), repo_root, worktree)),
+            sys_path=[
+                map_path(entry, repo_root, worktree, os.path.exists) for entry in self.sys_path
+            ],
+            args=map_args(self.args, repo_root, worktree, os.path.exists),
+            path_map=[(str(repo_root), str(worktree))],
+            worktree=worktree,
+        )
+
+    def release(self, keep: Collection[Path] = ()) -> None:
+        """Unlock every worktree slot of this run; ``keep`` ones are left as they are."""
+        if self._pool is not None:
+            self._pool.release(keep=keep)
+
+    def describe(self) -> str:
+        """One line for the header: where the workers run."""
+        if self.isolated:
+            return "each worker in its own git worktree of a snapshot of the working tree"
+        if self.repo_root is None:
+            return "workers run in place (not inside a git work tree)"
+        return "workers run in place (--module-isolation=none)"
