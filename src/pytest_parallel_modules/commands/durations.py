@@ -12,6 +12,7 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+import sys
 from typing import final
 
 from rich.console import Console
@@ -123,29 +124,32 @@ def render_table(history: History, rows: Sequence[ModuleRow]) -> Table:
     return table
 
 
+def _error(message: str) -> None:
+    # Plain print, not rich: rich would wrap the line in the middle of the path.
+    print(message, file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the history as a table. Called by ``__main__`` with the parsed arguments.
 
     :returns: 0 on success; 1 if there is no history file or it cannot be read.
     """
     path: Path = args.path if args.path is not None else Path.cwd() / DEFAULT_HISTORY_PATH
-    errors = Console(stderr=True, highlight=False)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        errors.print(
+        _error(
             f"No duration history at {path}: run pytest with --parallel-modules first, "
-            "or point --path at a history file.",
-            markup=False,
+            "or point --path at a history file."
         )
         return 1
     except (OSError, UnicodeDecodeError) as error:
-        errors.print(f"Cannot read the duration history {path}: {error}", markup=False)
+        _error(f"Cannot read the duration history {path}: {error}")
         return 1
     try:
         history = parse_history(text)
     except HistoryFormatError as error:
-        errors.print(f"The duration history {path} is not valid: {error}", markup=False)
+        _error(f"The duration history {path} is not valid: {error}")
         return 1
     if not history.modules:
         print(f"The duration history {path} records no modules yet.")
