@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from dataclasses import field
 import enum
 import importlib
-import os
 from pathlib import Path
 import queue
 import sys
@@ -38,6 +37,7 @@ from pytest_parallel_modules import worker
 from pytest_parallel_modules import worktrees
 from pytest_parallel_modules.grouping import group_by_module
 from pytest_parallel_modules.grouping import ModuleGroup
+from pytest_parallel_modules.history import History
 from pytest_parallel_modules.history import load_history
 from pytest_parallel_modules.history import LoadedHistory
 from pytest_parallel_modules.history import MeasuredModule
@@ -264,7 +264,7 @@ class ParallelSession:
 
     def _load_history(self) -> LoadedHistory:
         if self.options.history_path is None:
-            return LoadedHistory(history=load_history(Path(os.devnull)).history)
+            return LoadedHistory(history=History())
         return load_history(self.options.history_path)
 
     def _file_sizes(self, groups: Iterable[ModuleGroup]) -> dict[str, int]:

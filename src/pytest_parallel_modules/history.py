@@ -655,8 +655,12 @@ def merge_history(
     tests_s: dict[str, float] = {}
     worst: dict[str, int] = {}
     least_severe = len(OUTCOMES_BY_SEVERITY)
+    # tuple.__new__ straight from C: RecordedTest's own __new__ is a Python function.
+    make_record = cast(
+        Callable[[tuple[Any, ...]], RecordedTest], partial(tuple.__new__, RecordedTest)
+    )
     # One pass over every measured test: this loop is most of the time of saving a large
-    # history, hence inlined rather than split into helpers.
+    # history, hence inlined rather than split into helpers (rounding as _round_duration).
     for nodeid, measured in run.tests.items():
         outcome = measured.outcome
         severity = _SEVERITY.get(outcome)
@@ -664,23 +668,26 @@ def merge_history(
             raise ValueError(f"unknown outcome {outcome!r} for {nodeid}")
         value = measured.duration_s
         usable = 0 <= value <= MAX_DURATION_S  # False for NaN and inf too
-        value = _round_duration(value) if usable else 0.0
+        value = round(value * 1e6) / 1e6 if usable else 0.0
         complete = usable and measured.complete
         previous = old_tests.get(nodeid)
         if previous is None:
             duration, runs = value, int(complete)
-        elif complete:
-            old_value = previous.duration_s
-            # runs == 0: the old figure is only a lower bound; replace it, don't average.
-            duration = (
-                _round_duration(old_value + alpha * (value - old_value)) if previous.runs else value
-            )
-            runs = previous.runs + 1
-        elif previous.runs == 0:
-            duration, runs = max(previous.duration_s, value), 0
         else:
-            duration, runs = previous.duration_s, previous.runs
-        tests[nodeid] = RecordedTest(duration, outcome, seen, run_index, runs)
+            old_value, _, _, _, old_runs = previous
+            if complete:
+                # runs == 0: the old figure is only a lower bound; replace it, don't average.
+                duration = (
+                    round((old_value + alpha * (value - old_value)) * 1e6) / 1e6
+                    if old_runs
+                    else value
+                )
+                runs = old_runs + 1
+            elif old_runs == 0:
+                duration, runs = max(old_value, value), 0
+            else:
+                duration, runs = old_value, old_runs
+        tests[nodeid] = make_record((duration, outcome, seen, run_index, runs))
         module = module_of(nodeid)
         if usable:
             tests_s[module] = tests_s.get(module, 0.0) + value
@@ -771,6 +778,10 @@ def _read_locked(path: Path, now: float) -> LoadedHistory:
     result = _read(path)
     if isinstance(result, LoadedHistory):
         return result
+    if not path.is_file() or path.is_symlink():
+        # Only a regular file of ours is moved aside: renaming a device (a history
+        # path of /dev/null) or the target of a link would damage what is not ours.
+        return LoadedHistory(History(), f"ignored the duration history {path}: {result}")
     try:
         moved = _move_aside(path, now)
     except OSError as error:

@@ -713,3 +713,17 @@ def test_concurrent_saves_from_processes_all_land(history_path: Path) -> None:
     assert set(history.tests) == {f"p.py::t{index}" for index in range(writers)}
     for index in range(writers):
         assert history.tests[f"p.py::t{index}"].duration_s == index / 10
+
+
+def test_a_history_path_that_is_not_a_regular_file_is_never_moved(tmp_path: Path) -> None:
+    """A bad "file" that is a device or a symlink is ignored, never renamed."""
+    target = tmp_path / "real.json"
+    target.write_text("not json")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    loaded = load_history(link)
+    assert loaded.warning is not None
+    assert link.is_symlink() and target.read_text() == "not json"
+    devnull = load_history(os.devnull)
+    assert devnull.history == History()
+    assert os.path.exists(os.devnull) and not os.path.isfile(os.devnull)
