@@ -56,6 +56,7 @@ from operator import itemgetter
 import os
 from pathlib import Path
 import secrets
+import stat
 import time
 from typing import Any
 from typing import cast
@@ -754,13 +755,27 @@ def _move_aside(path: Path, now: float) -> Path:
     return target
 
 
+def _is_ours(path: Path) -> bool:
+    """Whether ``path`` is a regular file, not a link: the only kind we move aside or replace.
+
+    Renaming or replacing a device (a history path of ``/dev/null``) or a link would
+    damage what is not ours.
+    """
+    return path.is_file() and not path.is_symlink()
+
+
 def _read(path: Path) -> LoadedHistory | HistoryFormatError:
     """Read and parse ``path``: a history, a format error, or a warning for an unreadable file."""
     try:
+        # stat before reading: reading a FIFO would block the run forever.
+        if not stat.S_ISREG(path.stat().st_mode):
+            return LoadedHistory(
+                History(), f"ignored the duration history {path}: it is not a regular file"
+            )
         raw = path.read_bytes()
     except FileNotFoundError:
         return LoadedHistory(History())
-    except OSError as error:  # a directory, no permission, ...: not ours to move aside
+    except OSError as error:  # no permission, a loop of links, ...: not ours to move aside
         return LoadedHistory(
             History(), f"cannot read the duration history {path}: {error}; starting from scratch"
         )
@@ -778,9 +793,7 @@ def _read_locked(path: Path, now: float) -> LoadedHistory:
     result = _read(path)
     if isinstance(result, LoadedHistory):
         return result
-    if not path.is_file() or path.is_symlink():
-        # Only a regular file of ours is moved aside: renaming a device (a history
-        # path of /dev/null) or the target of a link would damage what is not ours.
+    if not _is_ours(path):
         return LoadedHistory(History(), f"ignored the duration history {path}: {result}")
     try:
         moved = _move_aside(path, now)
@@ -806,8 +819,9 @@ def load_history(
     truncated, not JSON, wrong shape or version, bad numbers) gives an empty
     history and one warning message, and is renamed to
     ``<name>.corrupt-<timestamp>`` so the next run starts clean and the user can
-    still look at it. An unreadable file (permissions, a directory) gives a
-    warning and is left alone.
+    still look at it. Anything else gives a warning and is left alone: an
+    unreadable file, a path that is not a regular file (a directory, a device
+    such as ``/dev/null``, a FIFO), and a bad file reached through a link.
 
     :param path: the history file.
     :param now: seconds since the epoch for the moved-aside file's name; defaults to
@@ -821,6 +835,10 @@ def load_history(
     result = _read(path)
     if isinstance(result, LoadedHistory):
         return result
+    if not _is_ours(path):
+        # Nothing to move aside, so no lock either: a lock file next to a link's target or
+        # in /dev is not ours to create.
+        return LoadedHistory(History(), f"ignored the duration history {path}: {result}")
     try:
         with _lock(path, lock_timeout):
             # Re-read under the lock: a concurrent save may have replaced the bad file with a
@@ -874,10 +892,13 @@ def save_history(
     :returns: the history now on disk, and a warning if the old file was bad.
     :raises FileNotFoundError: if the parent directory is missing and ``create_parents`` is false.
     :raises filelock.Timeout: if the lock stayed taken for ``lock_timeout`` seconds.
-    :raises OSError: if the file cannot be written.
+    :raises OSError: if the file cannot be written, or ``path`` is a link, a directory or a
+        device: replacing it would damage what is not ours.
     :raises ValueError: see :func:`merge_history`.
     """
     path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise OSError(f"cannot save the duration history {path}: it is not a regular file")
     if create_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
     elif not path.parent.is_dir():

@@ -539,13 +539,59 @@ def test_two_bad_files_in_the_same_second_are_both_kept(history_path: Path) -> N
     ]
 
 
-def test_an_unreadable_path_gives_a_warning_and_is_left_alone(history_path: Path) -> None:
+def test_a_path_that_is_not_a_regular_file_gives_a_warning_and_is_left_alone(
+    history_path: Path,
+) -> None:
     history_path.mkdir()
     loaded = load_history(history_path)
     assert loaded.history == History()
+    assert (
+        loaded.warning == f"ignored the duration history {history_path}: it is not a regular file"
+    )
+    assert history_path.is_dir()
+    assert sorted(p.name for p in history_path.parent.iterdir()) == ["durations.json"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_fifo_is_never_read_so_loading_cannot_hang(history_path: Path) -> None:
+    os.mkfifo(history_path)
+    loaded = load_history(history_path)
+    assert loaded.warning is not None
+    assert "not a regular file" in loaded.warning
+    assert sorted(p.name for p in history_path.parent.iterdir()) == ["durations.json"]
+
+
+@pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0, reason="root reads anything")
+def test_an_unreadable_file_gives_a_warning_and_is_left_alone(history_path: Path) -> None:
+    history_path.write_text("{}")
+    history_path.chmod(0)
+    loaded = load_history(history_path)
     assert loaded.warning is not None
     assert f"cannot read the duration history {history_path}" in loaded.warning
-    assert history_path.is_dir()
+    assert history_path.exists()
+
+
+def test_a_bad_file_behind_a_link_is_not_moved_and_takes_no_lock(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere" / "real.json"
+    target.parent.mkdir()
+    target.write_text("not json")
+    link = tmp_path / "durations.json"
+    link.symlink_to(target)
+    loaded = load_history(link)
+    assert loaded.warning == f"ignored the duration history {link}: not valid JSON " + (
+        "(Expecting value: line 1 column 1 (char 0))"
+    )
+    assert link.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["durations.json", "elsewhere"]
+    assert [p.name for p in target.parent.iterdir()] == ["real.json"]
+
+
+def test_a_good_file_behind_a_link_loads(tmp_path: Path) -> None:
+    target = tmp_path / "real.json"
+    saved = save_history(target, one_test_run("a.py::t", passed(1.0)), now=NOW)
+    link = tmp_path / "durations.json"
+    link.symlink_to(target)
+    assert load_history(link) == saved
 
 
 def test_a_bad_file_replaced_by_a_concurrent_save_is_not_moved_aside(
@@ -633,6 +679,26 @@ def test_save_over_a_bad_file_moves_it_aside_and_warns(history_path: Path) -> No
     assert "moved to durations.json.corrupt-19700101T000000Z" in saved.warning
     assert load_history(history_path) == type(saved)(saved.history)
     assert "NaN" in history_path.with_name("durations.json.corrupt-19700101T000000Z").read_text()
+
+
+def test_save_never_replaces_a_link_a_directory_or_a_device(tmp_path: Path) -> None:
+    target = tmp_path / "real.json"
+    target.write_text("keep me")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    directory = tmp_path / "directory.json"
+    directory.mkdir()
+    for path in (link, directory, Path(os.devnull)):
+        with pytest.raises(OSError, match="it is not a regular file"):
+            save_history(path, one_test_run("a.py::t", passed(1.0)), now=NOW)
+    assert link.is_symlink()
+    assert target.read_text() == "keep me"
+    assert directory.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "directory.json",
+        "link.json",
+        "real.json",
+    ]
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temp_file(
