@@ -19,10 +19,10 @@ import tempfile
 import time
 
 from pytest_parallel_modules.history import History
+from pytest_parallel_modules.history import load_history
 from pytest_parallel_modules.history import MeasuredModule
 from pytest_parallel_modules.history import MeasuredRun
 from pytest_parallel_modules.history import MeasuredTest
-from pytest_parallel_modules.history import load_history
 from pytest_parallel_modules.history import merge_history
 from pytest_parallel_modules.history import parse_history
 from pytest_parallel_modules.history import save_history
@@ -100,7 +100,11 @@ def main() -> int:
             measure(lambda: merge_history(history, run, now=1.7e9), args.repeat),
             None,
         )
-        report("serialize_history (pure)", measure(lambda: serialize_history(history), args.repeat), None)
+        report(
+            "serialize_history (pure)",
+            measure(lambda: serialize_history(history), args.repeat),
+            None,
+        )
         load_ok = report("load_history", measure(lambda: load_history(path), args.repeat), TARGET_S)
         clock = iter(range(10**6))
         save_ok = report(
