@@ -99,6 +99,7 @@ class WorkerPlacer:
         sys_path: Sequence[str],
         copy_patterns: Sequence[str],
     ) -> None:
+        self.requested: IsolationMode = mode
         self.mode: IsolationMode = mode if repo_root is not None else "none"
         self.repo_root = repo_root
         self.invocation_dir = invocation_dir
@@ -155,6 +156,6 @@ class WorkerPlacer:
         """One line for the header: where the workers run."""
         if self.isolated:
             return "each worker in its own git worktree of a snapshot of the working tree"
-        if self.repo_root is None:
-            return "workers run in place (not inside a git work tree)"
-        return "workers run in place (--module-isolation=none)"
+        if self.requested == "none":
+            return "workers run in place (--module-isolation=none)"
+        return "workers run in place (not inside a git work tree)"
