@@ -169,9 +169,19 @@ def prepare_preset(args: argparse.Namespace, generator_args: list[str]) -> Path:
 
 
 def pytest_env() -> dict[str, str]:
-    """The caller's environment without variables that would change what pytest runs."""
+    """The caller's environment without variables that would change what pytest runs.
+
+    PYTHONDONTWRITEBYTECODE goes too: with it, every run (and every worker) compiles
+    and assertion-rewrites every test module again, which a developer's machine,
+    where the warm-up leaves ``__pycache__`` behind, does not do.
+    """
     env = dict(os.environ)
-    for name in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_XDIST_AUTO_NUM_WORKERS"):
+    for name in (
+        "PYTEST_ADDOPTS",
+        "PYTEST_PLUGINS",
+        "PYTEST_XDIST_AUTO_NUM_WORKERS",
+        "PYTHONDONTWRITEBYTECODE",
+    ):
         env.pop(name, None)
     return env
 
