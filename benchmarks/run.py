@@ -133,6 +133,21 @@ def generate(outdir: Path, generator_args: list[str]) -> None:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 
 
+def release_worktrees(suite: Path) -> None:
+    """Remove the worktree slots our plugin keeps for ``suite`` before it is regenerated.
+
+    The pool lives outside the suite (in the user's cache directory), so deleting
+    the suite alone would leave its slots behind. Best effort: without the plugin
+    installed there is nothing to remove.
+    """
+    subprocess.run(
+        [sys.executable, "-m", "pytest_parallel_modules", "clean"],
+        cwd=suite,
+        capture_output=True,
+        check=False,
+    )
+
+
 def read_expected(suite: Path) -> dict[str, Any]:
     """The generator's description of ``suite`` (params, per-module seconds), or {}."""
     try:
@@ -160,6 +175,8 @@ def prepare_preset(args: argparse.Namespace, generator_args: list[str]) -> Path:
     # The generator's own parser says what these arguments mean, defaults included.
     _, params, _ = generate_suite.parse_args([str(suite), *generator_args])
     if read_expected(suite).get("params") != dataclasses.asdict(params):
+        if (suite / ".git").is_dir():
+            release_worktrees(suite)
         generate(suite, generator_args)
     shutil.rmtree(suite / ".pytest_cache", ignore_errors=True)
     return suite
