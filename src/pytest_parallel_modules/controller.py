@@ -44,6 +44,7 @@ from pytest_parallel_modules.history import MeasuredModule
 from pytest_parallel_modules.history import MeasuredRun
 from pytest_parallel_modules.history import MeasuredTest
 from pytest_parallel_modules.history import save_history
+from pytest_parallel_modules.isolation import restore_checkout_paths
 from pytest_parallel_modules.isolation import WorkerPlacer
 from pytest_parallel_modules.reports import fold_test_reports
 from pytest_parallel_modules.scheduling import DispatchQueue
@@ -502,10 +503,17 @@ class ParallelSession:
             nodeid=payload["nodeid"], location=tuple(payload["location"])
         )
 
+    def _deserialize(self, record: WorkerRecord, data: dict[str, Any]) -> Any:
+        worktree = self.worktrees.get(record.worker_id)
+        if worktree is not None and self.placer.repo_root is not None and "longrepr" in data:
+            data = dict(data)
+            data["longrepr"] = restore_checkout_paths(
+                data["longrepr"], str(worktree), str(self.placer.repo_root)
+            )
+        return self.config.hook.pytest_report_from_serializable(config=self.config, data=data)
+
     def _on_report(self, record: WorkerRecord, payload: worker.ReportPayload) -> None:
-        report = self.config.hook.pytest_report_from_serializable(
-            config=self.config, data=payload["data"]
-        )
+        report = self._deserialize(record, payload["data"])
         self._replay_report(record, report)
 
     def _replay_report(self, record: WorkerRecord, report: pytest.TestReport) -> None:
@@ -523,9 +531,7 @@ class ParallelSession:
         )
 
     def _on_collect_report(self, record: WorkerRecord, payload: worker.ReportPayload) -> None:
-        report = self.config.hook.pytest_report_from_serializable(
-            config=self.config, data=payload["data"]
-        )
+        report = self._deserialize(record, payload["data"])
         self.config.hook.pytest_collectreport(report=report)
 
     def _on_warning(self, record: WorkerRecord, payload: worker.WarningPayload) -> None:

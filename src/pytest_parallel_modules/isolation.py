@@ -81,6 +81,28 @@ def map_args(
     return mapped
 
 
+def restore_checkout_paths(value: object, worktree_root: str, repo_root: str) -> object:
+    """PURE: replace the worktree root by the main checkout's root in every string of ``value``.
+
+    Applied to the ``longrepr`` of a worker's serialized report (tracebacks, skip
+    locations, collection errors), so paths read as they would in a plain run:
+    ``test_x.py:27: not today``, not ``../slot-1/test_x.py:27``. Captured output is
+    left as the test printed it.
+    """
+    if isinstance(value, str):
+        return value.replace(worktree_root, repo_root) if worktree_root in value else value
+    if isinstance(value, list):
+        return [restore_checkout_paths(item, worktree_root, repo_root) for item in value]
+    if isinstance(value, tuple):
+        return tuple(restore_checkout_paths(item, worktree_root, repo_root) for item in value)
+    if isinstance(value, dict):
+        return {
+            key: restore_checkout_paths(item, worktree_root, repo_root)
+            for key, item in value.items()
+        }
+    return value
+
+
 @final
 class WorkerPlacer:
     """Decides where each worker of one run runs; owns the run's worktree slots.

@@ -262,8 +262,15 @@ def test_last_failed_after_a_parallel_run_selects_the_failed_tests(
 
 
 def write_sleepy_modules(pytester: pytest.Pytester, count: int) -> None:
-    """``count`` modules; the first fails at once, the others take a while."""
-    pytester.makepyfile(test_00_fails="def test_fails():\n    assert 0\n")
+    """``count`` modules; the first fails at once, the others take a while.
+
+    The failing module has the most tests, so the scheduler (no history yet:
+    estimates by test count) starts it first.
+    """
+    pytester.makepyfile(
+        test_00_fails="def test_fails():\n    assert 0\n"
+        + "".join(f"def test_ok{i}(): pass\n" for i in range(5))
+    )
     for index in range(1, count):
         pytester.makepyfile(
             **{
