@@ -36,6 +36,7 @@ from pytest_parallel_modules import timing
 from pytest_parallel_modules import worker
 from pytest_parallel_modules import worktrees
 from pytest_parallel_modules.grouping import group_by_module
+from pytest_parallel_modules.grouping import module_of
 from pytest_parallel_modules.grouping import ModuleGroup
 from pytest_parallel_modules.history import History
 from pytest_parallel_modules.history import load_history
@@ -46,10 +47,16 @@ from pytest_parallel_modules.history import MeasuredTest
 from pytest_parallel_modules.history import save_history
 from pytest_parallel_modules.isolation import restore_checkout_paths
 from pytest_parallel_modules.isolation import WorkerPlacer
+from pytest_parallel_modules.reports import build_merged_report
+from pytest_parallel_modules.reports import build_module_report
 from pytest_parallel_modules.reports import fold_test_reports
+from pytest_parallel_modules.reports import MergedReport
+from pytest_parallel_modules.reports import ModuleOutcome
+from pytest_parallel_modules.reports import ModuleReport
 from pytest_parallel_modules.scheduling import DispatchQueue
 from pytest_parallel_modules.scheduling import estimate_modules
 from pytest_parallel_modules.scheduling import ModuleEstimates
+from pytest_parallel_modules.scheduling import partition_shards
 from pytest_parallel_modules.scheduling import plan_slowest_first
 from pytest_parallel_modules.worker_pool import CHANNEL_CLOSED
 from pytest_parallel_modules.worker_pool import START_FAILED
@@ -132,6 +139,17 @@ class ModuleRun:
     #: Node ids whose logfinish arrived: they ran to the end of their teardown.
     done: set[str] = field(default_factory=set)
     reports: list[pytest.TestReport] = field(default_factory=list)
+    #: The attempt this one continues (its worker crashed), if any.
+    previous: ModuleRun | None = None
+    #: The module's report, once the module is finished.
+    report: ModuleReport | None = None
+
+    def attempts(self) -> list[ModuleRun]:
+        """Every attempt at this module, oldest first."""
+        chain = [self]
+        while chain[0].previous is not None:
+            chain.insert(0, chain[0].previous)
+        return chain
 
     def remainder(self, *, exclude: Iterable[str] = ()) -> ModuleGroup | None:
         """The tests of this module that did not run, as a group of their own (None if none)."""
@@ -174,6 +192,10 @@ class ParallelSession:
         self.estimates: ModuleEstimates | None = None
         self.history_warning: str | None = None
         self.crashed_nodeids: set[str] = set()
+        #: Module -> its crashed attempt, until the rest of the module runs.
+        self._crashed_attempts: dict[str, ModuleRun] = {}
+        #: Reports of every finished module, in the order they finished.
+        self.module_reports: list[ModuleReport] = []
         self.stopping = False
         self.stop_reason: str | bool = False
         self.exit_request: worker.ExitPayload | None = None
@@ -224,6 +246,24 @@ class ParallelSession:
         # controller collects, so their start-up costs no wall time.
         self._start_workers()
         return (yield)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        # trylast: -k, -m, --lf and other plugins have selected already; the share
+        # is computed from what is left, identically on every machine.
+        if self.options.shard is None:
+            return
+        index, count = self.options.shard
+        groups = group_by_module(item.nodeid for item in items)
+        estimates = estimate_modules(groups, self._load_history().history, self._file_sizes(groups))
+        mine = {group.module for group in partition_shards(groups, estimates, count)[index - 1]}
+        kept = [item for item in items if module_of(item.nodeid) in mine]
+        deselected = [item for item in items if module_of(item.nodeid) not in mine]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = kept
 
     # tryfirst: the plan must exist before the terminal reporter asks for the
     # pytest_report_collectionfinish lines in its own pytest_collection_finish.
@@ -449,9 +489,20 @@ class ParallelSession:
             self.pool.send(record.worker_id, worker.NO_MORE_WORK)
             self._set_state(record, WorkerState.DRAINING)
             return
-        run = ModuleRun(group=group, worker_id=record.worker_id, started=timing.now())
+        run = ModuleRun(
+            group=group,
+            worker_id=record.worker_id,
+            started=timing.now(),
+            previous=self._crashed_attempts.pop(group.module, None),
+        )
         self.modules.append(run)
         record.assigned.append(run)
+        self.config.hook.pytest_parallel_modules_module_started(
+            config=self.config,
+            module=group.module,
+            worker_id=record.worker_id,
+            nodeids=list(group.nodeids),
+        )
         self.pool.send(
             record.worker_id,
             worker.RUN_MODULE,
@@ -565,6 +616,63 @@ class ParallelSession:
         run.run_s = payload["run_s"]
         run.completed = payload["completed"]
         record.assigned.remove(run)
+        self._finish_module(run)
+
+    def _finish_module(self, run: ModuleRun, outcome: ModuleOutcome | None = None) -> None:
+        """Build the module's report (all its attempts) and announce it."""
+        attempts = run.attempts()
+        if outcome is None and any(attempt.crashed for attempt in attempts):
+            outcome = "crashed"
+        reports = [report for attempt in attempts for report in attempt.reports]
+        first = attempts[0]
+        run.report = build_module_report(
+            module=run.group.module,
+            worker=first.worker_id,
+            started=first.started,
+            finished=run.finished,
+            results=fold_test_reports(reports),
+            outcome=outcome,
+            expected_nodeids=first.group.nodeids,
+        )
+        self.module_reports.append(run.report)
+        self.config.hook.pytest_parallel_modules_module_finished(
+            config=self.config, report=run.report
+        )
+
+    def merged_report(self) -> MergedReport:
+        """The run's merged report: every module that finished, and those never started."""
+        for group in self.queue.remaining():
+            attempt = self._crashed_attempts.pop(group.module, None)
+            if attempt is not None:  # its worker crashed and the rest never ran
+                self._finish_module(attempt, outcome="crashed")
+        modules = list(self.module_reports)
+        finished = {report["module"] for report in modules}
+        for group in self.queue.remaining():
+            if group.module in finished:
+                continue
+            modules.append(
+                build_module_report(
+                    module=group.module,
+                    worker=None,
+                    started=None,
+                    finished=None,
+                    results=[],
+                    outcome="not_run",
+                    expected_nodeids=group.nodeids,
+                )
+            )
+        snapshot = self.placer.snapshot.commit if self.placer.snapshot is not None else None
+        merged = build_merged_report(
+            modules=modules,
+            wall_s=self.wall_s,
+            workers=self._worker_count,
+            args=list(self.config.invocation_params.args),
+            rootdir=self.config.rootpath,
+            snapshot=snapshot,
+            created=timing.now(),
+        )
+        self.config.hook.pytest_parallel_modules_report(config=self.config, report=merged)
+        return merged
 
     def _on_exit_requested(self, record: WorkerRecord, payload: worker.ExitPayload) -> None:
         self.exit_request = payload
@@ -656,10 +764,13 @@ class ParallelSession:
             run.crashed = True
             run.finished = timing.now()
             remainder = run.remainder(exclude=[crashed_nodeid] if crashed_nodeid else [])
-            if remainder is not None:
+            if remainder is not None and not self.stopping:
                 remainders.append(remainder)
+                self._crashed_attempts[run.group.module] = run
+            else:
+                self._finish_module(run, outcome="crashed")
         record.assigned.clear()
-        if self.stopping or not remainders:
+        if not remainders:
             return
         # The crashing test is never run again; what is left of its module runs
         # first, on a replacement worker.

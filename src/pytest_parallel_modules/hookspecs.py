@@ -14,6 +14,9 @@ import pytest
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from pytest_parallel_modules.reports import MergedReport
+    from pytest_parallel_modules.reports import ModuleReport
+
 
 def pytest_parallel_modules_worktree_ready(
     config: pytest.Config, worktree: Path, worker_id: str
@@ -30,6 +33,47 @@ def pytest_parallel_modules_worktree_ready(
     :param config: the controller's pytest config.
     :param worktree: the root of the worktree (the repository's top level).
     :param worker_id: the worker that will run there (``w1``, ``w2`` ...).
+
+    .. versionadded:: 0.1
+    """
+
+
+def pytest_parallel_modules_module_started(
+    config: pytest.Config, module: str, worker_id: str, nodeids: list[str]
+) -> None:
+    """A module was handed to a worker.
+
+    :param config: the controller's pytest config.
+    :param module: the module's path relative to the rootdir.
+    :param worker_id: the worker that runs it.
+    :param nodeids: the node ids it will run, in order.
+
+    .. versionadded:: 0.1
+    """
+
+
+def pytest_parallel_modules_module_finished(config: pytest.Config, report: ModuleReport) -> None:
+    """A module is done: passed, failed, crashed, interrupted or never run.
+
+    Called once per module, in the order modules finish, with the module's
+    report exactly as it is written to ``<report dir>/modules/``. A module whose
+    worker crashed is reported once, after its remaining tests ran elsewhere.
+
+    :param config: the controller's pytest config.
+    :param report: the module report (see the JSON schema in the docs).
+
+    .. versionadded:: 0.1
+    """
+
+
+def pytest_parallel_modules_report(config: pytest.Config, report: MergedReport) -> None:
+    """The merged report of the run, before it is written and summarised.
+
+    An implementation may add keys under ``report["extra"]`` (a dict of JSON
+    values); other keys are read-only.
+
+    :param config: the controller's pytest config.
+    :param report: the merged report (see the JSON schema in the docs).
 
     .. versionadded:: 0.1
     """

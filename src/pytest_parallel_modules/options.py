@@ -34,6 +34,12 @@ MODULE_ISOLATION_OPTION: Final = "--module-isolation"
 MODULE_ISOLATION_INI: Final = "module_isolation"
 WORKTREE_COPY_INI: Final = "worktree_copy"
 KEEP_FAILED_WORKTREES_OPTION: Final = "--keep-failed-worktrees"
+MODULE_REPORT_DIR_OPTION: Final = "--module-report-dir"
+MODULE_REPORT_DIR_INI: Final = "module_report_dir"
+MODULE_REPORT_MD_OPTION: Final = "--module-report-md"
+MODULE_SHARD_OPTION: Final = "--module-shard"
+#: Where reports go by default, inside pytest's cache directory (always the last run).
+REPORT_CACHE_DIR: Final = "parallel-modules-report"
 MODULE_DURATIONS_OPTION: Final = "--module-durations"
 MODULE_DURATIONS_INI: Final = "module_durations"
 #: Where the history lives by default, inside pytest's cache directory.
@@ -84,6 +90,38 @@ def register_options(parser: pytest.Parser) -> None:
         dest="keep_failed_worktrees",
         default=False,
         help="Leave the worktree of a worker that ran a failed module as it is, and print its path.",
+    )
+    group.addoption(
+        MODULE_REPORT_DIR_OPTION,
+        action="store",
+        dest="module_report_dir",
+        default=None,
+        metavar="DIR",
+        help="Write one JSON report per module to DIR/modules/ and the merged report to "
+        "DIR/report.json. Default: the ini key module_report_dir, else inside pytest's cache directory.",
+    )
+    group.addoption(
+        MODULE_REPORT_MD_OPTION,
+        action="store",
+        dest="module_report_md",
+        default=None,
+        metavar="PATH",
+        help="Also write the run's summary as Markdown to PATH (and append it to "
+        "$GITHUB_STEP_SUMMARY when that is set).",
+    )
+    group.addoption(
+        MODULE_SHARD_OPTION,
+        action="store",
+        dest="module_shard",
+        default=None,
+        metavar="K/N",
+        help="Run only share K of N of the modules, balanced by the duration history "
+        "(every machine computes the same partition).",
+    )
+    parser.addini(
+        MODULE_REPORT_DIR_INI,
+        help="Default for --module-report-dir, relative to the ini file's directory.",
+        default="",
     )
     parser.addini(
         MODULE_ISOLATION_INI,
@@ -165,6 +203,57 @@ def _isolation(config: pytest.Config) -> IsolationMode:
     raise pytest.UsageError(f"{source}: expected 'worktree' or 'none', got {raw!r}")
 
 
+def parse_shard(raw: str, *, source: str = MODULE_SHARD_OPTION) -> tuple[int, int]:
+    """Parse ``K/N`` (1 <= K <= N) into ``(K, N)``.
+
+    :raises pytest.UsageError: for anything else.
+    """
+    index_text, slash, count_text = raw.strip().partition("/")
+    valid = (
+        slash
+        and index_text.isascii()
+        and index_text.isdecimal()
+        and count_text.isascii()
+        and count_text.isdecimal()
+    )
+    if valid:
+        index, count = int(index_text), int(count_text)
+        if 1 <= index <= count:
+            return index, count
+    raise pytest.UsageError(f"{source}: expected K/N with 1 <= K <= N (e.g. 2/4), got {raw!r}")
+
+
+def _report_dir(config: pytest.Config) -> Path | None:
+    raw = config.getoption("module_report_dir")
+    if raw is not None:
+        path = config.invocation_params.dir / Path(str(raw)).expanduser()
+        return _writable_dir_path(path, MODULE_REPORT_DIR_OPTION, str(raw))
+    ini_value = config.getini(MODULE_REPORT_DIR_INI)
+    if isinstance(ini_value, str) and ini_value.strip():
+        base = config.inipath.parent if config.inipath is not None else config.rootpath
+        path = base / Path(ini_value.strip()).expanduser()
+        return _writable_dir_path(path, f"ini {MODULE_REPORT_DIR_INI}", ini_value)
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        return None
+    directory: Path = cache.mkdir(REPORT_CACHE_DIR)
+    return directory
+
+
+def _writable_dir_path(path: Path, source: str, raw: str) -> Path:
+    """Check that ``path`` is, or can be created as, a writable directory."""
+    if path.exists() and not path.is_dir():
+        raise pytest.UsageError(f"{source}: {raw!r} is a file, expected a directory")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not os.access(existing, os.W_OK):
+        raise pytest.UsageError(
+            f"{source}: {raw!r} cannot be created or written ({existing} is not writable)"
+        )
+    return path
+
+
 def _writable_file_path(path: Path, source: str, raw: str) -> Path:
     """Check that ``path`` can be written as a file (its directory exists and is writable)."""
     if path.is_dir():
@@ -212,6 +301,12 @@ class Options:
     worktree_copy: tuple[str, ...] = ()
     #: Leave the worktrees of failed modules in place (``--keep-failed-worktrees``).
     keep_failed_worktrees: bool = False
+    #: Directory for per-module and merged JSON reports; None when there is nowhere to write.
+    report_dir: Path | None = None
+    #: Where to write the Markdown summary, if anywhere.
+    report_md: Path | None = None
+    #: ``(K, N)``: run only share K of N of the modules.
+    shard: tuple[int, int] | None = None
 
     @property
     def active(self) -> bool:
@@ -226,6 +321,9 @@ class Options:
 
         :raises pytest.UsageError: for any invalid value or incompatible option.
         """
+        raw_shard = config.getoption("module_shard")
+        shard = None if raw_shard is None else parse_shard(str(raw_shard))
+        isolation = _isolation(config)
         raw = config.getoption("parallel_modules")
         source = PARALLEL_MODULES_OPTION
         if raw is None:
@@ -233,18 +331,35 @@ class Options:
             if isinstance(ini_value, str) and ini_value.strip():
                 raw = ini_value
                 source = f"ini {PARALLEL_MODULES_INI}"
-        if raw is None:
-            return cls(workers=None, workers_source="")
-        workers = parse_worker_count(str(raw), source=source, cpus=cpus())
-        _reject_incompatible(config, source)
-        history_path = _history_path(config)
-        isolation = _isolation(config)
-        worktree_copy = tuple(str(pattern) for pattern in config.getini(WORKTREE_COPY_INI))
-        shown = (
-            f"{PARALLEL_MODULES_OPTION}={raw}"
-            if source == PARALLEL_MODULES_OPTION
-            else f"{source}={raw}"
+        implied_by = [flag for flag, given in ((MODULE_SHARD_OPTION, shard is not None),) if given]
+        if raw is None and implied_by:
+            # Options that need the controller turn it on with one worker per CPU.
+            raw = "auto"
+            source = f"implied by {implied_by[0]}"
+        workers = None if raw is None else parse_worker_count(str(raw), source=source, cpus=cpus())
+        raw_md = config.getoption("module_report_md")
+        report_md = (
+            None
+            if raw_md is None
+            else _writable_file_path(
+                config.invocation_params.dir / Path(str(raw_md)).expanduser(),
+                MODULE_REPORT_MD_OPTION,
+                str(raw_md),
+            )
         )
+        if workers is None:
+            return cls(workers=None, workers_source="")
+        _reject_incompatible(config, source)
+        # Paths inside pytest's cache are created only for a run that uses them.
+        history_path = _history_path(config)
+        report_dir = _report_dir(config)
+        worktree_copy = tuple(str(pattern) for pattern in config.getini(WORKTREE_COPY_INI))
+        if source == PARALLEL_MODULES_OPTION:
+            shown = f"{PARALLEL_MODULES_OPTION}={raw}"
+        elif source.startswith("implied"):
+            shown = f"auto, {source}"
+        else:
+            shown = f"{source}={raw}"
         return cls(
             workers=workers,
             workers_source=shown,
@@ -252,4 +367,7 @@ class Options:
             isolation=isolation,
             worktree_copy=worktree_copy,
             keep_failed_worktrees=bool(config.getoption("keep_failed_worktrees")),
+            report_dir=report_dir,
+            report_md=report_md,
+            shard=shard,
         )

@@ -15,6 +15,7 @@ from pytest_parallel_modules import hookspecs
 from pytest_parallel_modules.controller import ParallelSession
 from pytest_parallel_modules.options import Options
 from pytest_parallel_modules.options import register_options
+from pytest_parallel_modules.reporting import RunReporter
 
 
 #: The run's parsed options (set in every controller, active or not).
@@ -22,8 +23,12 @@ options_key: Final = pytest.StashKey[Options]()
 #: The registered controller plugin, when the run is parallel.
 parallel_session_key: Final = pytest.StashKey[ParallelSession]()
 
-#: Name under which the controller plugin is registered.
+#: The registered reporting plugin, when the run is parallel.
+run_reporter_key: Final = pytest.StashKey[RunReporter]()
+
+#: Names under which the plugin objects are registered.
 CONTROLLER_PLUGIN_NAME: Final = "pytest_parallel_modules-controller"
+REPORTING_PLUGIN_NAME: Final = "pytest_parallel_modules-reporting"
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -50,6 +55,9 @@ def pytest_configure(config: pytest.Config) -> None:
     session = ParallelSession(config, options)
     config.stash[parallel_session_key] = session
     config.pluginmanager.register(session, CONTROLLER_PLUGIN_NAME)
+    reporter_plugin = RunReporter(config, options, session)
+    config.stash[run_reporter_key] = reporter_plugin
+    config.pluginmanager.register(reporter_plugin, REPORTING_PLUGIN_NAME)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         # Modules finish interleaved across workers: a file name before each run
@@ -58,6 +66,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    reporter_plugin = config.stash.get(run_reporter_key, None)
+    if reporter_plugin is not None:
+        config.pluginmanager.unregister(reporter_plugin, REPORTING_PLUGIN_NAME)
+        del config.stash[run_reporter_key]
     session = config.stash.get(parallel_session_key, None)
     if session is not None:
         config.pluginmanager.unregister(session, CONTROLLER_PLUGIN_NAME)

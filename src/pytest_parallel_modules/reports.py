@@ -40,6 +40,7 @@ import os
 from pathlib import Path
 import re
 import secrets
+from typing import Any
 from typing import cast
 from typing import Final
 from typing import final
@@ -170,6 +171,8 @@ class MergedReport(TypedDict):
     timing: Timing
     #: Sorted by module path, so equal runs give equal reports.
     modules: list[ModuleReport]
+    #: Free-form JSON added by plugins (hook ``pytest_parallel_modules_report``).
+    extra: dict[str, Any]
 
 
 @final
@@ -486,6 +489,7 @@ def _assemble(
     rootdir: str,
     snapshot: str | None,
     created: str,
+    extra: Mapping[str, Any] | None = None,
 ) -> MergedReport:
     ordered = sorted(modules, key=lambda report: report["module"])
     durations = [report["duration_s"] for report in ordered]
@@ -507,6 +511,7 @@ def _assemble(
             speedup=round(total / wall, 3) if wall > 0 else None,
         ),
         modules=ordered,
+        extra=dict(extra or {}),
     )
 
 
@@ -548,6 +553,13 @@ def _instant(iso: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
+def _extra(report: Mapping[str, Any], where: str) -> dict[str, Any]:
+    value = report.get("extra", {})
+    if not isinstance(value, dict):
+        raise _ShapeError(f"{where}: extra: expected an object")
+    return dict(value)
+
+
 def merge_reports(reports: Sequence[MergedReport]) -> MergedReport:
     """Join the merged reports of several shards or runs into one. PURE.
 
@@ -576,6 +588,7 @@ def merge_reports(reports: Sequence[MergedReport]) -> MergedReport:
         rootdir=first["rootdir"],
         snapshot=snapshots.pop() if len(snapshots) == 1 else None,
         created=min((report["created"] for report in reports), key=_instant),
+        extra={key: value for report in reports for key, value in report.get("extra", {}).items()},
     )
 
 
@@ -858,4 +871,5 @@ def _parse_merged_report(data: object) -> MergedReport:
             _parse_module(module, f"modules[{index}]")
             for index, module in enumerate(_list(report, "modules", where))
         ],
+        extra=_extra(report, where),
     )

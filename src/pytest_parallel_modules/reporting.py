@@ -1,0 +1,137 @@
+"""Writes the run's reports and prints its summary. Runs in the controller.
+
+A plugin of its own (registered as ``pytest_parallel_modules-reporting``) that
+listens to the controller's hooks: each finished module is written to
+``<report dir>/modules/<module>.json`` and, when no live display runs, announced
+in one line; at the end the merged report is written to ``report.json`` (and as
+Markdown where asked) and summarised after pytest's own failures section.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+import shlex
+from typing import final
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pytest_parallel_modules.reports import failed_modules
+from pytest_parallel_modules.reports import module_report_filename
+from pytest_parallel_modules.reports import write_json_atomic
+from pytest_parallel_modules.summary import format_module_line
+from pytest_parallel_modules.summary import print_summary
+from pytest_parallel_modules.summary import render_markdown
+
+
+if TYPE_CHECKING:
+    from pytest_parallel_modules.controller import ParallelSession
+    from pytest_parallel_modules.options import Options
+    from pytest_parallel_modules.reports import MergedReport
+    from pytest_parallel_modules.reports import ModuleReport
+
+
+#: GitHub Actions sets this to a file whose Markdown is shown on the run's page.
+GITHUB_STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
+
+
+@final
+class RunReporter:
+    """Writes per-module and merged reports; prints module lines and the summary."""
+
+    def __init__(self, config: pytest.Config, options: Options, session: ParallelSession) -> None:
+        self.config = config
+        self.options = options
+        self.session = session
+        self.finished_count = 0
+        #: False while a live display shows progress; module lines are printed otherwise.
+        self.print_module_lines = True
+        self.merged: MergedReport | None = None
+        self.written: list[str] = []
+
+    @property
+    def modules_dir(self) -> Path | None:
+        return None if self.options.report_dir is None else self.options.report_dir / "modules"
+
+    def pytest_sessionstart(self) -> None:
+        # The report directory always holds the last run only.
+        directory = self.modules_dir
+        if directory is None:
+            return
+        if directory.is_dir():
+            for stale in directory.glob("*.json"):
+                stale.unlink(missing_ok=True)
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def pytest_parallel_modules_module_finished(self, report: ModuleReport) -> None:
+        self.finished_count += 1
+        directory = self.modules_dir
+        if directory is not None:
+            write_json_atomic(directory / module_report_filename(report["module"]), report)
+        if self.print_module_lines:
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                total = max(len(self.session.plan), self.finished_count)
+                # The reporter breaks a line only when it knows one is open; a run
+                # of dots (fspath hidden) is not, so say it is (as pytest-xdist does).
+                reporter.currentfspath = -2
+                reporter.write_line(format_module_line(self.finished_count, total, report))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        merged = self._merged()
+        if merged is None:
+            return
+        writer = self.config.get_terminal_writer()
+        # Rendered into a string and written through the reporter, so the
+        # summary goes wherever pytest's output goes (a file, a pipe, capture).
+        buffer = io.StringIO()
+        print_summary(
+            merged,
+            write_sep=terminalreporter.write_sep,
+            file=buffer,
+            width=writer.fullwidth,
+            verbosity=self.config.get_verbosity(),
+            rerun_command=self.rerun_command(merged),
+            color=writer.hasmarkup,
+        )
+        terminalreporter.write(buffer.getvalue())
+        for path in self.written:
+            terminalreporter.write_line(f"parallel-modules: report written to {path}")
+
+    def _merged(self) -> MergedReport | None:
+        """Build and write the merged report once (the summary and sessionfinish both need it)."""
+        if self.merged is not None or (not self.session.modules and not self.session.plan):
+            return self.merged
+        self.merged = merged = self.session.merged_report()
+        if self.options.report_dir is not None:
+            path = self.options.report_dir / "report.json"
+            write_json_atomic(path, merged)
+            self.written.append(self._shown(path))
+        markdown = render_markdown(merged, rerun_command=self.rerun_command(merged))
+        if self.options.report_md is not None:
+            self.options.report_md.write_text(markdown, encoding="utf-8")
+            self.written.append(self._shown(self.options.report_md))
+        step_summary = os.environ.get(GITHUB_STEP_SUMMARY_ENV)
+        if step_summary:
+            with open(step_summary, "a", encoding="utf-8") as file:
+                file.write(markdown)
+        return merged
+
+    def pytest_sessionfinish(self) -> None:
+        # Also under -p no:terminal, and after an interruption (no terminal summary).
+        self._merged()
+
+    def rerun_command(self, merged: MergedReport) -> str | None:
+        failed = failed_modules(merged)
+        if not failed:
+            return None
+        return "pytest " + " ".join(shlex.quote(module) for module in failed)
+
+    def _shown(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.config.invocation_params.dir))
+        except ValueError:
+            return str(path)
