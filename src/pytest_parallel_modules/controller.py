@@ -109,7 +109,9 @@ class WorkerNode:
 
     def __init__(self, worker_id: str) -> None:
         self.gateway = GatewayName(worker_id)
-        self.workerinput = {"workerid": worker_id}
+        self.workerinput: dict[str, Any] = {"workerid": worker_id}
+        #: The controller's config, for plugins' ``pytest_configure_node``.
+        self.config: pytest.Config | None = None
         self.workerinfo = {
             "id": worker_id,
             "sysplatform": sys.platform,
@@ -170,6 +172,7 @@ class WorkerRecord:
     running_nodeid: str | None = None
     session_finished: bool = False
     internal_error: str | None = None
+    exitstatus: int | None = None
 
 
 @final
@@ -192,6 +195,8 @@ class ParallelSession:
         self.estimates: ModuleEstimates | None = None
         self.history_warning: str | None = None
         self.crashed_nodeids: set[str] = set()
+        #: Why the last worker that could not start failed, for the final report.
+        self.last_start_failure: str | None = None
         #: Module -> its crashed attempt, until the rest of the module runs.
         self._crashed_attempts: dict[str, ModuleRun] = {}
         #: Reports of every finished module, in the order they finished.
@@ -428,6 +433,13 @@ class ParallelSession:
                 WorkerEvent(worker_id, START_FAILED, {"error": f"{type(exc).__name__}: {exc}"})
             )
             return
+        try:
+            workerinput = self._configure_node(worker_id)
+        except Exception as exc:  # a plugin's pytest_configure_node failed
+            self.events.put(
+                WorkerEvent(worker_id, START_FAILED, {"error": f"{type(exc).__name__}: {exc}"})
+            )
+            return
         setup = worker.WorkerSetup(
             worker_id=worker_id,
             worker_count=self._worker_count,
@@ -435,8 +447,23 @@ class ParallelSession:
             sys_path=placement.sys_path,
             basetemp=str(self._basetemp_dir / f"worker-{worker_id}"),
             path_map=placement.path_map,
+            workerinput=workerinput,
         )
         self.pool.start(WorkerLaunch(cwd=placement.cwd, setup=setup))
+
+    def _configure_node(self, worker_id: str) -> dict[str, Any]:
+        """Let plugins add to the worker's ``config.workerinput``, as pytest-xdist lets them.
+
+        pytest-rerunfailures, pytest-cov and others implement pytest-xdist's
+        ``pytest_configure_node(node)`` to pass values to their worker side through
+        ``node.workerinput``; they then expect those keys in every worker.
+        """
+        hook = getattr(self.config.hook, "pytest_configure_node", None)
+        node = self._nodes.setdefault(worker_id, WorkerNode(worker_id))
+        node.config = self.config
+        if hook is not None:
+            hook(node=node)
+        return {key: value for key, value in node.workerinput.items() if key != "workerid"}
 
     def _basetemp(self) -> Path:
         """The directory under which each worker gets its own ``--basetemp``."""
@@ -687,20 +714,36 @@ class ParallelSession:
         self, record: WorkerRecord, payload: worker.SessionFinishedPayload
     ) -> None:
         record.session_finished = True
+        record.exitstatus = payload["exitstatus"]
 
     def _on_channel_closed(self, record: WorkerRecord, payload: None) -> None:
         error = self.pool.closing_error(record.worker_id)
-        if record.session_finished and not record.assigned and error is None:
+        started = record.state is not WorkerState.STARTING
+        if started and record.session_finished and not record.assigned and error is None:
             self._set_state(record, WorkerState.DONE)
             return
         self._set_state(record, WorkerState.CRASHED)
-        reason = error or "the worker process ended unexpectedly"
+        if error is not None:
+            reason = error
+        elif record.session_finished:
+            reason = f"its pytest session ended early (exit code {record.exitstatus})"
+        else:
+            reason = "the worker process ended unexpectedly"
         if record.internal_error is not None:
             reason = f"{reason}\nINTERNALERROR in the worker:\n{record.internal_error}"
+        if not started:
+            # Died before its session was ready: nothing of the run was lost, but
+            # the reason must reach the user (a plugin failing in the worker, ...).
+            self.last_start_failure = f"worker {record.worker_id} failed to start: {reason}"
+            self._say(f"parallel-modules: {self.last_start_failure.splitlines()[0]}")
         self._report_crash(record, reason)
 
     def _on_start_failed(self, record: WorkerRecord, payload: dict[str, str] | None) -> None:
         self._set_state(record, WorkerState.CRASHED)
+        if payload is not None:
+            self.last_start_failure = (
+                f"worker {record.worker_id} could not start: {payload['error']}"
+            )
         if payload is None:  # cancelled, not failed
             return
         self._say(
@@ -788,7 +831,10 @@ class ParallelSession:
                 report=pytest.CollectReport(
                     nodeid=group.module,
                     outcome="failed",
-                    longrepr=f"{len(group)} test(s) of {group.module} were not run: no worker was left to run them",
+                    longrepr=(
+                        f"{len(group)} test(s) of {group.module} were not run: no worker was left to run them"
+                        + (f"\n{self.last_start_failure}" if self.last_start_failure else "")
+                    ),
                     result=[],
                 )
             )

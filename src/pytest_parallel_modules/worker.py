@@ -99,6 +99,9 @@ class WorkerSetup(TypedDict):
     #: ``(main checkout, worktree)`` roots: editable installs pointing into the
     #: main checkout are redirected to the worktree. Empty when running in place.
     path_map: list[tuple[str, str]]
+    #: What plugins added to ``config.workerinput`` in the controller (through
+    #: pytest-xdist's ``pytest_configure_node`` hook, which the controller calls).
+    workerinput: dict[str, Any]
 
 
 class ReadyPayload(TypedDict):
@@ -201,6 +204,7 @@ class WorkerSession:
         # recognise a worker by ``config.workerinput``; they must see it from their
         # pytest_configure on, so it is set here, before configure.
         config.workerinput = {  # type: ignore[attr-defined]  # the pytest-xdist convention
+            **self.setup["workerinput"],
             "workerid": self.setup["worker_id"],
             "workercount": self.setup["worker_count"],
         }

@@ -1,0 +1,196 @@
+"""End to end: per-module and merged JSON reports, the summary, Markdown and shards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+
+from tests.conftest import GitRepo
+
+
+pytestmark = pytest.mark.e2e
+
+SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "report.schema.json").read_text())
+
+
+def validate_merged(report: dict[str, object]) -> None:
+    jsonschema.validate(report, SCHEMA)
+
+
+def validate_module(report: dict[str, object]) -> None:
+    schema = dict(SCHEMA)
+    schema["$ref"] = "#/$defs/module_report"
+    for key in ("type", "required", "properties", "additionalProperties", "title"):
+        schema.pop(key, None)
+    jsonschema.validate(report, schema)
+
+
+def write_suite(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_alpha="import time\ndef test_a1(): time.sleep(0.2)\ndef test_a2(): pass\n",
+        test_beta="def test_b1(): pass\ndef test_b2():\n    print('out of b2')\n    assert 0, 'beta broke'\n",
+        test_gamma="import pytest\n@pytest.mark.skip(reason='later')\ndef test_g1(): pass\n@pytest.mark.xfail\ndef test_g2(): assert 0\n",
+        test_delta="import pytest\n@pytest.mark.parametrize('n', range(4))\ndef test_d(n): pass\n",
+    )
+
+
+def test_reports_summary_and_markdown(
+    pytester: pytest.Pytester, git_repo: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_suite(pytester)
+    step_summary = pytester.path / "step-summary.md"
+    step_summary.write_text("# earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
+    result = pytester.runpytest_subprocess(
+        "--parallel-modules=2",
+        "--module-report-dir=reports",
+        "--module-report-md=summary.md",
+        timeout=60,
+    )
+    result.assert_outcomes(passed=7, failed=1, skipped=1, xfailed=1)
+
+    merged = json.loads((pytester.path / "reports" / "report.json").read_text())
+    validate_merged(merged)
+    assert merged["totals"] == {
+        "tests": 10,
+        "passed": 7,
+        "failed": 1,
+        "errors": 0,
+        "skipped": 1,
+        "xfailed": 1,
+        "xpassed": 0,
+        "not_run": 0,
+    }
+    assert [m["module"] for m in merged["modules"]] == [
+        "test_alpha.py",
+        "test_beta.py",
+        "test_delta.py",
+        "test_gamma.py",
+    ]
+    assert merged["workers"] == 2
+    assert len(merged["snapshot"]) == 40
+    beta = next(m for m in merged["modules"] if m["module"] == "test_beta.py")
+    assert beta["outcome"] == "failed"
+    failing = next(t for t in beta["tests"] if t["nodeid"] == "test_beta.py::test_b2")
+    assert failing["outcome"] == "failed" and failing["when"] == "call"
+    assert "beta broke" in failing["longrepr"]
+    assert "out of b2" in failing["stdout"]
+
+    module_files = sorted((pytester.path / "reports" / "modules").glob("*.json"))
+    assert len(module_files) == 4
+    for path in module_files:
+        validate_module(json.loads(path.read_text()))
+
+    # One line per finished module (no TTY), the summary after the failures, the report path.
+    result.stdout.fnmatch_lines(
+        ["[[]?/4[]] FAILED test_beta.py  1 failed, 1 passed in *s  (worker w?)"]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*= FAILURES =*",
+            "*beta broke*",
+            "*= parallel-modules summary =*",
+            "FAILED*test_beta.py*",
+            "*Rerun only the failed modules: pytest test_beta.py*",
+        ]
+    )
+    result.stdout.fnmatch_lines(["parallel-modules: report written to reports/report.json"])
+
+    markdown = (pytester.path / "summary.md").read_text()
+    assert "test_beta.py" in markdown and "beta broke" in markdown
+    assert step_summary.read_text() == "# earlier step\n" + markdown
+
+
+def test_quiet_summary_is_compact(pytester: pytest.Pytester, git_repo: GitRepo) -> None:
+    write_suite(pytester)
+    result = pytester.runpytest_subprocess("--parallel-modules=2", "-q", timeout=60)
+    summary = result.stdout.str().split("parallel-modules summary", 1)[1]
+    assert "test_beta.py" in summary
+    assert "test_alpha.py" not in summary  # -q lists only the failed modules
+
+
+def test_report_dir_holds_only_the_last_run(pytester: pytest.Pytester, git_repo: GitRepo) -> None:
+    write_suite(pytester)
+    pytester.runpytest_subprocess("--parallel-modules=2", "--module-report-dir=reports", timeout=60)
+    result = pytester.runpytest_subprocess(
+        "--parallel-modules=2", "--module-report-dir=reports", "test_alpha.py", timeout=60
+    )
+    result.assert_outcomes(passed=2)
+    assert [p.name for p in (pytester.path / "reports" / "modules").glob("*.json")] == [
+        "test_alpha.py.json"
+    ]
+
+
+def test_shards_cover_every_module_once_and_merge_to_the_unsharded_run(
+    pytester: pytest.Pytester, git_repo: GitRepo
+) -> None:
+    write_suite(pytester)
+    whole = pytester.runpytest_subprocess(
+        "--parallel-modules=2",
+        "--module-report-dir=whole",
+        "--module-durations=durations.json",
+        timeout=60,
+    )
+    whole.assert_outcomes(passed=7, failed=1, skipped=1, xfailed=1)
+    shards = []
+    for index in (1, 2):
+        shard = pytester.runpytest_subprocess(
+            f"--module-shard={index}/2",
+            "--module-durations=durations.json",
+            f"--module-report-dir=shard{index}",
+            timeout=60,
+        )
+        assert shard.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+        shard.stdout.fnmatch_lines(["*deselected*"])
+        shards.append(json.loads((pytester.path / f"shard{index}" / "report.json").read_text()))
+    modules = [m["module"] for shard in shards for m in shard["modules"]]
+    assert sorted(modules) == ["test_alpha.py", "test_beta.py", "test_delta.py", "test_gamma.py"]
+
+    merge = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_parallel_modules",
+            "merge",
+            "shard1/report.json",
+            "shard2/report.json",
+            "-o",
+            "merged.json",
+        ],
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert merge.returncode == 1, merge.stdout + merge.stderr  # a test failed
+    merged = json.loads((pytester.path / "merged.json").read_text())
+    validate_merged(merged)
+    unsharded = json.loads((pytester.path / "whole" / "report.json").read_text())
+    assert merged["totals"] == unsharded["totals"]
+    assert [(m["module"], m["outcome"], m["counts"]) for m in merged["modules"]] == [
+        (m["module"], m["outcome"], m["counts"]) for m in unsharded["modules"]
+    ]
+
+
+@pytest.mark.parametrize("value", ["0/4", "5/4", "a/b", "2", "1/0", "-1/2"])
+def test_bad_shard_is_a_usage_error(pytester: pytest.Pytester, value: str) -> None:
+    result = pytester.runpytest(f"--module-shard={value}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: --module-shard: expected K/N with 1 <= K <= N (e.g. 2/4), got '{value}'"]
+    )
+
+
+def test_report_dir_that_is_a_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".txt", afile="x")
+    result = pytester.runpytest("--parallel-modules=1", "--module-report-dir=afile.txt")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --module-report-dir: 'afile.txt' is a file, expected a directory"]
+    )
