@@ -32,6 +32,7 @@ import warnings
 
 import pytest
 
+from pytest_parallel_modules import compat
 from pytest_parallel_modules import timing
 from pytest_parallel_modules import worker
 from pytest_parallel_modules import worktrees
@@ -458,12 +459,9 @@ class ParallelSession:
         ``pytest_configure_node(node)`` to pass values to their worker side through
         ``node.workerinput``; they then expect those keys in every worker.
         """
-        hook = getattr(self.config.hook, "pytest_configure_node", None)
         node = self._nodes.setdefault(worker_id, WorkerNode(worker_id))
-        node.config = self.config
-        if hook is not None:
-            hook(node=node)
-        return {key: value for key, value in node.workerinput.items() if key != "workerid"}
+        workerinput = compat.configure_node(self.config, node)
+        return {key: value for key, value in workerinput.items() if key != "workerid"}
 
     def _basetemp(self) -> Path:
         """The directory under which each worker gets its own ``--basetemp``."""
@@ -715,6 +713,15 @@ class ParallelSession:
     ) -> None:
         record.session_finished = True
         record.exitstatus = payload["exitstatus"]
+        compat.node_down(
+            self.config,
+            self._nodes.setdefault(record.worker_id, WorkerNode(record.worker_id)),
+            payload["workeroutput"],
+            worker_id=record.worker_id,
+            path_map=compat.checkout_path_map(
+                self.worktrees.get(record.worker_id), self.placer.repo_root
+            ),
+        )
 
     def _on_channel_closed(self, record: WorkerRecord, payload: None) -> None:
         error = self.pool.closing_error(record.worker_id)
@@ -861,6 +868,8 @@ class ParallelSession:
                 self.pool.send(record.worker_id, worker.STOP)
                 self.pool.send(record.worker_id, worker.NO_MORE_WORK)
         self.pool.terminate(timeout=TERMINATE_TIMEOUT)
+        # The workers have exited: coverage.py measuring them wrote its data files.
+        compat.remap_subprocess_coverage(self.worktrees, self.placer.repo_root)
         self.placer.release(keep=self.kept_worktrees())
 
     def kept_worktrees(self) -> list[Path]:

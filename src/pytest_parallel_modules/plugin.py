@@ -11,6 +11,7 @@ from typing import Final
 
 import pytest
 
+from pytest_parallel_modules import compat
 from pytest_parallel_modules import hookspecs
 from pytest_parallel_modules.controller import ParallelSession
 from pytest_parallel_modules.options import Options
@@ -47,6 +48,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     if _is_worker(config):
+        compat.prepare_worker(config)
         return
     options = Options.from_config(config)
     config.stash[options_key] = options

@@ -164,6 +164,9 @@ class InternalErrorPayload(TypedDict):
 
 class SessionFinishedPayload(TypedDict):
     exitstatus: int
+    #: The worker's ``config.workeroutput`` (the pytest-xdist convention: what
+    #: plugins such as pytest-cov leave for their controller side).
+    workeroutput: dict[str, Any]
 
 
 # Plain classes, not dataclasses: execnet runs this file as ``__channelexec__``,
@@ -477,7 +480,29 @@ def run_worker(channel: execnet.Channel) -> None:
     channel.setcallback(inbox.put, endmarker=(_CONTROLLER_GONE, None))
     session = WorkerSession(channel=channel, inbox=inbox, setup=setup)
     exitstatus = pytest.main(setup["args"], plugins=[session])
-    channel.send((SESSION_FINISHED, SessionFinishedPayload(exitstatus=int(exitstatus))))
+    workeroutput = getattr(session.config, "workeroutput", {})
+    channel.send(
+        (
+            SESSION_FINISHED,
+            SessionFinishedPayload(
+                exitstatus=int(exitstatus), workeroutput=_portable(workeroutput)
+            ),
+        )
+    )
+
+
+def _portable(output: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``output`` that execnet can send (a plugin may leave anything there)."""
+    import execnet
+
+    portable: dict[str, Any] = {}
+    for key, value in output.items():
+        try:
+            execnet.dumps(value)
+        except execnet.DumpError:
+            continue
+        portable[key] = value
+    return portable
 
 
 if __name__ == "__channelexec__":
