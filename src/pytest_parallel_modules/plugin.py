@@ -16,6 +16,7 @@ from pytest_parallel_modules import hookspecs
 from pytest_parallel_modules.controller import ParallelSession
 from pytest_parallel_modules.options import Options
 from pytest_parallel_modules.options import register_options
+from pytest_parallel_modules.progress import LiveProgress
 from pytest_parallel_modules.reporting import RunReporter
 
 
@@ -26,10 +27,14 @@ parallel_session_key: Final = pytest.StashKey[ParallelSession]()
 
 #: The registered reporting plugin, when the run is parallel.
 run_reporter_key: Final = pytest.StashKey[RunReporter]()
+#: The registered live progress plugin, when the run is parallel and ``-p no:`` did not block it.
+live_progress_key: Final = pytest.StashKey[LiveProgress]()
 
 #: Names under which the plugin objects are registered.
 CONTROLLER_PLUGIN_NAME: Final = "pytest_parallel_modules-controller"
 REPORTING_PLUGIN_NAME: Final = "pytest_parallel_modules-reporting"
+#: ``-p no:pytest_parallel_modules-live`` blocks this name, so the live display never registers.
+LIVE_PLUGIN_NAME: Final = "pytest_parallel_modules-live"
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -60,6 +65,10 @@ def pytest_configure(config: pytest.Config) -> None:
     reporter_plugin = RunReporter(config, options, session)
     config.stash[run_reporter_key] = reporter_plugin
     config.pluginmanager.register(reporter_plugin, REPORTING_PLUGIN_NAME)
+    live = LiveProgress(config, session, reporter_plugin)
+    # register() returns None for a name that -p no: blocked.
+    if config.pluginmanager.register(live, LIVE_PLUGIN_NAME) is not None:
+        config.stash[live_progress_key] = live
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         # Modules finish interleaved across workers: a file name before each run
@@ -68,6 +77,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    live = config.stash.get(live_progress_key, None)
+    if live is not None:
+        config.pluginmanager.unregister(live, LIVE_PLUGIN_NAME)
+        del config.stash[live_progress_key]
     reporter_plugin = config.stash.get(run_reporter_key, None)
     if reporter_plugin is not None:
         config.pluginmanager.unregister(reporter_plugin, REPORTING_PLUGIN_NAME)

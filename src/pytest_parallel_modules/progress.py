@@ -1,0 +1,671 @@
+"""The live progress display of a parallel run on a terminal. Runs in the controller.
+
+While ``pytest --parallel-modules=N`` runs on a terminal, one line per worker
+shows the module it runs, its tests done out of the module's total, failures so
+far and the time spent in that module; an overall line shows a bar of modules
+done out of the plan, tests done, failures, elapsed time and an ETA computed
+from the duration history's estimates.
+
+How it stays out of pytest's way (STYLE R9):
+
+* The display is a transient :class:`rich.live.Live` without a refresh thread
+  and without stdout/stderr redirection. It is redrawn from the controller's
+  event hooks (all on the main thread), at most every :data:`REFRESH_INTERVAL_S`.
+* Nothing else writes to the terminal while it is up: pytest's per-test
+  progress characters are blanked (a ``pytest_report_teststatus`` wrapper keeps
+  the category and the word, drops the letter) and the reporting plugin's
+  one-line-per-module output is switched off
+  (:attr:`~pytest_parallel_modules.reporting.RunReporter.print_module_lines`).
+  A collection report replayed during the run (a crashed worker, a test a
+  worker did not collect) takes the display down, lets pytest write, and
+  redraws it below.
+* It writes through the terminal reporter's ``write_raw`` (pytest 9), so it
+  reaches the same file as pytest's output, in order, without touching the
+  reporter's idea of the current line. A transient display leaves the cursor
+  where it found it, so pytest's state stays true.
+* It stops when the run loop ends, before the terminal reporter's own wrapper
+  writes its final ``[100%]``: that marker then closes a one-line record of the
+  run written in place of the dots. Failures, warnings and summaries follow as
+  usual.
+
+It runs only when pytest's terminal reporter writes to a TTY with colour, at
+verbosity 0, outside CI (``CI`` or ``BUILD_NUMBER`` set, as pytest decides),
+without ``NO_COLOR``, ``--color=no`` or ``TERM=dumb``; otherwise modules are
+announced one line each. Switch it off with
+``-p no:pytest_parallel_modules-live`` (on the command line, in ``addopts`` or
+``PYTEST_ADDOPTS``): the plugin object is registered under that name, and pytest
+refuses to register a name that ``-p no:`` blocked.
+
+The renderer is PURE: :class:`ProgressState` is updated by plain method calls
+and :func:`render_progress` turns it and a time into a rich renderable, so unit
+tests drive it with a fake clock and no terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+import math
+import os
+import re
+import shutil
+import sys
+from typing import cast
+from typing import Final
+from typing import final
+from typing import TYPE_CHECKING
+
+import pytest
+from rich.console import Console
+from rich.console import Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from pytest_parallel_modules import timing
+from pytest_parallel_modules.grouping import module_of
+
+
+if TYPE_CHECKING:
+    from collections.abc import Generator
+    from collections.abc import Iterable
+    from typing import IO
+
+    from rich.console import RenderableType
+
+    from pytest_parallel_modules.controller import ParallelSession
+    from pytest_parallel_modules.reporting import RunReporter
+    from pytest_parallel_modules.reports import ModuleReport
+
+
+#: The display is redrawn at most this often (seconds): a few times a second.
+REFRESH_INTERVAL_S: Final = 0.25
+#: Environment variables that mean "running on CI" (pytest's own ``running_on_ci``).
+CI_ENV_VARS: Final = ("CI", "BUILD_NUMBER")
+#: The ETA scales estimates by how long finished modules really took, within these bounds.
+ETA_SCALE_BOUNDS: Final = (0.25, 4.0)
+#: Lines of the terminal the display leaves free, so it never scrolls the screen.
+SPARE_LINES: Final = 1
+
+#: What a worker line says when no module runs there, by controller worker state.
+_IDLE_WORDS: Final[Mapping[str, str]] = {
+    "starting": "starting",
+    "running": "waiting for a module",
+    "draining": "finishing",
+    "done": "done",
+    "crashed": "crashed",
+}
+
+
+# --------------------------------------------------------------------------- PURE state
+
+
+@final
+@dataclass(slots=True)
+class ModuleProgress:
+    """One module handed to a worker, as the display tracks it."""
+
+    module: str
+    #: Tests the worker was sent (fewer than the module's when it continues a crashed attempt).
+    total: int
+    #: When the worker began it (:func:`pytest_parallel_modules.timing.perf` seconds);
+    #: ``None`` while it waits behind the worker's current module.
+    started: float | None = None
+    done: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)
+
+
+@final
+@dataclass(slots=True)
+class WorkerProgress:
+    """One worker as the display tracks it."""
+
+    worker_id: str
+    #: Modules sent and not finished, oldest first: the one running, and the next one
+    #: (a worker asks for its next module before it runs the current one's last test).
+    modules: list[ModuleProgress] = field(default_factory=list)
+    #: The controller's state of the worker (a :class:`~pytest_parallel_modules.controller.WorkerState` value).
+    status: str = "starting"
+
+
+@final
+@dataclass(slots=True)
+class ProgressState:
+    """Everything the display shows, updated from the controller's events. PURE.
+
+    Methods take the time as an argument and do no I/O, so a unit test can
+    replay a run with a fake clock.
+    """
+
+    #: When the run started (perf seconds).
+    started: float
+    #: The run's modules, in plan order.
+    plan: tuple[str, ...]
+    #: Module -> estimated seconds (the duration history's estimates).
+    estimates: Mapping[str, float]
+    #: Whether the estimates come from a history (else they are guesses from test counts).
+    estimates_known: bool
+    worker_count: int
+    tests_total: int
+    workers: dict[str, WorkerProgress] = field(default_factory=dict)
+    started_modules: set[str] = field(default_factory=set)
+    #: Module -> seconds it really took, for modules that finished.
+    durations: dict[str, float] = field(default_factory=dict)
+    tests_done: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)
+
+    @property
+    def modules_done(self) -> int:
+        return len(self.durations)
+
+    def worker(self, worker_id: str) -> WorkerProgress:
+        """Return the record of ``worker_id``, creating it when it is new."""
+        record = self.workers.get(worker_id)
+        if record is None:
+            record = self.workers[worker_id] = WorkerProgress(worker_id)
+        return record
+
+    def sync_workers(self, statuses: Iterable[tuple[str, str]]) -> None:
+        """Take each worker's state from the controller: ``(worker id, state value)`` pairs."""
+        for worker_id, status in statuses:
+            self.worker(worker_id).status = status
+
+    def module_started(self, module: str, worker_id: str, total: int, now: float) -> None:
+        """``module`` (``total`` tests) was handed to ``worker_id``."""
+        # A module continued after a crash is handed out again: it runs only here now.
+        self._remove(module)
+        record = self.worker(worker_id)
+        record.modules.append(
+            ModuleProgress(module, total, started=None if record.modules else now)
+        )
+        self.started_modules.add(module)
+
+    def module_finished(self, module: str, duration_s: float, now: float) -> None:
+        """``module`` is done, after ``duration_s`` seconds of work."""
+        self.durations[module] = duration_s
+        self._remove(module, now=now)
+
+    def test_reported(self, nodeid: str, *, failed: bool) -> None:
+        """A report (setup, call or teardown) of ``nodeid`` arrived."""
+        if not failed:
+            return
+        self.failed.add(nodeid)
+        running = self._running(nodeid)
+        if running is not None:
+            running.failed.add(nodeid)
+
+    def test_finished(self, nodeid: str) -> None:
+        """``nodeid`` ran to the end of its teardown (or its worker crashed in it)."""
+        self.tests_done.add(nodeid)
+        running = self._running(nodeid)
+        if running is not None:
+            running.done.add(nodeid)
+
+    def _running(self, nodeid: str) -> ModuleProgress | None:
+        module = module_of(nodeid)
+        for record in self.workers.values():
+            for progress in record.modules:
+                if progress.module == module:
+                    return progress
+        return None
+
+    def _remove(self, module: str, *, now: float | None = None) -> None:
+        for record in self.workers.values():
+            kept = [progress for progress in record.modules if progress.module != module]
+            if len(kept) == len(record.modules):
+                continue
+            record.modules = kept
+            # The next module starts on this worker when the previous one ends.
+            if kept and kept[0].started is None and now is not None:
+                kept[0].started = now
+
+
+@final
+@dataclass(slots=True)
+class Throttle:
+    """Decides whether a redraw is due: at most one per ``interval`` seconds. PURE."""
+
+    interval: float
+    last: float | None = None
+
+    def ready(self, now: float) -> bool:
+        """Return True (and remember ``now``) if the last redraw was ``interval`` ago or more."""
+        if self.last is not None and now - self.last < self.interval:
+            return False
+        self.last = now
+        return True
+
+
+# --------------------------------------------------------------------------- PURE rendering
+
+
+def estimate_remaining(state: ProgressState, now: float) -> float | None:
+    """Return the estimated seconds until the run ends, or None when nothing is known. PURE.
+
+    The work left is the estimate of every module not started plus what is left
+    of each module sent to a worker; the ETA is the lower bound of that work on
+    the run's workers, ``max(largest piece, sum / workers)``, the same yardstick
+    as the summary's LB(N). Estimates are scaled by how long the finished modules
+    really took against their estimates, so a stale history corrects itself as
+    the run goes on.
+    """
+    if not state.estimates_known and not state.durations:
+        return None
+    scale = _estimate_scale(state)
+    pieces = [
+        state.estimates.get(module, 0.0) * scale
+        for module in state.plan
+        if module not in state.started_modules
+    ]
+    for record in state.workers.values():
+        for progress in record.modules:
+            estimate = state.estimates.get(progress.module, 0.0) * scale
+            elapsed = 0.0 if progress.started is None else now - progress.started
+            pieces.append(max(0.0, estimate - elapsed))
+    if not pieces:
+        return 0.0
+    return max(max(pieces), sum(pieces) / max(1, state.worker_count))
+
+
+def _estimate_scale(state: ProgressState) -> float:
+    estimated = sum(state.estimates.get(module, 0.0) for module in state.durations)
+    if estimated <= 0:
+        return 1.0
+    low, high = ETA_SCALE_BOUNDS
+    return min(high, max(low, sum(state.durations.values()) / estimated))
+
+
+def format_eta(seconds: float) -> str:
+    """Return ``seconds`` rounded up, as ``7s``, ``1m 05s`` or ``1h 02m``. PURE."""
+    whole = math.ceil(max(0.0, seconds))
+    if whole < 60:
+        return f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def format_elapsed(seconds: float) -> str:
+    """Return ``seconds`` as ``2.4s`` under a minute, else as :func:`format_eta` does. PURE."""
+    seconds = max(0.0, seconds)
+    # Floor, so the tenth never rounds up to 60.0s.
+    return f"{math.floor(seconds * 10) / 10:.1f}s" if seconds < 60 else format_eta(seconds)
+
+
+def _worker_sort_key(worker_id: str) -> tuple[int, str]:
+    # w2 before w10.
+    match = re.search(r"\d+$", worker_id)
+    return (int(match.group()) if match else 0, worker_id)
+
+
+def _worker_row(record: WorkerProgress, now: float) -> tuple[Text, ...]:
+    name = Text(record.worker_id, style="bold")
+    if not record.modules:
+        word = _IDLE_WORDS.get(record.status, record.status)
+        style = "red" if record.status == "crashed" else "dim"
+        return (name, Text(word, style=style), Text(), Text(), Text())
+    current = record.modules[0]
+    elapsed = 0.0 if current.started is None else now - current.started
+    failed = len(current.failed)
+    return (
+        name,
+        Text(current.module),
+        Text(f"{len(current.done)}/{current.total}"),
+        Text(f"{failed} failed", style="red") if failed else Text(),
+        Text(format_elapsed(elapsed)),
+    )
+
+
+def _overall_text(state: ProgressState, now: float) -> Text:
+    text = Text()
+    text.append(f"{state.modules_done}/{len(state.plan)} modules")
+    text.append(f"  {len(state.tests_done)}/{state.tests_total} tests")
+    if state.failed:
+        text.append(f"  {len(state.failed)} failed", style="bold red")
+    text.append(f"  {format_elapsed(now - state.started)}")
+    remaining = estimate_remaining(state, now)
+    text.append(f"  ETA {'?' if remaining is None else format_eta(remaining)}", style="cyan")
+    return text
+
+
+def render_progress(state: ProgressState, now: float, *, max_lines: int) -> RenderableType:
+    """Render the display: one line per worker, then the overall bar and counts. PURE.
+
+    Called by :class:`LiveProgress` on each redraw.
+
+    :param now: the current time (perf seconds), for elapsed times and the ETA.
+    :param max_lines: the display's height limit; workers that do not fit are
+        summed up in one line, so the display never scrolls the terminal.
+    """
+    workers = sorted(state.workers.values(), key=lambda record: _worker_sort_key(record.worker_id))
+    room = max(1, max_lines - 1)
+    hidden: list[WorkerProgress] = []
+    if len(workers) > room:
+        # The last worker line becomes the "more" line.
+        workers, hidden = workers[: room - 1], workers[room - 1 :]
+    table = Table.grid(padding=(0, 2), expand=True)
+    table.add_column("worker", no_wrap=True)
+    table.add_column("module", no_wrap=True, overflow="ellipsis", ratio=1)
+    table.add_column("tests", no_wrap=True, justify="right")
+    table.add_column("failed", no_wrap=True)
+    table.add_column("elapsed", no_wrap=True, justify="right")
+    for record in workers:
+        table.add_row(*_worker_row(record, now))
+    if hidden:
+        busy = sum(1 for record in hidden if record.modules)
+        table.add_row(
+            Text("..."),
+            Text(f"{len(hidden)} more workers, {busy} running a module", style="dim"),
+        )
+    overall = Table.grid(padding=(0, 2), expand=True)
+    overall.add_column("bar", ratio=1)
+    overall.add_column("counts", no_wrap=True, overflow="ellipsis")
+    overall.add_row(
+        ProgressBar(total=max(1, len(state.plan)), completed=state.modules_done),
+        _overall_text(state, now),
+    )
+    return Group(table, overall)
+
+
+def format_final_line(state: ProgressState, now: float) -> str:
+    """Return the line left on the terminal where the display was. PURE.
+
+    ``parallel-modules: 12/12 modules, 340/340 tests, 2 failed in 3.2s``; pytest's
+    ``[100%]`` follows it on the same line, as it follows the dots of a plain run.
+    """
+    line = (
+        f"parallel-modules: {state.modules_done}/{len(state.plan)} modules, "
+        f"{len(state.tests_done)}/{state.tests_total} tests"
+    )
+    if state.failed:
+        line += f", {len(state.failed)} failed"
+    return f"{line} in {format_elapsed(now - state.started)}"
+
+
+def live_display_blocker(
+    *,
+    raw_writes: bool,
+    plain_reporter: bool,
+    isatty: bool,
+    markup: bool,
+    verbosity: int,
+    test_case_verbosity: int,
+    environ: Mapping[str, str],
+) -> str | None:
+    """Return why the live display must not run, or None when it may. PURE.
+
+    :param raw_writes: the terminal reporter has ``write_raw`` (pytest 9 and later).
+    :param plain_reporter: the terminal reporter is pytest's own, not a subclass
+        from another plugin that draws its own progress.
+    :param isatty: the reporter writes to a terminal.
+    :param markup: the reporter uses colour (``--color``, ``NO_COLOR``, ``TERM=dumb``).
+    :param verbosity: pytest's verbosity; ``-v`` wants per-test lines, ``-q`` quiet.
+    :param test_case_verbosity: the ``verbosity_test_cases`` ini key's effect.
+    :param environ: the environment.
+    """
+    if not raw_writes:
+        return "pytest before 9.0 has no raw terminal writes"
+    if not plain_reporter:
+        return "another plugin replaced pytest's terminal reporter"
+    if not isatty:
+        return "the output is not a terminal"
+    if verbosity != 0 or test_case_verbosity != 0:
+        return "verbosity is not the default"
+    if "NO_COLOR" in environ or environ.get("TERM") == "dumb" or not markup:
+        return "the terminal has no colour"
+    if any(environ.get(name) for name in CI_ENV_VARS):
+        return "running on CI"
+    return None
+
+
+# --------------------------------------------------------------------------- terminal
+
+
+@final
+class _ReporterStream:
+    """A text stream that writes through the terminal reporter's ``write_raw``.
+
+    The live console writes here, so its output lands on pytest's own file, in
+    order with pytest's writes, and pytest's record of the current line (which
+    decides where ``[100%]`` goes) never sees the display's control codes. rich
+    only writes, flushes and reads ``encoding``.
+    """
+
+    def __init__(self, reporter: pytest.TerminalReporter, encoding: str) -> None:
+        self._reporter = reporter
+        #: rich draws ASCII bars unless this is a UTF encoding.
+        self.encoding = encoding
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._reporter.write_raw(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._reporter.flush()
+
+
+@final
+class LiveProgress:
+    """The plugin object that draws the live display. Runs in the controller.
+
+    Registered by :func:`pytest_parallel_modules.plugin.pytest_configure` under
+    ``"pytest_parallel_modules-live"`` next to the controller and the reporting
+    plugin; ``-p no:pytest_parallel_modules-live`` keeps it from registering.
+    Whether the display runs is decided when the run loop starts.
+    """
+
+    def __init__(
+        self, config: pytest.Config, session: ParallelSession, run_reporter: RunReporter
+    ) -> None:
+        self.config = config
+        self.session = session
+        self.run_reporter = run_reporter
+        #: Why the display does not run (set when the run loop starts); None if it runs.
+        self.blocker: str | None = None
+        self.state: ProgressState | None = None
+        self.throttle = Throttle(REFRESH_INTERVAL_S)
+        self._reporter: pytest.TerminalReporter | None = None
+        self._console: Console | None = None
+        self._live: Live | None = None
+        #: True from the first drawing to the end of the run loop (even while hidden).
+        self._active = False
+
+    # -- pytest hooks ---------------------------------------------------------
+
+    # trylast: the innermost wrapper, so the display is gone before the terminal
+    # reporter's own wrapper writes its final progress marker.
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        self._prepare()
+        try:
+            return (yield)
+        finally:
+            self._finish()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport | pytest.CollectReport
+    ) -> Generator[None, object, object]:
+        result = yield
+        if not self._active or not isinstance(result, tuple) or len(result) != 3:
+            return result
+        # Keep the category (stats, the summary line) and the word (-r lines);
+        # drop the progress letter, which would land in the middle of the display.
+        category, _letter, word = result
+        return pytest.TestShortLogReport(category, "", word)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collectreport(self, report: pytest.CollectReport) -> Generator[None, object, object]:
+        if not self._active:
+            return (yield)
+        # The terminal reporter rewrites its "collected" line for a report during
+        # the run (a crashed worker): let it write where the display was.
+        self._hide()
+        try:
+            return (yield)
+        finally:
+            self._end_pytest_line()
+            self._show()
+
+    def pytest_parallel_modules_module_started(
+        self, module: str, worker_id: str, nodeids: list[str]
+    ) -> None:
+        if self.state is None:
+            return
+        self.state.module_started(module, worker_id, len(nodeids), timing.perf())
+        if not self._active:
+            self._begin()
+        self._refresh()
+
+    def pytest_parallel_modules_module_finished(self, report: ModuleReport) -> None:
+        if self.state is None:
+            return
+        self.state.module_finished(report["module"], report["duration_s"], timing.perf())
+        self._refresh()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.state is None:
+            return
+        self.state.test_reported(report.nodeid, failed=report.failed)
+        self._refresh()
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        if self.state is None:
+            return
+        self.state.test_finished(nodeid)
+        self._refresh()
+
+    # -- the display ----------------------------------------------------------
+
+    def _prepare(self) -> None:
+        """Decide whether the display runs; if so, build its state (drawn at the first module)."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            self.blocker = "no terminal reporter"
+            return
+        raw_writes = callable(getattr(reporter, "write_raw", None))
+        self.blocker = live_display_blocker(
+            raw_writes=raw_writes,
+            # A subclass (pytest-sugar and the like) draws progress its own way.
+            plain_reporter=type(reporter) is pytest.TerminalReporter,
+            isatty=bool(reporter.isatty),
+            markup=self.config.get_terminal_writer().hasmarkup,
+            verbosity=self.config.get_verbosity(),
+            # Only read where it exists (pytest 8.1+; raw writes need 9.0 anyway).
+            test_case_verbosity=self.config.get_verbosity(pytest.Config.VERBOSITY_TEST_CASES)
+            if raw_writes
+            else 0,
+            environ=os.environ,
+        )
+        if self.blocker is not None:
+            return
+        self._reporter = reporter
+        estimates = self.session.estimates
+        self.state = ProgressState(
+            started=timing.perf(),
+            plan=tuple(group.module for group in self.session.plan),
+            estimates=estimates.seconds if estimates is not None else {},
+            estimates_known=estimates is not None and estimates.known_modules > 0,
+            worker_count=max(1, self.session.options.workers or 1),
+            tests_total=sum(len(group.nodeids) for group in self.session.plan),
+        )
+
+    def _begin(self) -> None:
+        """Draw the display for the first time; module lines give way to it."""
+        reporter = self._reporter
+        if reporter is None:
+            return
+        if self.config.get_terminal_writer().width_of_current_line != 0:
+            reporter.write("\n")
+        self._console = Console(
+            # The reporter's file is the sys.stdout of configure time; its encoding
+            # is all we need from it, and the current sys.stdout is that same file
+            # between tests (the controller runs none itself).
+            file=cast(
+                "IO[str]",
+                _ReporterStream(reporter, getattr(sys.stdout, "encoding", None) or "utf-8"),
+            ),
+            force_terminal=True,
+            color_system="auto",
+            # Module paths are data: no [markup], no :emoji: codes, no highlighting.
+            markup=False,
+            emoji=False,
+            highlight=False,
+        )
+        self.run_reporter.print_module_lines = False
+        self._active = True
+        self._show()
+
+    def _size(self) -> tuple[int, int]:
+        """Return the width and height to draw in; read on every redraw, to follow resizes."""
+        columns, lines = shutil.get_terminal_size()
+        # One column short of the edge: a line that fills the last column leaves
+        # some terminals' cursor in a pending-wrap state that shifts the redraw.
+        width = min(columns, self.config.get_terminal_writer().fullwidth) - 1
+        return max(20, width), max(2, lines - SPARE_LINES)
+
+    def _renderable(self) -> RenderableType:
+        assert self.state is not None and self._console is not None
+        width, height = self._size()
+        self._console.size = (width, height)
+        self.state.sync_workers(
+            (worker_id, record.state.value) for worker_id, record in self.session.workers.items()
+        )
+        return render_progress(self.state, timing.perf(), max_lines=height)
+
+    def _show(self) -> None:
+        """Start a fresh transient display (a new Live: a stopped one forgets nothing and
+        would erase the lines pytest wrote in between)."""
+        if self._console is None or self._live is not None:
+            return
+        self._live = Live(
+            self._renderable(),
+            console=self._console,
+            auto_refresh=False,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+            vertical_overflow="crop",
+        )
+        self._live.start(refresh=True)
+        self.throttle.last = timing.perf()
+
+    def _hide(self) -> None:
+        """Erase the display; the cursor goes back to where the display began."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def _refresh(self) -> None:
+        """Redraw from an event hook, throttled (the only redraws: there is no refresh thread)."""
+        if self._live is None or not self.throttle.ready(timing.perf()):
+            return
+        self._live.update(self._renderable(), refresh=True)
+
+    def _end_pytest_line(self) -> None:
+        """Close a line pytest left open, so the display starts on a line of its own."""
+        if self._reporter is not None and self.config.get_terminal_writer().width_of_current_line:
+            self._reporter.write("\n")
+
+    def _finish(self) -> None:
+        """The run loop ended (or was interrupted): erase the display, leave a one-line record."""
+        if not self._active:
+            return
+        self._active = False
+        self._hide()
+        if self._reporter is not None and self.state is not None:
+            width, _ = self._size()
+            line = format_final_line(self.state, timing.perf())
+            # Leave room for the " [100%]" pytest writes after it.
+            self._reporter.write(_cut(line, width - len(" [100%]") - 2))
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 3)] + "..."
