@@ -19,11 +19,14 @@ from dataclasses import dataclass
 from dataclasses import field
 import enum
 import importlib
+import os
 from pathlib import Path
 import queue
+import signal
 import sys
 import tempfile
 import threading
+import time
 from typing import Any
 from typing import Final
 from typing import final
@@ -60,6 +63,7 @@ from pytest_parallel_modules.scheduling import ModuleEstimates
 from pytest_parallel_modules.scheduling import partition_shards
 from pytest_parallel_modules.scheduling import plan_slowest_first
 from pytest_parallel_modules.worker_pool import CHANNEL_CLOSED
+from pytest_parallel_modules.worker_pool import kill_process_group
 from pytest_parallel_modules.worker_pool import START_FAILED
 from pytest_parallel_modules.worker_pool import WorkerEvent
 from pytest_parallel_modules.worker_pool import WorkerLaunch
@@ -144,6 +148,8 @@ class ModuleRun:
     reports: list[pytest.TestReport] = field(default_factory=list)
     #: The attempt this one continues (its worker crashed), if any.
     previous: ModuleRun | None = None
+    #: perf() when the worker began it (for --module-timeout).
+    began: float | None = None
     #: The module's report, once the module is finished.
     report: ModuleReport | None = None
 
@@ -174,6 +180,9 @@ class WorkerRecord:
     session_finished: bool = False
     internal_error: str | None = None
     exitstatus: int | None = None
+    pid: int | None = None
+    #: Set when the controller killed the worker for running past --module-timeout.
+    timed_out_after: float | None = None
 
 
 @final
@@ -198,6 +207,8 @@ class ParallelSession:
         self.crashed_nodeids: set[str] = set()
         #: Why the last worker that could not start failed, for the final report.
         self.last_start_failure: str | None = None
+        self.workers_exhausted = False
+        self._restart_budget = 0
         #: Module -> its crashed attempt, until the rest of the module runs.
         self._crashed_attempts: dict[str, ModuleRun] = {}
         #: Reports of every finished module, in the order they finished.
@@ -334,9 +345,14 @@ class ParallelSession:
         self.started_at = timing.perf()
         self._locations = {item.nodeid: item.location for item in session.items}
         self.queue = DispatchQueue(self.plan)
+        previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         try:
             self._drain_events(session)
+        except KeyboardInterrupt:
+            self._interrupt()
+            raise
         finally:
+            signal.signal(signal.SIGTERM, previous_sigterm)
             self._terminate()
             self.wall_s = timing.perf() - self.started_at
         if self.exit_request is not None:
@@ -399,8 +415,11 @@ class ParallelSession:
     def _start_workers(self) -> None:
         count = self.options.workers or 1
         self._worker_count = count
-        # A crashed worker is replaced at most once per worker of the run.
-        self.restarts_left = count
+        # By default a crashed worker is replaced at most once per worker of the run.
+        self._restart_budget = (
+            count if self.options.worker_restarts is None else self.options.worker_restarts
+        )
+        self.restarts_left = self._restart_budget
         self._basetemp_dir = self._basetemp()
         worker_ids = [f"w{index}" for index in range(1, count + 1)]
         for worker_id in worker_ids:
@@ -449,6 +468,7 @@ class ParallelSession:
             basetemp=str(self._basetemp_dir / f"worker-{worker_id}"),
             path_map=placement.path_map,
             workerinput=workerinput,
+            stderr_path=str(self._stderr_path(worker_id)),
         )
         self.pool.start(WorkerLaunch(cwd=placement.cwd, setup=setup))
 
@@ -484,8 +504,19 @@ class ParallelSession:
     # -- the loop -------------------------------------------------------------
 
     def _drain_events(self, session: pytest.Session) -> None:
+        poll = (
+            None
+            if self.options.module_timeout is None
+            else min(1.0, self.options.module_timeout / 4)
+        )
         while any(record.state not in _FINAL_STATES for record in self.workers.values()):
-            event = self.events.get()
+            try:
+                event = self.events.get(timeout=poll)
+            except queue.Empty:
+                self._check_timeouts()
+                continue
+            if poll is not None:
+                self._check_timeouts()
             record = self.workers[event.worker_id]
             self.handlers[event.name](record, event.payload)
             if self.stopping:
@@ -496,8 +527,67 @@ class ParallelSession:
             elif session.shouldfail or session.shouldstop or self.exit_request:
                 self.stop_reason = session.shouldfail
                 self._stop()
-        if self.queue.remaining() and not self.stopping:
+        if self.queue.remaining() and (self.workers_exhausted or not self.stopping):
             self._report_unrun(self.queue.remaining())
+
+    def _check_timeouts(self) -> None:
+        """Stop every worker whose current module has run past ``--module-timeout``."""
+        limit = self.options.module_timeout
+        if limit is None:
+            return
+        now = timing.perf()
+        for record in self.workers.values():
+            if record.state is not WorkerState.RUNNING or not record.assigned or record.pid is None:
+                continue
+            began = record.assigned[0].began
+            if began is None or now - began <= limit or record.timed_out_after is not None:
+                continue
+            record.timed_out_after = limit
+            # Stacks first (faulthandler in the worker writes them to its stderr
+            # file), then the whole process group, children included.
+            try:
+                os.kill(record.pid, worker.DUMP_STACKS_SIGNAL)
+            except ProcessLookupError:
+                continue
+            _wait_for_growth(self._stderr_path(record.worker_id), STACK_DUMP_WAIT_S)
+            kill_process_group(record.pid)
+
+    def _interrupt(self) -> None:
+        """Ctrl-C or SIGTERM: keep what finished, stop everything within seconds.
+
+        Running workers are told to stop after their current test and get
+        :data:`INTERRUPT_GRACE_S` to do so (their reports are kept); a second Ctrl-C,
+        or the end of the grace period, kills every worker's process group.
+        """
+        self._stop()
+        deadline = timing.perf() + INTERRUPT_GRACE_S
+        try:
+            while any(record.state not in _FINAL_STATES for record in self.workers.values()):
+                remaining = deadline - timing.perf()
+                if remaining <= 0:
+                    break
+                try:
+                    event = self.events.get(timeout=remaining)
+                except queue.Empty:
+                    break
+                record = self.workers[event.worker_id]
+                if event.name in (CHANNEL_CLOSED, START_FAILED):
+                    self._set_state(record, WorkerState.DONE)
+                elif event.name in (
+                    worker.REPORT,
+                    worker.LOGSTART,
+                    worker.LOGFINISH,
+                    worker.MODULE_FINISHED,
+                ):
+                    self.handlers[event.name](record, event.payload)
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C: kill at once
+        self._kill_all()
+
+    def _kill_all(self) -> None:
+        for record in self.workers.values():
+            if record.pid is not None:
+                kill_process_group(record.pid)
 
     def _stop(self) -> None:
         """No module starts from now on; running workers stop after their current test."""
@@ -520,6 +610,8 @@ class ParallelSession:
             started=timing.now(),
             previous=self._crashed_attempts.pop(group.module, None),
         )
+        if not record.assigned:
+            run.began = timing.perf()
         self.modules.append(run)
         record.assigned.append(run)
         self.config.hook.pytest_parallel_modules_module_started(
@@ -546,6 +638,7 @@ class ParallelSession:
     # -- handlers (one per message; see worker.py for the protocol) -----------
 
     def _on_ready(self, record: WorkerRecord, payload: worker.ReadyPayload) -> None:
+        record.pid = payload["pid"]
         self._set_state(record, WorkerState.RUNNING)
         self._assign(record)
 
@@ -641,6 +734,8 @@ class ParallelSession:
         run.run_s = payload["run_s"]
         run.completed = payload["completed"]
         record.assigned.remove(run)
+        if record.assigned and record.assigned[0].began is None:
+            record.assigned[0].began = timing.perf()
         self._finish_module(run)
 
     def _finish_module(self, run: ModuleRun, outcome: ModuleOutcome | None = None) -> None:
@@ -726,6 +821,9 @@ class ParallelSession:
     def _on_channel_closed(self, record: WorkerRecord, payload: None) -> None:
         error = self.pool.closing_error(record.worker_id)
         started = record.state is not WorkerState.STARTING
+        if record.pid is not None:
+            # Daemons and servers a test started live in the worker's process group.
+            kill_process_group(record.pid)
         if started and record.session_finished and not record.assigned and error is None:
             self._set_state(record, WorkerState.DONE)
             return
@@ -770,66 +868,90 @@ class ParallelSession:
     # -- crashes --------------------------------------------------------------
 
     def _report_crash(self, record: WorkerRecord, reason: str) -> None:
-        """Fail the test in flight, keep every other result, and requeue what did not run."""
-        crashed_nodeid = record.running_nodeid
-        if crashed_nodeid is not None:
-            self.crashed_nodeids.add(crashed_nodeid)
-            text = f"worker {record.worker_id} crashed while running {crashed_nodeid}\n{reason}"
+        """Fail the test in flight, keep every other result, and requeue what did not run.
+
+        A crash (the worker died) requeues the rest of its module on a fresh
+        worker; a timeout (the controller killed it) does not: the module's other
+        tests are reported not run, and only a module the worker had collected
+        ahead goes back to the queue.
+        """
+        timed_out = record.timed_out_after is not None
+        what = f"timed out after {record.timed_out_after:g}s" if timed_out else "crashed"
+        evidence = self._evidence(record, reason)
+        lost_nodeid = record.running_nodeid
+        if lost_nodeid is not None:
+            self.crashed_nodeids.add(lost_nodeid)
+            location = self._locations.get(lost_nodeid, (lost_nodeid, None, lost_nodeid))
             report = pytest.TestReport(
-                nodeid=crashed_nodeid,
-                location=self._locations.get(
-                    crashed_nodeid, (crashed_nodeid, None, crashed_nodeid)
-                ),
+                nodeid=lost_nodeid,
+                location=location,
                 keywords={},
                 outcome="failed",
-                longrepr=text,
+                longrepr=f"worker {record.worker_id} {what} while running {lost_nodeid}\n{evidence}",
                 when="call",
                 sections=[],
                 duration=0.0,
                 user_properties=[],
             )
             self._replay_report(record, report)
-            self._on_logfinish(
-                record,
-                worker.LogPayload(
-                    nodeid=crashed_nodeid,
-                    location=self._locations.get(
-                        crashed_nodeid, (crashed_nodeid, None, crashed_nodeid)
-                    ),
-                ),
-            )
+            self._on_logfinish(record, worker.LogPayload(nodeid=lost_nodeid, location=location))
         elif record.assigned:
             module = record.assigned[0].group.module
             self.config.hook.pytest_collectreport(
                 report=pytest.CollectReport(
                     nodeid=module,
                     outcome="failed",
-                    longrepr=f"worker {record.worker_id} crashed while collecting {module}\n{reason}",
+                    longrepr=f"worker {record.worker_id} {what} while collecting {module}\n{evidence}",
                     result=[],
                 )
             )
             record.assigned[0].done.update(record.assigned[0].group.nodeids)
         remainders: list[ModuleGroup] = []
-        for run in record.assigned:
-            run.crashed = True
+        for position, run in enumerate(record.assigned):
+            run.crashed = not timed_out
             run.finished = timing.now()
-            remainder = run.remainder(exclude=[crashed_nodeid] if crashed_nodeid else [])
+            if timed_out and position == 0:
+                self._finish_module(run, outcome="timeout")
+                continue
+            remainder = run.remainder(exclude=[lost_nodeid] if lost_nodeid else [])
             if remainder is not None and not self.stopping:
                 remainders.append(remainder)
-                self._crashed_attempts[run.group.module] = run
+                if run.reports or (run.crashed and run.done):
+                    self._crashed_attempts[run.group.module] = run
             else:
-                self._finish_module(run, outcome="crashed")
+                self._finish_module(run, outcome="crashed" if run.crashed else "interrupted")
         record.assigned.clear()
         if not remainders:
             return
-        # The crashing test is never run again; what is left of its module runs
-        # first, on a replacement worker.
+        # The lost test is never run again; what is left runs first, on a fresh worker.
         for remainder in reversed(remainders):
             self.queue.put_front(remainder)
         if self.restarts_left > 0:
             self._replace(record)
         elif not any(other.state not in _FINAL_STATES for other in self.workers.values()):
+            self.workers_exhausted = True
+            self._say(
+                f"parallel-modules: no worker left (--module-worker-restarts={self._restart_budget} "
+                "used up); the modules left are not run"
+            )
             self._stop()
+
+    def _evidence(self, record: WorkerRecord, reason: str) -> str:
+        """What the user needs to understand a lost worker: how it ended and its last words."""
+        lines = [reason]
+        ended = self.pool.exit_description(record.worker_id)
+        if ended is not None:
+            lines.append(f"The worker process ended with {ended}.")
+        tail = _tail(self._stderr_path(record.worker_id), STDERR_TAIL_BYTES)
+        if tail:
+            lines.append(
+                f"Last output of the worker on stderr (Python stacks of every thread, when it could "
+                f"dump them; full file: {self._stderr_path(record.worker_id)}):\n{tail}"
+            )
+        return "\n".join(lines)
+
+    def _stderr_path(self, worker_id: str) -> Path:
+        return self._basetemp_dir / f"worker-{worker_id}.stderr"
 
     def _report_unrun(self, groups: Iterable[ModuleGroup]) -> None:
         """Say loudly which selected tests no worker ran (only when every worker was lost)."""
@@ -895,3 +1017,47 @@ def _warning_category(module: str, name: str) -> type[Warning]:
     if isinstance(found, type) and issubclass(found, Warning):
         return found
     return UserWarning
+
+
+#: How much of a lost worker's stderr file a crash report shows.
+STDERR_TAIL_BYTES: Final = 12_000
+#: Seconds to wait for a worker's stack dump before the kill.
+STACK_DUMP_WAIT_S: Final = 1.0
+#: Seconds running workers get to finish their current test after Ctrl-C.
+INTERRUPT_GRACE_S: Final = 3.0
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    # SIGTERM ends the run like Ctrl-C: workers stopped, partial summary, exit 2.
+    raise KeyboardInterrupt
+
+
+def _tail(path: Path, size: int) -> str:
+    """The last ``size`` bytes of a text file, from a line start ("" if missing)."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(0, os.SEEK_END)
+            end = file.tell()
+            file.seek(max(0, end - size))
+            data = file.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    if end > size and "\n" in text:
+        text = text.split("\n", 1)[1]
+    return text.strip()
+
+
+def _wait_for_growth(path: Path, timeout: float) -> None:
+    """Wait until ``path`` stops growing (a stack dump is complete), at most ``timeout`` s."""
+    deadline = timing.perf() + timeout
+    last = -1
+    while timing.perf() < deadline:
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = 0
+        if size == last and size > 0:
+            return
+        last = size
+        time.sleep(0.1)

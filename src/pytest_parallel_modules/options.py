@@ -9,6 +9,7 @@ option and the value, so pytest exits with code 4 before any worker starts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 import os
 from pathlib import Path
 from typing import Final
@@ -40,6 +41,10 @@ MODULE_REPORT_MD_OPTION: Final = "--module-report-md"
 MODULE_SHARD_OPTION: Final = "--module-shard"
 #: Where reports go by default, inside pytest's cache directory (always the last run).
 REPORT_CACHE_DIR: Final = "parallel-modules-report"
+MODULE_TIMEOUT_OPTION: Final = "--module-timeout"
+MODULE_TIMEOUT_INI: Final = "module_timeout"
+WORKER_RESTARTS_OPTION: Final = "--module-worker-restarts"
+WORKER_RESTARTS_INI: Final = "module_worker_restarts"
 MODULE_DURATIONS_OPTION: Final = "--module-durations"
 MODULE_DURATIONS_INI: Final = "module_durations"
 #: Where the history lives by default, inside pytest's cache directory.
@@ -118,6 +123,26 @@ def register_options(parser: pytest.Parser) -> None:
         help="Run only share K of N of the modules, balanced by the duration history "
         "(every machine computes the same partition).",
     )
+    group.addoption(
+        MODULE_TIMEOUT_OPTION,
+        action="store",
+        dest="module_timeout",
+        default=None,
+        metavar="SECONDS",
+        help="Stop a module that runs longer than SECONDS: its worker's stacks are dumped, the worker "
+        "is killed, the running test fails and the run goes on. Default: ini module_timeout, else none.",
+    )
+    group.addoption(
+        WORKER_RESTARTS_OPTION,
+        action="store",
+        dest="module_worker_restarts",
+        default=None,
+        metavar="N",
+        help="Replace at most N crashed or timed-out workers; past that, modules left are not run. "
+        "Default: ini module_worker_restarts, else the number of workers.",
+    )
+    parser.addini(MODULE_TIMEOUT_INI, help="Default for --module-timeout (seconds).", default="")
+    parser.addini(WORKER_RESTARTS_INI, help="Default for --module-worker-restarts.", default="")
     parser.addini(
         MODULE_REPORT_DIR_INI,
         help="Default for --module-report-dir, relative to the ini file's directory.",
@@ -201,6 +226,44 @@ def _isolation(config: pytest.Config) -> IsolationMode:
         if raw == mode:
             return mode
     raise pytest.UsageError(f"{source}: expected 'worktree' or 'none', got {raw!r}")
+
+
+def _option_or_ini(
+    config: pytest.Config, dest: str, option: str, ini: str
+) -> tuple[str | None, str]:
+    """The raw value of an option, else of its ini key, with how the user wrote it."""
+    raw = config.getoption(dest)
+    if raw is not None:
+        return str(raw), option
+    ini_value = config.getini(ini)
+    if isinstance(ini_value, str) and ini_value.strip():
+        return ini_value.strip(), f"ini {ini}"
+    return None, option
+
+
+def parse_positive_seconds(raw: str, *, source: str) -> float:
+    """Parse a number of seconds > 0 (``30``, ``2.5``).
+
+    :raises pytest.UsageError: for anything else (0, negatives, ``nan``, ``inf``, text).
+    """
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise pytest.UsageError(f"{source}: expected a number of seconds > 0, got {raw!r}")
+    return value
+
+
+def parse_count(raw: str, *, source: str) -> int:
+    """Parse a whole number >= 0.
+
+    :raises pytest.UsageError: for anything else.
+    """
+    value = raw.strip()
+    if value.isascii() and value.isdecimal():
+        return int(value)
+    raise pytest.UsageError(f"{source}: expected a whole number >= 0, got {raw!r}")
 
 
 def parse_shard(raw: str, *, source: str = MODULE_SHARD_OPTION) -> tuple[int, int]:
@@ -307,6 +370,10 @@ class Options:
     report_md: Path | None = None
     #: ``(K, N)``: run only share K of N of the modules.
     shard: tuple[int, int] | None = None
+    #: Seconds a module may run before its worker is stopped; None for no limit.
+    module_timeout: float | None = None
+    #: How many crashed or timed-out workers may be replaced; None: one per worker.
+    worker_restarts: int | None = None
 
     @property
     def active(self) -> bool:
@@ -324,6 +391,20 @@ class Options:
         raw_shard = config.getoption("module_shard")
         shard = None if raw_shard is None else parse_shard(str(raw_shard))
         isolation = _isolation(config)
+        raw_timeout, timeout_source = _option_or_ini(
+            config, "module_timeout", MODULE_TIMEOUT_OPTION, MODULE_TIMEOUT_INI
+        )
+        module_timeout = (
+            None
+            if raw_timeout is None
+            else parse_positive_seconds(raw_timeout, source=timeout_source)
+        )
+        raw_restarts, restarts_source = _option_or_ini(
+            config, "module_worker_restarts", WORKER_RESTARTS_OPTION, WORKER_RESTARTS_INI
+        )
+        worker_restarts = (
+            None if raw_restarts is None else parse_count(raw_restarts, source=restarts_source)
+        )
         raw = config.getoption("parallel_modules")
         source = PARALLEL_MODULES_OPTION
         if raw is None:
@@ -370,4 +451,6 @@ class Options:
             report_dir=report_dir,
             report_md=report_md,
             shard=shard,
+            module_timeout=module_timeout,
+            worker_restarts=worker_restarts,
         )

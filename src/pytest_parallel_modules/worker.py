@@ -18,8 +18,10 @@ fixtures live once per worker); ``SESSION_FINISHED`` last. Controller -> worker:
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import queue
+import signal
 import sys
 import time
 from typing import Any
@@ -99,6 +101,8 @@ class WorkerSetup(TypedDict):
     #: ``(main checkout, worktree)`` roots: editable installs pointing into the
     #: main checkout are redirected to the worktree. Empty when running in place.
     path_map: list[tuple[str, str]]
+    #: File that receives the worker's stderr (fd 2) and faulthandler's stack dumps.
+    stderr_path: str
     #: What plugins added to ``config.workerinput`` in the controller (through
     #: pytest-xdist's ``pytest_configure_node`` hook, which the controller calls).
     workerinput: dict[str, Any]
@@ -467,9 +471,34 @@ def _redirect_editable_installs(path_map: Sequence[tuple[str, str]]) -> None:
         )
 
 
+#: Signal the controller sends to make a worker dump every thread's stack (before a kill).
+DUMP_STACKS_SIGNAL: Final = signal.SIGUSR1
+
+
+def _prepare_process(stderr_path: str) -> None:
+    """Make this process a worker the controller can observe and end completely.
+
+    - Its own process group: the controller ends the worker together with every
+      process a test started (servers, daemons), and the terminal's Ctrl-C goes to
+      the controller only, which stops the workers in order.
+    - fd 2 goes to a per-worker file: after a crash the controller shows its tail.
+    - faulthandler writes every thread's stack there on a fatal signal, and on
+      :data:`DUMP_STACKS_SIGNAL` (sent before a timeout kill).
+    """
+    os.setpgid(0, 0)
+    fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 2)
+    # faulthandler gets its own descriptor of the file: during a test pytest's fd
+    # capture points fd 2 elsewhere, and a stack dump must not land in a capture.
+    dump_file = os.fdopen(fd, "w")
+    faulthandler.enable(file=dump_file, all_threads=True)
+    faulthandler.register(DUMP_STACKS_SIGNAL, file=dump_file, all_threads=True)
+
+
 def run_worker(channel: execnet.Channel) -> None:
     """Start the worker's pytest session and serve the controller until it says there is no more work."""
     setup: WorkerSetup = channel.receive()
+    _prepare_process(setup["stderr_path"])
     sys.path[:] = setup["sys_path"]
     _redirect_editable_installs(setup["path_map"])
     os.environ[WORKER_ID_ENV] = setup["worker_id"]

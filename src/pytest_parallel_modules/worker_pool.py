@@ -10,8 +10,10 @@ controller's event queue, which the controller drains on its main thread.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
 from pathlib import Path
 import queue
+import signal
 import sys
 import threading
 from typing import Any
@@ -126,19 +128,54 @@ class WorkerPool:
             channel.waitclose(timeout=1.0)
         except channel.RemoteError as exc:
             return str(exc.formatted) if hasattr(exc, "formatted") else str(exc)
-        except (EOFError, OSError) as exc:
-            return (
-                f"{type(exc).__name__}: {exc}"
-                if str(exc)
-                else "the worker process ended unexpectedly"
-            )
+        except (EOFError, OSError):
+            # The pipe closed mid-message: the process died. How it died comes
+            # from exit_description(), which says more than execnet's EOFError.
+            return "the worker process ended unexpectedly"
         except channel.TimeoutError:
             return "the worker's channel did not close"
         return None
 
+    def exit_description(self, worker_id: str) -> str | None:
+        """How a worker's process ended ("exit code 3", "killed by signal SIGSEGV"), once it has."""
+        with self._lock:
+            channel = self._channels.get(worker_id)
+        # execnet keeps the Popen object of a popen gateway on its IO object and has
+        # no public accessor for the exit status; without it a crash report could not
+        # say "killed by SIGKILL" (likely out of memory) or "exit code 3".
+        popen = getattr(getattr(getattr(channel, "gateway", None), "_io", None), "popen", None)
+        if popen is None:
+            return None
+        try:
+            returncode = popen.wait(timeout=2.0)
+        except Exception:  # still running, or not a subprocess.Popen after all
+            return None
+        return describe_returncode(returncode)
+
     def terminate(self, timeout: float) -> None:
         """Stop every worker: ask politely, then kill what is still running after ``timeout`` s."""
         self._group.terminate(timeout=timeout)
+
+
+def describe_returncode(returncode: int | None) -> str | None:
+    """PURE: ``-11`` -> ``"killed by signal SIGSEGV"``, ``3`` -> ``"exit code 3"``."""
+    if returncode is None:
+        return None
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        return f"killed by signal {name}"
+    return f"exit code {returncode}"
+
+
+def kill_process_group(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` to the process group a worker leads (the worker and what its tests started)."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass  # already gone (or the group was never ours)
 
 
 class _ClosedMarker:
