@@ -704,6 +704,11 @@ class ParallelSession:
         self.config.hook.pytest_collectreport(report=report)
 
     def _on_warning(self, record: WorkerRecord, payload: worker.WarningPayload) -> None:
+        worktree = self.worktrees.get(record.worker_id)
+        if worktree is not None and self.placer.repo_root is not None:
+            # The warnings summary names files as a plain run does (see _deserialize).
+            mapped: Any = restore_checkout_paths(payload, str(worktree), str(self.placer.repo_root))
+            payload = mapped
         category = _warning_category(payload["category_module"], payload["category_name"])
         try:
             message: Warning | str = category(payload["message"])

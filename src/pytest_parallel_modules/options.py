@@ -213,6 +213,14 @@ def _reject_incompatible(config: pytest.Config, source: str) -> None:
                 f"{source} cannot be combined with {flag}: workers have no terminal to "
                 f"interact with; run without {source} (or with -p no:pytest_parallel_modules)"
             )
+    # --sw-skip and --sw-reset turn --sw on before this runs (pytest's stepwise configure).
+    if config.getoption("stepwise", False):
+        raise pytest.UsageError(
+            f"{source} cannot be combined with --sw/--stepwise: stepwise resumes after the "
+            "tests that came before the first failure in collection order, but modules run in "
+            "parallel and slowest first, so tests before it may not have run; run without "
+            f"{source} (or with -p no:pytest_parallel_modules)"
+        )
 
 
 def _isolation(config: pytest.Config) -> IsolationMode:
