@@ -42,12 +42,15 @@ from collections.abc import Mapping
 import os
 from pathlib import Path
 import socket
+import sys
 from typing import Any
 from typing import Final
+from typing import final
 from typing import Protocol
 from typing import TYPE_CHECKING
 import uuid
 
+from _pytest._io import TerminalWriter
 import pytest
 
 
@@ -134,6 +137,79 @@ def prepare_worker(config: pytest.Config) -> None:
     if isinstance(storage, str) and os.environ.get(HYPOTHESIS_STORAGE_ENV) is None:
         # Hypothesis reads this when it first opens its database, after configure.
         os.environ[HYPOTHESIS_STORAGE_ENV] = storage
+    config.pluginmanager.register(WorkerCompat(config), WORKER_COMPAT_PLUGIN_NAME)
+
+
+#: The name of :class:`WorkerCompat` in a worker's plugin manager.
+WORKER_COMPAT_PLUGIN_NAME: Final = "pytest_parallel_modules-worker-compat"
+
+
+@final
+class WorkerCompat:
+    """Worker-side fixes for plugins that expect a plain session. Runs inside a worker process."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        # The worker unregistered pytest's terminal reporter at configure time
+        # (its output has nowhere to go, and it would run every plugin's terminal
+        # summary). Plugins that write to the terminal while a test runs
+        # (pytest-timeout's stack dump) or decide what to put in a report by its
+        # presence (Hypothesis' statistics and failing examples) find this one.
+        if self.config.pluginmanager.get_plugin("terminalreporter") is None:
+            self.config.pluginmanager.register(WorkerTerminal(self.config), "terminalreporter")
+
+
+class _CurrentStderr:
+    """A file that writes to whatever ``sys.stderr`` is at the time (pytest's capture swaps it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+@final
+class WorkerTerminal:
+    """What a worker offers as ``terminalreporter``: a writer, no hooks. Runs inside a worker process.
+
+    What is written goes to ``sys.stderr``; during a test, pytest captures it into
+    the test's report, so the controller shows it with the test's result.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.verbosity = config.get_verbosity()
+        #: Read by plugins that look at results so far (pytest-rerunfailures); stays empty.
+        self.stats: dict[str, list[Any]] = {}
+        self._tw = TerminalWriter(file=_CurrentStderr())  # type: ignore[arg-type]  # a TextIO stand-in
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, content: str, **markup: bool) -> None:
+        self._tw.write(content, **markup)
+
+    def write_line(self, line: str, **markup: bool) -> None:
+        self._tw.line(line, **markup)
+
+    def line(self, msg: str, **markup: bool) -> None:
+        self._tw.line(msg, **markup)
+
+    def write_sep(self, sep: str, title: str | None = None, **markup: bool) -> None:
+        self._tw.sep(sep, title, **markup)
+
+    def section(self, title: str, sep: str = "=", **markup: bool) -> None:
+        self._tw.sep(sep, title, **markup)
+
+    def ensure_newline(self) -> None:
+        pass
 
 
 def checkout_path_map(worktree: Path | None, checkout: Path | None) -> Callable[[str], str]:

@@ -358,7 +358,8 @@ def fold_test_reports(reports: Sequence[pytest.TestReport]) -> tuple[ResultRecor
     Called by the controller with the reports of one module, in the order they
     arrived. A test's records follow the test in that order, its subtests right
     after it. A ``setup`` report for a node id that already has phases starts a
-    new test, so duplicated node ids (``--keep-duplicates``) stay separate.
+    new test, so duplicated node ids (``--keep-duplicates``) stay separate, except
+    after an attempt that pytest-rerunfailures marked ``rerun``, which it replaces.
 
     :param reports: setup/call/teardown (and subtest) reports, as pytest produced them.
     :returns: one :class:`ResultRecord` per test, then one per subtest of it.
@@ -370,6 +371,10 @@ def fold_test_reports(reports: Sequence[pytest.TestReport]) -> tuple[ResultRecor
         test = current.get(nodeid)
         is_subtest = _subtest_description(report) is not None
         if test is None or (not is_subtest and report.when == "setup" and test.phases):
+            if test is not None and any(_is_rerun(phase) for phase in test.phases):
+                # pytest-rerunfailures marks an attempt "rerun" and runs the test
+                # again: only the last attempt is the test's result.
+                tests.remove(test)
             test = current[nodeid] = _TestPhases(nodeid)
             tests.append(test)
         (test.subtests if is_subtest else test.phases).append(report)
@@ -382,6 +387,12 @@ def fold_test_reports(reports: Sequence[pytest.TestReport]) -> tuple[ResultRecor
             assert description is not None  # sorted into .subtests for having one
             records.append(_fold_subtest(report, description))
     return tuple(records)
+
+
+def _is_rerun(report: pytest.TestReport) -> bool:
+    # pytest-rerunfailures' own outcome, outside pytest's Literal of outcomes.
+    outcome: str = report.outcome
+    return outcome == "rerun"
 
 
 def not_run_record(nodeid: str) -> ResultRecord:

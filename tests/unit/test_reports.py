@@ -262,6 +262,18 @@ def test_duplicate_nodeids_stay_separate_tests() -> None:
     assert [r["outcome"] for r in fold_test_reports(reports)] == ["passed", "failed"]
 
 
+def test_an_attempt_marked_rerun_is_replaced_by_the_next_one() -> None:
+    # pytest-rerunfailures: a failed call reported as "rerun", then the test runs again.
+    first = three_phases("t.py::a", call="failed", longrepr="flaky")
+    first[1].outcome = "rerun"  # type: ignore[assignment]  # pytest-rerunfailures' own outcome
+    reports = first + three_phases("t.py::a") + three_phases("t.py::b")
+    results = fold_test_reports(reports)
+    assert [(r["nodeid"], r["outcome"]) for r in results] == [
+        ("t.py::a", "passed"),
+        ("t.py::b", "passed"),
+    ]
+
+
 def test_tests_keep_arrival_order() -> None:
     reports = three_phases("t.py::b") + three_phases("t.py::a")
     assert [r["nodeid"] for r in fold_test_reports(reports)] == ["t.py::b", "t.py::a"]
