@@ -43,14 +43,18 @@ tests drive it with a fake clock and no terminal.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field
 import math
 import os
 import re
 import shutil
+import signal
 import sys
+import threading
 from typing import cast
 from typing import Final
 from typing import final
@@ -71,6 +75,7 @@ from pytest_parallel_modules.grouping import module_of
 if TYPE_CHECKING:
     from collections.abc import Generator
     from collections.abc import Iterable
+    from types import FrameType
     from typing import IO
 
     from rich.console import RenderableType
@@ -292,8 +297,10 @@ def format_eta(seconds: float) -> str:
 def format_elapsed(seconds: float) -> str:
     """Return ``seconds`` as ``2.4s`` under a minute, else as :func:`format_eta` does. PURE."""
     seconds = max(0.0, seconds)
-    # Floor, so the tenth never rounds up to 60.0s.
-    return f"{math.floor(seconds * 10) / 10:.1f}s" if seconds < 60 else format_eta(seconds)
+    if seconds >= 60:
+        return format_eta(seconds)
+    # Floor, so 59.97 never shows as 60.0s; the epsilon keeps 2.4 (2.3999...) at 2.4.
+    return f"{math.floor(seconds * 10 + 1e-6) / 10:.1f}s"
 
 
 def _worker_sort_key(worker_id: str) -> tuple[int, str]:
@@ -449,6 +456,35 @@ class _ReporterStream:
 
     def flush(self) -> None:
         self._reporter.flush()
+
+
+@contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Hold Ctrl-C back until the block ends, so a redraw is never cut in half.
+
+    A KeyboardInterrupt raised inside a write leaves half a frame on the screen
+    and rich's Live in a state its ``stop`` cannot undo (the cursor stays hidden).
+    Only Python's own SIGINT handler on the main thread is replaced, for the few
+    milliseconds of a redraw; the interrupt is raised as soon as the block ends.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    received: list[int] = []
+
+    def remember(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+
+    signal.signal(signal.SIGINT, remember)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if received:
+            raise KeyboardInterrupt
 
 
 @final
@@ -634,20 +670,24 @@ class LiveProgress:
             redirect_stderr=False,
             vertical_overflow="crop",
         )
-        self._live.start(refresh=True)
+        with _uninterrupted():
+            self._live.start(refresh=True)
         self.throttle.last = timing.perf()
 
     def _hide(self) -> None:
         """Erase the display; the cursor goes back to where the display began."""
         if self._live is not None:
-            self._live.stop()
-            self._live = None
+            live, self._live = self._live, None
+            with _uninterrupted():
+                live.stop()
 
     def _refresh(self) -> None:
         """Redraw from an event hook, throttled (the only redraws: there is no refresh thread)."""
         if self._live is None or not self.throttle.ready(timing.perf()):
             return
-        self._live.update(self._renderable(), refresh=True)
+        renderable = self._renderable()
+        with _uninterrupted():
+            self._live.update(renderable, refresh=True)
 
     def _end_pytest_line(self) -> None:
         """Close a line pytest left open, so the display starts on a line of its own."""

@@ -15,6 +15,7 @@ import os
 import pty
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -164,8 +165,13 @@ def run_in_pty(
     cwd: os.PathLike[str],
     env: Mapping[str, str | None] | None = None,
     timeout: float = 60,
+    interrupt_on: str | None = None,
 ) -> tuple[int, str]:
-    """Run ``args`` on a pseudo-terminal of COLUMNS x LINES; return its exit code and output."""
+    """Run ``args`` on a pseudo-terminal of COLUMNS x LINES; return its exit code and output.
+
+    :param interrupt_on: press Ctrl-C (SIGINT to the process group, as a terminal
+        does) once the output holds this text.
+    """
     environ = dict(os.environ)
     for name in ("CI", "BUILD_NUMBER", "NO_COLOR", "PY_COLORS", "FORCE_COLOR", "PYTEST_ADDOPTS"):
         environ.pop(name, None)
@@ -208,6 +214,9 @@ def run_in_pty(
             if not chunk:
                 break
             output += chunk
+            if interrupt_on is not None and interrupt_on.encode() in output:
+                interrupt_on = None
+                os.killpg(process.pid, signal.SIGINT)
         returncode = process.wait(timeout=max(1.0, deadline - time.monotonic()))
     finally:
         if process.poll() is None:
@@ -335,6 +344,28 @@ def test_report_during_the_run_is_written_above_the_display(
     ), text
     assert re.search(r"worker w\d crashed while collecting test_crash.py", text), text
     assert re.fullmatch(r"=+ 1 failed, 8 passed, 1 error in [\d.]+s =+", lines[-1]), text
+
+
+def test_ctrl_c_leaves_a_clean_screen_and_the_cursor_shown(
+    pytester: pytest.Pytester, git_repo: GitRepo
+) -> None:
+    pytester.makepyfile(
+        test_a="import time\n\ndef test_long():\n    time.sleep(30)\n",
+        test_b="def test_quick():\n    pass\n",
+    )
+    git_repo.commit_all("suite")
+    started = time.monotonic()
+    returncode, output = run_in_pty(
+        pytest_args("--parallel-modules=2"), pytester.path, interrupt_on="test_a.py"
+    )
+    lines = screen_of(output)
+    text = "\n".join(lines)
+    assert time.monotonic() - started < 25, text
+    assert returncode == pytest.ExitCode.INTERRUPTED, text
+    assert output.count(HIDE_CURSOR) == output.count(SHOW_CURSOR) >= 1
+    assert not [line for line in lines if LIVE_REMAINS.search(line)], text
+    assert any(line.startswith("parallel-modules: ") and " modules, " in line for line in lines)
+    assert "KeyboardInterrupt" in text
 
 
 @pytest.mark.parametrize(

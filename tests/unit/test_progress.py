@@ -1,0 +1,373 @@
+"""Unit tests for progress.py: the state, the pure renderer, the ETA, the throttle and when it runs."""
+
+from __future__ import annotations
+
+import ast
+import io
+from pathlib import Path
+import signal
+
+import pytest
+from rich.console import Console
+
+from pytest_parallel_modules import progress
+from pytest_parallel_modules.progress import estimate_remaining
+from pytest_parallel_modules.progress import format_elapsed
+from pytest_parallel_modules.progress import format_eta
+from pytest_parallel_modules.progress import format_final_line
+from pytest_parallel_modules.progress import live_display_blocker
+from pytest_parallel_modules.progress import ProgressState
+from pytest_parallel_modules.progress import render_progress
+from pytest_parallel_modules.progress import Throttle
+
+
+T0 = 1000.0
+PLAN = ("tests/test_slow.py", "tests/test_b.py", "tests/test_c.py")
+ESTIMATES = {"tests/test_slow.py": 10.0, "tests/test_b.py": 4.0, "tests/test_c.py": 2.0}
+
+
+class FakeClock:
+    """Perf seconds that move only when told."""
+
+    def __init__(self, start: float = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+def make_state(*, workers: int = 2, known: bool = True) -> ProgressState:
+    return ProgressState(
+        started=T0,
+        plan=PLAN,
+        estimates=ESTIMATES,
+        estimates_known=known,
+        worker_count=workers,
+        tests_total=15,
+    )
+
+
+def words(line: str) -> str:
+    """``line`` with runs of spaces made one (column widths aside)."""
+    return " ".join(line.split())
+
+
+def plain(renderable: object, width: int = 100) -> list[str]:
+    console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
+    console.print(renderable)
+    output = console.file.getvalue()  # type: ignore[attr-defined]  # the StringIO given above
+    return [line.rstrip() for line in output.splitlines()]
+
+
+def mid_run_state(clock: FakeClock) -> ProgressState:
+    """w1 runs the slow module (2 of 10 done, 1 failed), w2 runs test_b, w3 is starting."""
+    state = make_state()
+    state.sync_workers([("w1", "running"), ("w2", "running"), ("w3", "starting")])
+    state.module_started("tests/test_slow.py", "w1", 10, clock.advance(0.5))
+    state.module_started("tests/test_b.py", "w2", 3, clock.advance(0.1))
+    state.test_reported("tests/test_slow.py::test_1", failed=True)
+    state.test_finished("tests/test_slow.py::test_1")
+    state.test_reported("tests/test_slow.py::test_2", failed=False)
+    state.test_finished("tests/test_slow.py::test_2")
+    clock.advance(2.4)
+    return state
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def test_render_shows_a_line_per_worker_and_the_overall_line() -> None:
+    clock = FakeClock()
+    state = mid_run_state(clock)
+    lines = plain(render_progress(state, clock(), max_lines=20))
+    assert lines == [
+        "w1  tests/test_slow.py" + " " * 58 + "2/10  1 failed  2.5s",
+        "w2  tests/test_b.py" + " " * 62 + "0/3" + " " * 12 + "2.4s",
+        "w3  starting",
+        " " * 53 + "0/3 modules  2/15 tests  1 failed  3.0s  ETA 8s",
+    ]
+
+
+def test_render_fits_the_width_and_cuts_long_module_paths() -> None:
+    clock = FakeClock()
+    state = make_state()
+    long_module = "tests/" + "deeply/nested/" * 8 + "test_long.py"
+    state.module_started(long_module, "w1", 4, clock())
+    lines = plain(render_progress(state, clock.advance(1.0), max_lines=20), width=60)
+    assert all(len(line) <= 60 for line in lines), lines
+    assert lines[0].startswith("w1  tests/deeply/nested/")
+    assert "…" in lines[0]
+    assert words(lines[0]).endswith("… 0/4 1.0s")
+
+
+def test_render_orders_workers_by_number() -> None:
+    state = make_state(workers=11)
+    state.sync_workers([(f"w{index}", "starting") for index in (10, 2, 1, 11)])
+    lines = plain(render_progress(state, T0, max_lines=20))
+    assert [line.split()[0] for line in lines[:-1]] == ["w1", "w2", "w10", "w11"]
+
+
+@pytest.mark.parametrize(
+    ("status", "word"),
+    [
+        ("starting", "starting"),
+        ("running", "waiting for a module"),
+        ("draining", "finishing"),
+        ("done", "done"),
+        ("crashed", "crashed"),
+    ],
+)
+def test_a_worker_without_a_module_shows_its_state(status: str, word: str) -> None:
+    state = make_state()
+    state.sync_workers([("w1", status)])
+    assert plain(render_progress(state, T0, max_lines=20))[0] == f"w1  {word}"
+
+
+def test_workers_beyond_the_height_are_summed_up_in_one_line() -> None:
+    clock = FakeClock()
+    state = make_state(workers=8)
+    state.sync_workers([(f"w{index}", "running") for index in range(1, 9)])
+    state.module_started("tests/test_c.py", "w8", 2, clock())
+    lines = plain(render_progress(state, clock(), max_lines=5))
+    assert len(lines) == 5
+    assert [line.split()[0] for line in lines[:3]] == ["w1", "w2", "w3"]
+    assert lines[3] == "...  5 more workers, 1 running a module"
+
+
+def test_render_is_pure() -> None:
+    clock = FakeClock()
+    state = mid_run_state(clock)
+    first = plain(render_progress(state, clock(), max_lines=20))
+    assert plain(render_progress(state, clock(), max_lines=20)) == first
+
+
+# --------------------------------------------------------------------------- state
+
+
+def test_the_next_module_of_a_worker_starts_its_clock_when_the_current_one_ends() -> None:
+    clock = FakeClock()
+    state = make_state()
+    state.module_started("tests/test_slow.py", "w1", 10, clock())
+    # A worker asks for its next module before it runs the current one's last test.
+    state.module_started("tests/test_c.py", "w1", 2, clock.advance(5.0))
+    assert plain(render_progress(state, clock(), max_lines=20))[0].startswith(
+        "w1  tests/test_slow.py"
+    )
+    state.module_finished("tests/test_slow.py", 6.0, clock.advance(1.0))
+    lines = plain(render_progress(state, clock.advance(0.5), max_lines=20))
+    assert lines[0].startswith("w1  tests/test_c.py")
+    assert words(lines[0]) == "w1 tests/test_c.py 0/2 0.5s"
+    assert state.modules_done == 1
+
+
+def test_a_module_continued_after_a_crash_moves_to_its_new_worker() -> None:
+    clock = FakeClock()
+    state = make_state()
+    state.module_started("tests/test_b.py", "w1", 3, clock())
+    state.test_finished("tests/test_b.py::test_1")
+    state.sync_workers([("w1", "crashed")])
+    state.module_started("tests/test_b.py", "w3", 1, clock.advance(1.0))
+    lines = plain(render_progress(state, clock.advance(0.2), max_lines=20))
+    assert lines[0] == "w1  crashed"
+    assert words(lines[1]) == "w3 tests/test_b.py 0/1 0.2s"
+    assert words(lines[-1]) == "0/3 modules 1/15 tests 1.2s ETA 10s"
+
+
+def test_a_test_failing_in_several_phases_counts_once() -> None:
+    state = make_state()
+    state.module_started("tests/test_b.py", "w1", 3, T0)
+    state.test_reported("tests/test_b.py::test_1", failed=True)  # call
+    state.test_reported("tests/test_b.py::test_1", failed=True)  # teardown
+    state.test_finished("tests/test_b.py::test_1")
+    assert state.failed == {"tests/test_b.py::test_1"}
+    assert words(plain(render_progress(state, T0, max_lines=20))[0]) == (
+        "w1 tests/test_b.py 1/3 1 failed 0.0s"
+    )
+
+
+def test_reports_of_a_module_no_worker_holds_only_count_overall() -> None:
+    state = make_state()
+    state.test_reported("tests/test_c.py::test_x", failed=True)
+    state.test_finished("tests/test_c.py::test_x")
+    assert state.tests_done == {"tests/test_c.py::test_x"}
+    assert state.failed == {"tests/test_c.py::test_x"}
+
+
+# --------------------------------------------------------------------------- ETA
+
+
+def test_eta_is_the_lower_bound_of_the_work_left() -> None:
+    clock = FakeClock()
+    state = mid_run_state(clock)
+    # Left: test_c not started (2.0), slow 10.0 - 2.5, test_b 4.0 - 2.4 on 2 workers:
+    # max(7.5, (2.0 + 7.5 + 1.6) / 2) = 7.5.
+    assert estimate_remaining(state, clock()) == pytest.approx(7.5)
+
+
+def test_eta_spreads_the_work_over_the_workers() -> None:
+    state = make_state(workers=2)
+    estimates = {"tests/test_slow.py": 3.0, "tests/test_b.py": 3.0, "tests/test_c.py": 3.0}
+    state.estimates = estimates
+    assert estimate_remaining(state, T0) == pytest.approx(4.5)
+
+
+def test_eta_scales_the_estimates_by_what_finished_modules_really_took() -> None:
+    clock = FakeClock()
+    state = make_state(workers=1)
+    state.module_started("tests/test_c.py", "w1", 2, clock())
+    state.module_finished("tests/test_c.py", 4.0, clock.advance(4.0))  # twice its estimate
+    assert estimate_remaining(state, clock()) == pytest.approx((10.0 + 4.0) * 2)
+
+
+def test_eta_scale_is_bounded() -> None:
+    state = make_state(workers=1)
+    state.module_started("tests/test_c.py", "w1", 2, T0)
+    state.module_finished("tests/test_c.py", 200.0, T0 + 200.0)
+    assert estimate_remaining(state, T0 + 200.0) == pytest.approx((10.0 + 4.0) * 4)
+
+
+def test_eta_of_a_module_running_over_its_estimate_is_zero_not_negative() -> None:
+    state = make_state(workers=1)
+    state.plan = ("tests/test_c.py",)
+    state.module_started("tests/test_c.py", "w1", 2, T0)
+    assert estimate_remaining(state, T0 + 50.0) == 0.0
+
+
+def test_eta_is_unknown_without_history_until_a_module_finishes() -> None:
+    clock = FakeClock()
+    state = make_state(known=False)
+    state.module_started("tests/test_c.py", "w1", 2, clock())
+    assert estimate_remaining(state, clock()) is None
+    assert plain(render_progress(state, clock(), max_lines=20))[-1].endswith("ETA ?")
+    state.module_finished("tests/test_c.py", 2.0, clock.advance(2.0))
+    assert estimate_remaining(state, clock()) == pytest.approx(10.0)
+
+
+def test_eta_is_zero_when_everything_finished() -> None:
+    state = make_state()
+    for module in PLAN:
+        state.module_started(module, "w1", 1, T0)
+        state.module_finished(module, ESTIMATES[module], T0)
+    assert estimate_remaining(state, T0 + 1) == 0.0
+    overall = plain(render_progress(state, T0 + 1, max_lines=20))[-1]
+    assert overall.startswith("━━━━")
+    assert words(overall).endswith("3/3 modules 0/15 tests 1.0s ETA 0s")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.0, "0s"), (0.2, "1s"), (7.0, "7s"), (59.5, "1m 00s"), (65, "1m 05s"), (3725, "1h 02m")],
+)
+def test_format_eta(seconds: float, text: str) -> None:
+    assert format_eta(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(-1.0, "0.0s"), (2.46, "2.4s"), (59.99, "59.9s"), (61, "1m 01s")]
+)
+def test_format_elapsed(seconds: float, text: str) -> None:
+    assert format_elapsed(seconds) == text
+
+
+# --------------------------------------------------------------------------- throttle
+
+
+def test_throttle_allows_one_redraw_per_interval() -> None:
+    clock = FakeClock()
+    throttle = Throttle(0.25)
+    decisions = []
+    for step in (0.0, 0.1, 0.1, 0.05, 0.3, 0.24, 0.01):
+        decisions.append(throttle.ready(clock.advance(step)))
+    assert decisions == [True, False, False, True, True, False, True]
+
+
+def test_throttle_redraws_the_first_time() -> None:
+    assert Throttle(10.0).ready(T0)
+
+
+# --------------------------------------------------------------------------- final line
+
+
+def test_final_line_records_the_run() -> None:
+    clock = FakeClock()
+    state = mid_run_state(clock)
+    assert (
+        format_final_line(state, clock())
+        == "parallel-modules: 0/3 modules, 2/15 tests, 1 failed in 3.0s"
+    )
+    state.failed.clear()
+    assert format_final_line(state, clock()).endswith("2/15 tests in 3.0s")
+
+
+# --------------------------------------------------------------------------- when it runs
+
+WANTED = {
+    "raw_writes": True,
+    "plain_reporter": True,
+    "isatty": True,
+    "markup": True,
+    "verbosity": 0,
+    "test_case_verbosity": 0,
+    "environ": {"TERM": "xterm-256color"},
+}
+
+
+def test_live_display_runs_on_a_colour_terminal_at_default_verbosity() -> None:
+    assert live_display_blocker(**WANTED) is None  # type: ignore[arg-type]  # keys match
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"isatty": False}, "not a terminal"),
+        ({"verbosity": -1}, "verbosity"),
+        ({"verbosity": 1}, "verbosity"),
+        ({"test_case_verbosity": 1}, "verbosity"),
+        ({"markup": False}, "colour"),
+        ({"environ": {"NO_COLOR": ""}}, "colour"),
+        ({"environ": {"TERM": "dumb"}}, "colour"),
+        ({"environ": {"CI": "true"}}, "CI"),
+        ({"environ": {"BUILD_NUMBER": "7"}}, "CI"),
+        ({"raw_writes": False}, "pytest before 9.0"),
+        ({"plain_reporter": False}, "terminal reporter"),
+    ],
+)
+def test_live_display_is_blocked(change: dict[str, object], reason: str) -> None:
+    blocker = live_display_blocker(**{**WANTED, **change})  # type: ignore[arg-type]  # keys match
+    assert blocker is not None
+    assert reason in blocker
+
+
+def test_an_empty_ci_variable_is_not_ci() -> None:
+    # As pytest's own running_on_ci decides.
+    assert live_display_blocker(**{**WANTED, "environ": {"CI": ""}}) is None  # type: ignore[arg-type]  # keys match
+
+
+def test_time_comes_only_through_the_clock_seam() -> None:
+    """No ``time`` import (R8), no processes, no locks."""
+    tree = ast.parse(Path(progress.__file__).read_text(encoding="utf-8"))
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        (node.module or "").split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+    }
+    assert not imported & {"subprocess", "execnet", "filelock", "time"}
+
+
+def test_ctrl_c_during_a_redraw_is_raised_after_it() -> None:
+    finished = []
+    with pytest.raises(KeyboardInterrupt):
+        with progress._uninterrupted():
+            signal.raise_signal(signal.SIGINT)
+            finished.append("the redraw")
+    assert finished == ["the redraw"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
