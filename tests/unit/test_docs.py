@@ -36,9 +36,11 @@ HOOKS_PAGE = DOCS / "hooks.md"
 HOOK_PREFIX = "pytest_parallel_modules_"
 
 #: Options of this plugin as the docs spell them: ``--parallel-modules``, ``--module-*``,
-#: ``--keep-failed-worktrees``. Used to find options the docs mention.
+#: ``--*-modules`` (but pytest's ``--doctest-modules``), ``--keep-failed-*``. Used to
+#: find options the docs mention.
 OUR_OPTION = re.compile(
-    r"(?<![\w-])--(?:parallel-modules|module-[a-z-]*[a-z]|keep-failed-[a-z-]*[a-z])"
+    r"(?<![\w-])--(?:module-[a-z-]*[a-z]|keep-failed-[a-z-]*[a-z]"
+    r"|(?!doctest-)[a-z][a-z-]*-modules)(?![\w-])"
 )
 #: A Markdown heading (``## ...`` to ``#### ...``).
 HEADING = re.compile(r"^#{2,4} (?P<title>.*)$", re.MULTILINE)
