@@ -17,19 +17,28 @@ def database(service: dict[str, object]) -> Iterator[dict[str, int]]:
     rows.clear()
 
 
+@pytest.fixture
+def transaction(database: dict[str, int]) -> dict[str, int]:
+    """A per-test copy of the rows, so tests that write stay independent.
+
+    Tests may run in any order: pytest-randomly, for one, shuffles them.
+    """
+    return dict(database)
+
+
 def test_lookup(database: dict[str, int]) -> None:
     time.sleep(0.3)
     assert database["alice"] == 1
 
 
-def test_insert(database: dict[str, int]) -> None:
+def test_insert(transaction: dict[str, int]) -> None:
     time.sleep(0.3)
-    database["carol"] = 3
-    assert len(database) == 3
+    transaction["carol"] = 3
+    assert len(transaction) == 3
 
 
 @pytest.mark.xfail(reason="duplicate keys are not detected yet", strict=True)
-def test_rejects_duplicates(database: dict[str, int]) -> None:
-    before = len(database)
-    database["alice"] = 4  # a dict silently overwrites
-    assert len(database) == before + 1
+def test_rejects_duplicates(transaction: dict[str, int]) -> None:
+    before = len(transaction)
+    transaction["alice"] = 4  # a dict silently overwrites
+    assert len(transaction) == before + 1
