@@ -54,6 +54,11 @@ EXPECTED_FILE: Final = "expected_durations.json"
 EXIT_MISMATCH: Final = 1
 EXIT_BROKEN: Final = 2
 
+#: Passed to every run. Collection order is part of what is measured (the slowest
+#: modules come last), so pytest-randomly, if installed, must not shuffle it;
+#: ``-p no:NAME`` is accepted whether or not NAME is installed.
+COMMON_ARGS: Final = ("-q", "-p", "no:randomly")
+
 #: (classname, name, outcome) of one junit testcase.
 Outcome = tuple[str, str, str]
 
@@ -212,7 +217,7 @@ def run_once(suite: Path, tool: Tool, label: str, results: Path, timeout: float)
     junit = results / f"{tool.name}-{label}.xml"
     log = results / f"{tool.name}-{label}.log"
     command = [
-        sys.executable, "-m", "pytest", "-q",
+        sys.executable, "-m", "pytest", *COMMON_ARGS,
         # xunit1 keeps the testcase "file" attribute: per-module times without guessing.
         "-o", "junit_family=xunit1", f"--junitxml={junit}",
         *tool.args,
