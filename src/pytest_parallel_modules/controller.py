@@ -826,10 +826,11 @@ class ParallelSession:
     def _on_channel_closed(self, record: WorkerRecord, payload: None) -> None:
         error = self.pool.closing_error(record.worker_id)
         started = record.state is not WorkerState.STARTING
-        if record.pid is not None:
+        finished = started and record.session_finished and error is None
+        if record.pid is not None and not finished:
             # Daemons and servers a test started live in the worker's process group.
             kill_process_group(record.pid)
-        if started and record.session_finished and not record.assigned and error is None:
+        if finished and not record.assigned:
             self._set_state(record, WorkerState.DONE)
             return
         self._set_state(record, WorkerState.CRASHED)
@@ -926,11 +927,11 @@ class ParallelSession:
             else:
                 self._finish_module(run, outcome="crashed" if run.crashed else "interrupted")
         record.assigned.clear()
-        if not remainders:
-            return
-        # The lost test is never run again; what is left runs first, on a fresh worker.
+        # The lost test is never run again; what is left of its module runs first.
         for remainder in reversed(remainders):
             self.queue.put_front(remainder)
+        if self.stopping or not len(self.queue):
+            return
         if self.restarts_left > 0:
             self._replace(record)
         elif not any(other.state not in _FINAL_STATES for other in self.workers.values()):
@@ -995,7 +996,10 @@ class ParallelSession:
                 self.pool.send(record.worker_id, worker.STOP)
                 self.pool.send(record.worker_id, worker.NO_MORE_WORK)
         self.pool.terminate(timeout=TERMINATE_TIMEOUT)
-        # The workers have exited: coverage.py measuring them wrote its data files.
+        # Workers that finished normally exited on their own just now (their
+        # atexit handlers ran: coverage.py measuring them saved its data); what
+        # their tests started in their process groups goes now.
+        self._kill_all()
         compat.remap_subprocess_coverage(self.worktrees, self.placer.repo_root)
         self.placer.release(keep=self.kept_worktrees())
 
