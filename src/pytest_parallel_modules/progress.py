@@ -8,30 +8,32 @@ from the duration history's estimates.
 
 How it stays out of pytest's way (STYLE R9):
 
-* The display is a transient :class:`rich.live.Live` without a refresh thread
-  and without stdout/stderr redirection. It is redrawn from the controller's
-  event hooks (all on the main thread), at most every :data:`REFRESH_INTERVAL_S`.
-* Nothing else writes to the terminal while it is up: pytest's per-test
-  progress characters are blanked (a ``pytest_report_teststatus`` wrapper keeps
-  the category and the word, drops the letter) and the reporting plugin's
-  one-line-per-module output is switched off
+* rich is only the renderer: :func:`render_progress` builds the frame and a
+  console captures it as text. The display is transient, redirects neither
+  stdout nor stderr, and has no refresh thread: it is redrawn from the
+  controller's event hooks (all on the main thread), at most every
+  :data:`REFRESH_INTERVAL_S`.
+* Frames go through the terminal reporter's ``write_raw`` (pytest 9), so they
+  reach pytest's own file in order with pytest's writes, and pytest's record of
+  the current line (which decides where ``[100%]`` goes) never sees them.
+* Between frames the cursor waits on a blank line above the display
+  (:func:`draw_frame`). A line written in between by pytest, the controller or
+  another plugin lands there, whole; the next frame is drawn below it.
+* What would write at every test is silenced while the display is up: pytest's
+  per-test progress letters (a ``pytest_report_teststatus`` wrapper keeps the
+  category and the word, drops the letter) and the reporting plugin's
+  one-line-per-module output
   (:attr:`~pytest_parallel_modules.reporting.RunReporter.print_module_lines`).
-  A collection report replayed during the run (a crashed worker, a test a
-  worker did not collect) takes the display down, lets pytest write, and
-  redraws it below.
-* It writes through the terminal reporter's ``write_raw`` (pytest 9), so it
-  reaches the same file as pytest's output, in order, without touching the
-  reporter's idea of the current line. A transient display leaves the cursor
-  where it found it, so pytest's state stays true.
-* It stops when the run loop ends, before the terminal reporter's own wrapper
-  writes its final ``[100%]``: that marker then closes a one-line record of the
-  run written in place of the dots. Failures, warnings and summaries follow as
-  usual.
+* The display is cleared when the run loop ends, before the terminal reporter's
+  own wrapper writes its final ``[100%]``: that marker then closes a one-line
+  record of the run written in place of the dots. Failures, warnings and
+  summaries follow as usual. Ctrl-C is held back for the moment of a write, so
+  a frame is never cut in half.
 
 It runs only when pytest's terminal reporter writes to a TTY with colour, at
 verbosity 0, outside CI (``CI`` or ``BUILD_NUMBER`` set, as pytest decides),
-without ``NO_COLOR``, ``--color=no`` or ``TERM=dumb``; otherwise modules are
-announced one line each. Switch it off with
+without ``NO_COLOR``, ``--color=no`` or ``TERM=dumb``, on a UTF-8 terminal and
+pytest 9 or later; otherwise modules are announced one line each. Switch it off with
 ``-p no:pytest_parallel_modules-live`` (on the command line, in ``addopts`` or
 ``PYTEST_ADDOPTS``): the plugin object is registered under that name, and pytest
 refuses to register a name that ``-p no:`` blocked.
@@ -45,9 +47,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from collections.abc import Mapping
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field
+import io
 import math
 import os
 import re
@@ -55,7 +59,6 @@ import shutil
 import signal
 import sys
 import threading
-from typing import cast
 from typing import Final
 from typing import final
 from typing import TYPE_CHECKING
@@ -63,7 +66,6 @@ from typing import TYPE_CHECKING
 import pytest
 from rich.console import Console
 from rich.console import Group
-from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -76,7 +78,6 @@ if TYPE_CHECKING:
     from collections.abc import Generator
     from collections.abc import Iterable
     from types import FrameType
-    from typing import IO
 
     from rich.console import RenderableType
 
@@ -91,8 +92,14 @@ REFRESH_INTERVAL_S: Final = 0.25
 CI_ENV_VARS: Final = ("CI", "BUILD_NUMBER")
 #: The ETA scales estimates by how long finished modules really took, within these bounds.
 ETA_SCALE_BOUNDS: Final = (0.25, 4.0)
-#: Lines of the terminal the display leaves free, so it never scrolls the screen.
-SPARE_LINES: Final = 1
+#: Lines of the terminal the display leaves free (its blank line and one more), so a
+#: frame never scrolls its own top off the screen.
+SPARE_LINES: Final = 2
+#: ECMA-48 control sequences the display writes.
+ERASE_LINE: Final = "\x1b[K"
+ERASE_BELOW: Final = "\x1b[J"
+HIDE_CURSOR: Final = "\x1b[?25l"
+SHOW_CURSOR: Final = "\x1b[?25h"
 
 #: What a worker line says when no module runs there, by controller worker state.
 _IDLE_WORDS: Final[Mapping[str, str]] = {
@@ -393,12 +400,38 @@ def format_final_line(state: ProgressState, now: float) -> str:
     return f"{line} in {format_elapsed(now - state.started)}"
 
 
+def draw_frame(lines: Sequence[str]) -> str:
+    """Return the text that draws ``lines`` below the cursor's line and parks the cursor there. PURE.
+
+    The cursor's line is left blank and the cursor waits at its start, above the
+    display. Whatever is written between two frames (a status line of pytest or
+    of a plugin) therefore starts on that blank line and pushes the cursor down
+    into the old display; the next frame starts from wherever the cursor is,
+    overwrites the display lines and erases what is left below, so the text
+    written in between stays whole above the display.
+    """
+    parts = ["\r", ERASE_LINE]
+    for line in lines:
+        parts += ["\r\n", line, ERASE_LINE]
+    parts.append(ERASE_BELOW)
+    if lines:
+        parts.append(f"\x1b[{len(lines)}A")
+    parts.append("\r")
+    return "".join(parts)
+
+
+def clear_frame() -> str:
+    """Return the text that erases the display, from the cursor's line down. PURE."""
+    return "\r" + ERASE_BELOW
+
+
 def live_display_blocker(
     *,
     raw_writes: bool,
     plain_reporter: bool,
     isatty: bool,
     markup: bool,
+    unicode: bool,
     verbosity: int,
     test_case_verbosity: int,
     environ: Mapping[str, str],
@@ -410,6 +443,7 @@ def live_display_blocker(
         from another plugin that draws its own progress.
     :param isatty: the reporter writes to a terminal.
     :param markup: the reporter uses colour (``--color``, ``NO_COLOR``, ``TERM=dumb``).
+    :param unicode: the terminal's encoding is a UTF one (the bar and the ellipsis need it).
     :param verbosity: pytest's verbosity; ``-v`` wants per-test lines, ``-q`` quiet.
     :param test_case_verbosity: the ``verbosity_test_cases`` ini key's effect.
     :param environ: the environment.
@@ -426,46 +460,22 @@ def live_display_blocker(
         return "the terminal has no colour"
     if any(environ.get(name) for name in CI_ENV_VARS):
         return "running on CI"
+    if not unicode:
+        return "the terminal's encoding is not UTF-8"
     return None
 
 
 # --------------------------------------------------------------------------- terminal
 
 
-@final
-class _ReporterStream:
-    """A text stream that writes through the terminal reporter's ``write_raw``.
-
-    The live console writes here, so its output lands on pytest's own file, in
-    order with pytest's writes, and pytest's record of the current line (which
-    decides where ``[100%]`` goes) never sees the display's control codes. rich
-    only writes, flushes and reads ``encoding``.
-    """
-
-    def __init__(self, reporter: pytest.TerminalReporter, encoding: str) -> None:
-        self._reporter = reporter
-        #: rich draws ASCII bars unless this is a UTF encoding.
-        self.encoding = encoding
-
-    def isatty(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        self._reporter.write_raw(text)
-        return len(text)
-
-    def flush(self) -> None:
-        self._reporter.flush()
-
-
 @contextmanager
 def _uninterrupted() -> Iterator[None]:
-    """Hold Ctrl-C back until the block ends, so a redraw is never cut in half.
+    """Hold Ctrl-C back until the block ends, so a frame is never cut in half.
 
     A KeyboardInterrupt raised inside a write leaves half a frame on the screen
-    and rich's Live in a state its ``stop`` cannot undo (the cursor stays hidden).
-    Only Python's own SIGINT handler on the main thread is replaced, for the few
-    milliseconds of a redraw; the interrupt is raised as soon as the block ends.
+    (and the cursor hidden). Only Python's own SIGINT handler on the main thread
+    is replaced, for the moment of one write; the interrupt is raised as soon as
+    the block ends.
     """
     if (
         threading.current_thread() is not threading.main_thread()
@@ -494,7 +504,8 @@ class LiveProgress:
     Registered by :func:`pytest_parallel_modules.plugin.pytest_configure` under
     ``"pytest_parallel_modules-live"`` next to the controller and the reporting
     plugin; ``-p no:pytest_parallel_modules-live`` keeps it from registering.
-    Whether the display runs is decided when the run loop starts.
+    Whether the display runs is decided when the run loop starts; it is first
+    drawn when the first module is handed out.
     """
 
     def __init__(
@@ -509,8 +520,7 @@ class LiveProgress:
         self.throttle = Throttle(REFRESH_INTERVAL_S)
         self._reporter: pytest.TerminalReporter | None = None
         self._console: Console | None = None
-        self._live: Live | None = None
-        #: True from the first drawing to the end of the run loop (even while hidden).
+        #: True from the first frame until the display is cleared for good.
         self._active = False
 
     # -- pytest hooks ---------------------------------------------------------
@@ -533,22 +543,10 @@ class LiveProgress:
         if not self._active or not isinstance(result, tuple) or len(result) != 3:
             return result
         # Keep the category (stats, the summary line) and the word (-r lines);
-        # drop the progress letter, which would land in the middle of the display.
+        # drop the progress letter: the display shows progress, and a run of
+        # letters would push a line of dots above it at every frame.
         category, _letter, word = result
         return pytest.TestShortLogReport(category, "", word)
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_collectreport(self, report: pytest.CollectReport) -> Generator[None, object, object]:
-        if not self._active:
-            return (yield)
-        # The terminal reporter rewrites its "collected" line for a report during
-        # the run (a crashed worker): let it write where the display was.
-        self._hide()
-        try:
-            return (yield)
-        finally:
-            self._end_pytest_line()
-            self._show()
 
     def pytest_parallel_modules_module_started(
         self, module: str, worker_id: str, nodeids: list[str]
@@ -581,7 +579,7 @@ class LiveProgress:
     # -- the display ----------------------------------------------------------
 
     def _prepare(self) -> None:
-        """Decide whether the display runs; if so, build its state (drawn at the first module)."""
+        """Decide whether the display runs; if so, build its state."""
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is None:
             self.blocker = "no terminal reporter"
@@ -593,6 +591,9 @@ class LiveProgress:
             plain_reporter=type(reporter) is pytest.TerminalReporter,
             isatty=bool(reporter.isatty),
             markup=self.config.get_terminal_writer().hasmarkup,
+            # The reporter's file is the sys.stdout of configure time, and the
+            # controller runs no test that could have swapped it since.
+            unicode=(getattr(sys.stdout, "encoding", None) or "").lower().startswith("utf"),
             verbosity=self.config.get_verbosity(),
             # Only read where it exists (pytest 8.1+; raw writes need 9.0 anyway).
             test_case_verbosity=self.config.get_verbosity(pytest.Config.VERBOSITY_TEST_CASES)
@@ -614,20 +615,12 @@ class LiveProgress:
         )
 
     def _begin(self) -> None:
-        """Draw the display for the first time; module lines give way to it."""
-        reporter = self._reporter
-        if reporter is None:
+        """Draw the first frame; module lines give way to the display."""
+        if self._reporter is None:
             return
-        if self.config.get_terminal_writer().width_of_current_line != 0:
-            reporter.write("\n")
         self._console = Console(
-            # The reporter's file is the sys.stdout of configure time; its encoding
-            # is all we need from it, and the current sys.stdout is that same file
-            # between tests (the controller runs none itself).
-            file=cast(
-                "IO[str]",
-                _ReporterStream(reporter, getattr(sys.stdout, "encoding", None) or "utf-8"),
-            ),
+            # Frames are captured as text and written by _draw, never to this file.
+            file=io.StringIO(),
             force_terminal=True,
             color_system="auto",
             # Module paths are data: no [markup], no :emoji: codes, no highlighting.
@@ -637,74 +630,61 @@ class LiveProgress:
         )
         self.run_reporter.print_module_lines = False
         self._active = True
-        self._show()
+        self._close_pytest_line()
+        self._reporter.write_raw(HIDE_CURSOR)
+        self.throttle.ready(timing.perf())
+        self._draw()
 
     def _size(self) -> tuple[int, int]:
-        """Return the width and height to draw in; read on every redraw, to follow resizes."""
+        """Return the width and height to draw in; read for every frame, to follow resizes."""
         columns, lines = shutil.get_terminal_size()
         # One column short of the edge: a line that fills the last column leaves
-        # some terminals' cursor in a pending-wrap state that shifts the redraw.
+        # the cursor in a pending-wrap state that terminals resolve differently.
         width = min(columns, self.config.get_terminal_writer().fullwidth) - 1
         return max(20, width), max(2, lines - SPARE_LINES)
 
-    def _renderable(self) -> RenderableType:
+    def _frame_lines(self) -> list[str]:
         assert self.state is not None and self._console is not None
         width, height = self._size()
         self._console.size = (width, height)
         self.state.sync_workers(
             (worker_id, record.state.value) for worker_id, record in self.session.workers.items()
         )
-        return render_progress(self.state, timing.perf(), max_lines=height)
+        with self._console.capture() as capture:
+            self._console.print(render_progress(self.state, timing.perf(), max_lines=height))
+        return capture.get().splitlines()
 
-    def _show(self) -> None:
-        """Start a fresh transient display (a new Live: a stopped one forgets nothing and
-        would erase the lines pytest wrote in between)."""
-        if self._console is None or self._live is not None:
+    def _draw(self) -> None:
+        """Write one frame below the cursor's line (see :func:`draw_frame`)."""
+        if self._reporter is None:
             return
-        self._live = Live(
-            self._renderable(),
-            console=self._console,
-            auto_refresh=False,
-            transient=True,
-            redirect_stdout=False,
-            redirect_stderr=False,
-            vertical_overflow="crop",
-        )
+        lines = self._frame_lines()
+        self._close_pytest_line()
         with _uninterrupted():
-            self._live.start(refresh=True)
-        self.throttle.last = timing.perf()
-
-    def _hide(self) -> None:
-        """Erase the display; the cursor goes back to where the display began."""
-        if self._live is not None:
-            live, self._live = self._live, None
-            with _uninterrupted():
-                live.stop()
+            self._reporter.write_raw(draw_frame(lines), flush=True)
 
     def _refresh(self) -> None:
         """Redraw from an event hook, throttled (the only redraws: there is no refresh thread)."""
-        if self._live is None or not self.throttle.ready(timing.perf()):
-            return
-        renderable = self._renderable()
-        with _uninterrupted():
-            self._live.update(renderable, refresh=True)
+        if self._active and self.throttle.ready(timing.perf()):
+            self._draw()
 
-    def _end_pytest_line(self) -> None:
-        """Close a line pytest left open, so the display starts on a line of its own."""
+    def _close_pytest_line(self) -> None:
+        """Move below a line pytest left open (a rewritten status line), so nothing is drawn over it."""
         if self._reporter is not None and self.config.get_terminal_writer().width_of_current_line:
             self._reporter.write("\n")
 
     def _finish(self) -> None:
-        """The run loop ended (or was interrupted): erase the display, leave a one-line record."""
-        if not self._active:
+        """The run loop ended (or was interrupted): clear the display, leave a one-line record."""
+        if not self._active or self._reporter is None or self.state is None:
             return
         self._active = False
-        self._hide()
-        if self._reporter is not None and self.state is not None:
-            width, _ = self._size()
-            line = format_final_line(self.state, timing.perf())
-            # Leave room for the " [100%]" pytest writes after it.
-            self._reporter.write(_cut(line, width - len(" [100%]") - 2))
+        self._close_pytest_line()
+        with _uninterrupted():
+            self._reporter.write_raw(clear_frame() + SHOW_CURSOR, flush=True)
+        width, _ = self._size()
+        line = format_final_line(self.state, timing.perf())
+        # Leave room for the " [100%]" pytest writes after it.
+        self._reporter.write(_cut(line, width - len(" [100%]") - 2))
 
 
 def _cut(text: str, width: int) -> str:

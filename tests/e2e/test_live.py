@@ -346,6 +346,32 @@ def test_report_during_the_run_is_written_above_the_display(
     assert re.fullmatch(r"=+ 1 failed, 8 passed, 1 error in [\d.]+s =+", lines[-1]), text
 
 
+def test_lines_written_during_the_run_stay_whole_above_the_display(
+    pytester: pytest.Pytester, git_repo: GitRepo
+) -> None:
+    """A plugin (or the controller) writing a status line mid-run: it lands on the line
+    the cursor waits on above the display and the next frame is drawn below it."""
+    write_suite(pytester)
+    pytester.makeconftest(
+        """
+        def pytest_parallel_modules_module_finished(config, report):
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
+            reporter.write_line("a plugin says: " + report["module"] + " is done")
+        """
+    )
+    git_repo.commit_all("suite")
+    returncode, output = run_in_pty(pytest_args("--parallel-modules=2"), pytester.path)
+    lines = screen_of(output)
+    text = "\n".join(lines)
+    assert returncode == pytest.ExitCode.TESTS_FAILED, text
+    assert not [line for line in lines if LIVE_REMAINS.search(line)], text
+    start = collection_index(lines)
+    failures = lines.index(next(line for line in lines if " FAILURES " in line))
+    said = [line for line in lines[start:failures] if "a plugin says" in line]
+    assert sorted(said) == [f"a plugin says: test_{name}.py is done" for name in "abc"], text
+    assert fnmatch.fnmatch(lines[failures - 1], "parallel-modules: 3/3 modules, 9/9 tests*"), text
+
+
 def test_ctrl_c_leaves_a_clean_screen_and_the_cursor_shown(
     pytester: pytest.Pytester, git_repo: GitRepo
 ) -> None:

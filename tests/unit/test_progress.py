@@ -11,6 +11,8 @@ import pytest
 from rich.console import Console
 
 from pytest_parallel_modules import progress
+from pytest_parallel_modules.progress import clear_frame
+from pytest_parallel_modules.progress import draw_frame
 from pytest_parallel_modules.progress import estimate_remaining
 from pytest_parallel_modules.progress import format_elapsed
 from pytest_parallel_modules.progress import format_eta
@@ -19,6 +21,7 @@ from pytest_parallel_modules.progress import live_display_blocker
 from pytest_parallel_modules.progress import ProgressState
 from pytest_parallel_modules.progress import render_progress
 from pytest_parallel_modules.progress import Throttle
+from tests.e2e.test_live import Screen
 
 
 T0 = 1000.0
@@ -289,6 +292,57 @@ def test_throttle_redraws_the_first_time() -> None:
     assert Throttle(10.0).ready(T0)
 
 
+# --------------------------------------------------------------------------- frames
+
+
+def test_a_frame_is_drawn_below_a_blank_line_where_the_cursor_waits() -> None:
+    screen = Screen(30, 10)
+    screen.feed("collected 3 items\r\n")
+    screen.feed(draw_frame(["w1  test_a.py", "w2  test_b.py", "1/3 modules"]))
+    assert screen.transcript() == [
+        "collected 3 items",
+        "",
+        "w1  test_a.py",
+        "w2  test_b.py",
+        "1/3 modules",
+    ]
+    assert (screen.row, screen.col) == (1, 0)
+
+
+def test_a_shorter_frame_leaves_nothing_of_the_taller_one() -> None:
+    screen = Screen(30, 10)
+    screen.feed(draw_frame(["w1  test_a.py  1/3", "w2  test_b.py  2/3", "overall"]))
+    screen.feed(draw_frame(["w1  idle", "overall"]))
+    assert screen.transcript() == ["", "w1  idle", "overall"]
+
+
+def test_a_line_written_between_frames_stays_whole_above_the_display() -> None:
+    screen = Screen(30, 10)
+    screen.feed("collected 3 items\r\n")
+    screen.feed(draw_frame(["w1  test_a.py  1/3", "w2  test_b.py  2/3", "overall 1"]))
+    screen.feed("a status line\r\n")
+    screen.feed(draw_frame(["w1  test_a.py  2/3", "w2  idle", "overall 2"]))
+    assert screen.transcript() == [
+        "collected 3 items",
+        "a status line",
+        "",
+        "w1  test_a.py  2/3",
+        "w2  idle",
+        "overall 2",
+    ]
+    screen.feed(clear_frame() + "record")
+    assert screen.transcript() == ["collected 3 items", "a status line", "record"]
+
+
+def test_frames_at_the_bottom_of_the_screen_scroll_as_a_whole() -> None:
+    screen = Screen(30, 4)
+    screen.feed("one\r\ntwo\r\nthree\r\n")
+    screen.feed(draw_frame(["frame 1a", "frame 1b"]))
+    screen.feed(draw_frame(["frame 2a", "frame 2b"]))
+    screen.feed(clear_frame() + "record")
+    assert screen.transcript() == ["one", "two", "three", "record"]
+
+
 # --------------------------------------------------------------------------- final line
 
 
@@ -310,6 +364,7 @@ WANTED = {
     "plain_reporter": True,
     "isatty": True,
     "markup": True,
+    "unicode": True,
     "verbosity": 0,
     "test_case_verbosity": 0,
     "environ": {"TERM": "xterm-256color"},
@@ -333,6 +388,7 @@ def test_live_display_runs_on_a_colour_terminal_at_default_verbosity() -> None:
         ({"environ": {"CI": "true"}}, "CI"),
         ({"environ": {"BUILD_NUMBER": "7"}}, "CI"),
         ({"raw_writes": False}, "pytest before 9.0"),
+        ({"unicode": False}, "UTF-8"),
         ({"plain_reporter": False}, "terminal reporter"),
     ],
 )
