@@ -641,7 +641,8 @@ class LiveProgress:
         # One column short of the edge: a line that fills the last column leaves
         # the cursor in a pending-wrap state that terminals resolve differently.
         width = min(columns, self.config.get_terminal_writer().fullwidth) - 1
-        return max(20, width), max(2, lines - SPARE_LINES)
+        # Lines never wrap at any width (cells are cut), so a narrow terminal is fine.
+        return max(1, width), max(2, lines - SPARE_LINES)
 
     def _frame_lines(self) -> list[str]:
         assert self.state is not None and self._console is not None

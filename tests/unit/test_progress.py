@@ -107,6 +107,16 @@ def test_render_fits_the_width_and_cuts_long_module_paths() -> None:
     assert words(lines[0]).endswith("… 0/4 1.0s")
 
 
+@pytest.mark.parametrize("width", [8, 12, 20, 30, 45, 80, 200])
+def test_render_never_wraps_a_line(width: int) -> None:
+    """A wrapped line would take two rows of the terminal and break the redraw."""
+    clock = FakeClock()
+    state = mid_run_state(clock)
+    lines = plain(render_progress(state, clock(), max_lines=20), width=width)
+    assert len(lines) == len(state.workers) + 1
+    assert all(len(line) <= width for line in lines), lines
+
+
 def test_render_orders_workers_by_number() -> None:
     state = make_state(workers=11)
     state.sync_workers([(f"w{index}", "starting") for index in (10, 2, 1, 11)])
