@@ -60,7 +60,10 @@ _SUMMARY_LINE = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) ")
 
 def short_summary(result: pytest.RunResult) -> list[str]:
     """The ``-rA`` short test summary lines of a run, sorted (workers finish in any order)."""
-    return sorted(line for line in result.outlines if _SUMMARY_LINE.match(line))
+    lines = result.outlines
+    starts = [index for index, line in enumerate(lines) if "short test summary info" in line]
+    section = lines[starts[-1] + 1 :] if starts else []
+    return sorted(line for line in section if _SUMMARY_LINE.match(line))
 
 
 def junit_outcomes(path: Path) -> dict[str, str]:

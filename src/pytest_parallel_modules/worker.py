@@ -8,10 +8,10 @@ pytest-xdist's ``remote.py``).
 
 The protocol, worker -> controller: ``READY`` once the session has started; then
 per module ``COLLECTED``, a ``LOGSTART`` / ``REPORT``... / ``LOGFINISH`` triple
-per test, ``MODULE_FINISHED``; ``NEED_WORK`` just before the last test of a
-module runs, so that test can be run with ``nextitem`` set to the first test of
-the next module (module fixtures are torn down between modules, session
-fixtures live once per worker); ``SESSION_FINISHED`` last. Controller -> worker:
+per test, ``MODULE_FINISHED``, and ``NEED_WORK`` once the module is done (its
+last test runs with a ``nextitem`` that shares only the session, so module
+fixtures are torn down between modules and session fixtures live once per
+worker); ``SESSION_FINISHED`` last. Controller -> worker:
 ``RUN_MODULE`` or ``NO_MORE_WORK`` in answer to ``READY`` and ``NEED_WORK``, and
 ``STOP`` at any time (finish the current test, run nothing more).
 """
@@ -173,6 +173,23 @@ class SessionFinishedPayload(TypedDict):
     workeroutput: dict[str, Any]
 
 
+class _SessionOnly:
+    """Stands in for "the next test" after a module's last test: one that shares only the session.
+
+    pytest's teardown (``SetupState.teardown_exact(nextitem)``) keeps exactly the
+    collectors of ``nextitem.listchain()``; this one's chain is the session alone,
+    so module, class and package fixtures are torn down and session fixtures stay.
+    """
+
+    def __init__(self, session: pytest.Session) -> None:
+        self.session = session
+        self.config = session.config
+        self.nodeid = ""
+
+    def listchain(self) -> list[pytest.Session]:
+        return [self.session]
+
+
 # Plain classes, not dataclasses: execnet runs this file as ``__channelexec__``,
 # a module missing from sys.modules, where dataclasses cannot resolve annotations.
 class _Batch:
@@ -217,9 +234,11 @@ class WorkerSession:
         }
         config.workeroutput = {}  # type: ignore[attr-defined]  # the pytest-xdist convention
         option = config.option
-        # The controller already selected the tests and counts failures for
-        # -x/--maxfail across all workers; a worker runs exactly the node ids it
-        # is sent, so selection and stopping options must not act here again.
+        # The controller already selected the tests; a worker runs exactly the
+        # node ids it is sent, so selection options must not act here again.
+        # -x/--maxfail stay: a worker's own failures never exceed the run's, so
+        # stopping itself at its own limit is never early, and it is immediate
+        # (the controller counts across workers and stops the others).
         option.keyword = ""
         option.markexpr = ""
         option.deselect = []
@@ -228,7 +247,6 @@ class WorkerSession:
         option.newfirst = False
         option.stepwise = False
         option.stepwise_skip = False
-        option.maxfail = 0
         option.usepdb = False
         option.trace = False
         option.basetemp = self.setup["basetemp"]
@@ -327,40 +345,27 @@ class WorkerSession:
         return _Batch(module=module, items=items, collect_s=collect_s)
 
     def _run_batch(self, session: pytest.Session, batch: _Batch) -> _Batch | None:
-        """Run one module's items; return the next module's batch (already collected) or None."""
-        next_batch: _Batch | None = None
-        asked_for_next = False
+        """Run one module's items; then ask for, collect and return the next module (or None)."""
         for index, item in enumerate(batch.items):
             if self._poll_stop():
                 break
-            if index + 1 < len(batch.items):
-                nextitem: pytest.Item | None = batch.items[index + 1]
-            else:
-                # Ask for the next module before running the last test, so the last
-                # test's teardown tears down exactly what the next module does not
-                # share (its module fixtures), and session fixtures stay up.
-                next_batch = self._collect(session, self._request_work())
-                asked_for_next = True
-                nextitem = next_batch.items[0] if next_batch and next_batch.items else None
-                if self._poll_stop():
-                    break
+            # The last test tears down everything but the session: its module's
+            # fixtures go, session fixtures stay up for the next module. The next
+            # module is asked for only now that this one is done, so a module whose
+            # last test is long never holds a second module another worker could run.
+            nextitem = (
+                batch.items[index + 1] if index + 1 < len(batch.items) else _SessionOnly(session)
+            )
             started = _perf()
             item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
             batch.run_s += _perf() - started
             batch.executed += 1
             if session.shouldfail or session.shouldstop:
                 self.stop_requested = True
-        completed = batch.executed == len(batch.items)
-        self._send_module_finished(batch, completed=completed)
+        self._send_module_finished(batch, completed=batch.executed == len(batch.items))
         if self.stop_requested:
-            if next_batch is not None:
-                self._send_module_finished(next_batch, completed=not next_batch.items)
             return None
-        if not asked_for_next:
-            # An empty batch (nothing collected) or a break: still owe the
-            # controller a request for more work.
-            next_batch = self._collect(session, self._request_work())
-        return next_batch
+        return self._collect(session, self._request_work())
 
     def _request_work(self) -> RunModulePayload | None:
         self.send(NEED_WORK, {})

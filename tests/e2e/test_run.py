@@ -291,7 +291,9 @@ def test_exitfirst_starts_no_new_module_and_exits_1(
     pytester: pytest.Pytester, git_repo: GitRepo
 ) -> None:
     write_sleepy_modules(pytester, 8)
-    result = pytester.runpytest_subprocess("--parallel-modules=2", "-x", timeout=60)
+    result = pytester.runpytest_subprocess(
+        "--parallel-modules=2", "-x", "-p", "no:randomly", timeout=60
+    )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*stopping after 1 failures*"])
     outcomes = result.parseoutcomes()
@@ -324,7 +326,7 @@ def test_collect_only_starts_no_worker(pytester: pytest.Pytester, git_repo: GitR
     )
     pytester.makepyfile(test_c="def test_a(): pass\ndef test_b(): pass\n")
     result = pytester.runpytest_subprocess(
-        "--parallel-modules=2", "--collect-only", "-q", timeout=60
+        "--parallel-modules=2", "--collect-only", "-q", "-p", "no:randomly", timeout=60
     )
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["test_c.py::test_a", "test_c.py::test_b"])
