@@ -53,6 +53,8 @@ import uuid
 from _pytest._io import TerminalWriter
 import pytest
 
+from pytest_parallel_modules import output
+
 
 if TYPE_CHECKING:
     pass
@@ -102,6 +104,9 @@ def configure_node(config: pytest.Config, node: XdistNode) -> dict[str, Any]:
         workerinput["cov_master_rsync_roots"] = []
     if os.environ.get(HYPOTHESIS_STORAGE_ENV) is None:
         workerinput[HYPOTHESIS_STORAGE_KEY] = str(config.invocation_params.dir / ".hypothesis")
+    relay = config.pluginmanager.get_plugin(output.RELAY_PLUGIN_NAME)
+    if isinstance(relay, output.ModuleOutputRelay):
+        workerinput.update(relay.worker_input())
     hook = _xdist_hook(config, "pytest_configure_node")
     if hook is not None:
         hook(node=node)
@@ -138,6 +143,7 @@ def prepare_worker(config: pytest.Config) -> None:
         # Hypothesis reads this when it first opens its database, after configure.
         os.environ[HYPOTHESIS_STORAGE_ENV] = storage
     config.pluginmanager.register(WorkerCompat(config), WORKER_COMPAT_PLUGIN_NAME)
+    output.register_worker_capture(config, workerinput)
 
 
 #: The name of :class:`WorkerCompat` in a worker's plugin manager.

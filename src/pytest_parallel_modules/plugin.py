@@ -13,6 +13,7 @@ import pytest
 
 from pytest_parallel_modules import compat
 from pytest_parallel_modules import hookspecs
+from pytest_parallel_modules import output
 from pytest_parallel_modules.controller import ParallelSession
 from pytest_parallel_modules.options import Options
 from pytest_parallel_modules.options import register_options
@@ -29,6 +30,8 @@ parallel_session_key: Final = pytest.StashKey[ParallelSession]()
 run_reporter_key: Final = pytest.StashKey[RunReporter]()
 #: The registered live progress plugin, when the run is parallel and ``-p no:`` did not block it.
 live_progress_key: Final = pytest.StashKey[LiveProgress]()
+#: The registered module output relay, when the run is parallel.
+module_output_key: Final = pytest.StashKey[output.ModuleOutputRelay]()
 
 #: Names under which the plugin objects are registered.
 CONTROLLER_PLUGIN_NAME: Final = "pytest_parallel_modules-controller"
@@ -65,6 +68,9 @@ def pytest_configure(config: pytest.Config) -> None:
     reporter_plugin = RunReporter(config, options, session)
     config.stash[run_reporter_key] = reporter_plugin
     config.pluginmanager.register(reporter_plugin, REPORTING_PLUGIN_NAME)
+    relay = output.ModuleOutputRelay(config, options)
+    config.stash[module_output_key] = relay
+    config.pluginmanager.register(relay, output.RELAY_PLUGIN_NAME)
     live = LiveProgress(config, session, reporter_plugin)
     # register() returns None for a name that -p no: blocked.
     if config.pluginmanager.register(live, LIVE_PLUGIN_NAME) is not None:
@@ -81,6 +87,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if live is not None:
         config.pluginmanager.unregister(live, LIVE_PLUGIN_NAME)
         del config.stash[live_progress_key]
+    relay = config.stash.get(module_output_key, None)
+    if relay is not None:
+        relay.close()
+        config.pluginmanager.unregister(relay, output.RELAY_PLUGIN_NAME)
+        del config.stash[module_output_key]
     reporter_plugin = config.stash.get(run_reporter_key, None)
     if reporter_plugin is not None:
         config.pluginmanager.unregister(reporter_plugin, REPORTING_PLUGIN_NAME)
