@@ -136,7 +136,7 @@ class WorkerProgress:
 
     worker_id: str
     #: Modules sent and not finished, oldest first: the one running, and the next one
-    #: (a worker asks for its next module before it runs the current one's last test).
+    #: (the module-finished event of the current one may arrive after the next was sent).
     modules: list[ModuleProgress] = field(default_factory=list)
     #: The controller's state of the worker (a :class:`~pytest_parallel_modules.controller.WorkerState` value).
     status: str = "starting"

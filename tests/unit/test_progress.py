@@ -165,7 +165,7 @@ def test_the_next_module_of_a_worker_starts_its_clock_when_the_current_one_ends(
     clock = FakeClock()
     state = make_state()
     state.module_started("tests/test_slow.py", "w1", 10, clock())
-    # A worker asks for its next module before it runs the current one's last test.
+    # The next module may be sent before the current one's module-finished event arrives.
     state.module_started("tests/test_c.py", "w1", 2, clock.advance(5.0))
     assert plain(render_progress(state, clock(), max_lines=20))[0].startswith(
         "w1  tests/test_slow.py"
