@@ -704,6 +704,10 @@ class ParallelSession:
         self.config.hook.pytest_collectreport(report=report)
 
     def _on_warning(self, record: WorkerRecord, payload: worker.WarningPayload) -> None:
+        if payload["when"] == "config":
+            # Every worker configures from the same files and options as the
+            # controller, which recorded these warnings once already.
+            return
         worktree = self.worktrees.get(record.worker_id)
         if worktree is not None and self.placer.repo_root is not None:
             # The warnings summary names files as a plain run does (see _deserialize).
