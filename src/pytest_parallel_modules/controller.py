@@ -51,6 +51,9 @@ from pytest_parallel_modules.history import MeasuredTest
 from pytest_parallel_modules.history import save_history
 from pytest_parallel_modules.isolation import restore_checkout_paths
 from pytest_parallel_modules.isolation import WorkerPlacer
+from pytest_parallel_modules.last_failed import load_failed_modules
+from pytest_parallel_modules.last_failed import save_failed_modules
+from pytest_parallel_modules.last_failed import verdict
 from pytest_parallel_modules.reports import build_merged_report
 from pytest_parallel_modules.reports import build_module_report
 from pytest_parallel_modules.reports import fold_test_reports
@@ -59,6 +62,7 @@ from pytest_parallel_modules.reports import ModuleOutcome
 from pytest_parallel_modules.reports import ModuleReport
 from pytest_parallel_modules.scheduling import DispatchQueue
 from pytest_parallel_modules.scheduling import estimate_modules
+from pytest_parallel_modules.scheduling import failed_first
 from pytest_parallel_modules.scheduling import ModuleEstimates
 from pytest_parallel_modules.scheduling import partition_shards
 from pytest_parallel_modules.scheduling import plan_slowest_first
@@ -183,6 +187,10 @@ class WorkerRecord:
     pid: int | None = None
     #: Set when the controller killed the worker for running past --module-timeout.
     timed_out_after: float | None = None
+    #: perf() after which a worker told to stop (fail-fast) is killed.
+    stop_deadline: float | None = None
+    #: Set when the worker was killed because it did not stop in time.
+    killed_after_stop: bool = False
 
 
 @final
@@ -208,6 +216,14 @@ class ParallelSession:
         #: Why the last worker that could not start failed, for the final report.
         self.last_start_failure: str | None = None
         self.workers_exhausted = False
+        self.session: pytest.Session | None = None
+        self.rerun_message: str | None = None
+        #: Modules that failed in the last recorded run.
+        self.last_failed: frozenset[str] = (
+            frozenset()
+            if options.failed_modules_path is None
+            else load_failed_modules(options.failed_modules_path)
+        )
         self._restart_budget = 0
         #: Module -> its crashed attempt, until the rest of the module runs.
         self._crashed_attempts: dict[str, ModuleRun] = {}
@@ -270,6 +286,7 @@ class ParallelSession:
     ) -> None:
         # trylast: -k, -m, --lf and other plugins have selected already; the share
         # is computed from what is left, identically on every machine.
+        self._select_failed_modules(config, items)
         if self.options.shard is None:
             return
         index, count = self.options.shard
@@ -282,6 +299,32 @@ class ParallelSession:
             config.hook.pytest_deselected(items=deselected)
             items[:] = kept
 
+    def _select_failed_modules(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        """``--rerun-failed-modules``: keep every selected test of the modules that failed last time."""
+        if not self.options.rerun_failed:
+            return
+        failed = self.last_failed
+        present = {module_of(item.nodeid) for item in items}
+        if not failed & present:
+            runs = self.options.rerun_failed_none
+            self.rerun_message = (
+                f"parallel-modules: no module failed last time; running {'all' if runs == 'all' else 'no'} "
+                f"modules (--rerun-failed-modules-none={runs})"
+            )
+            if runs == "all":
+                return
+            keep: set[str] = set()
+        else:
+            keep = set(failed & present)
+            self.rerun_message = (
+                f"parallel-modules: rerunning {len(keep)} module(s) that failed last time "
+                f"({len(present) - len(keep)} deselected)"
+            )
+        deselected = [item for item in items if module_of(item.nodeid) not in keep]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [item for item in items if module_of(item.nodeid) in keep]
+
     # tryfirst: the plan must exist before the terminal reporter asks for the
     # pytest_report_collectionfinish lines in its own pytest_collection_finish.
     @pytest.hookimpl(tryfirst=True)
@@ -291,9 +334,13 @@ class ParallelSession:
         self.history_warning = loaded.warning
         self.estimates = estimate_modules(groups, loaded.history, self._file_sizes(groups))
         self.plan = plan_slowest_first(groups, self.estimates)
+        if self.options.fail_fast:
+            self.plan = failed_first(self.plan, self.last_failed)
 
     def pytest_report_collectionfinish(self) -> list[str]:
         lines: list[str] = []
+        if self.rerun_message is not None:
+            lines.append(self.rerun_message)
         if self.history_warning is not None:
             lines.append(f"parallel-modules: WARNING: {self.history_warning}")
         path = self.options.history_path
@@ -309,8 +356,8 @@ class ParallelSession:
         workers = self.options.workers or 1
         lines.append(f"parallel-modules: {self.placer.describe()}")
         lines.append(
-            f"parallel-modules: {len(self.plan)} modules on {min(workers, max(1, len(self.plan)))} "
-            f"of {workers} workers, slowest first; {source}"
+            f"parallel-modules: {_plural(len(self.plan), 'module')} on {min(workers, max(1, len(self.plan)))} "
+            f"of {_plural(workers, 'worker')}, slowest first; {source}"
         )
         return lines
 
@@ -342,6 +389,7 @@ class ParallelSession:
             raise session.Interrupted(
                 f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} during collection"
             )
+        self.session = session
         self.started_at = timing.perf()
         self._locations = {item.nodeid: item.location for item in session.items}
         self.queue = DispatchQueue(self.plan)
@@ -367,6 +415,25 @@ class ParallelSession:
         # Collection may have failed before the run loop started its workers' work.
         self._terminate()
         self._save_history()
+        self._save_failed_modules()
+
+    def _save_failed_modules(self) -> None:
+        """Update which modules failed, the way --lf updates its state (controller only)."""
+        path = self.options.failed_modules_path
+        if path is None or not self.module_reports:
+            return
+        verdicts = {
+            report["module"]: verdict(
+                report["outcome"], report["counts"]["failed"], report["counts"]["errors"]
+            )
+            for report in self.module_reports
+        }
+        try:
+            save_failed_modules(path, verdicts)
+        except Exception as exc:  # the state cannot be saved: say so, keep the run's result
+            self._say(
+                f"parallel-modules: WARNING: could not save the failed modules to {path}: {exc}"
+            )
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         for worker_id, path in sorted(self.worktrees.items()):
@@ -504,11 +571,10 @@ class ParallelSession:
     # -- the loop -------------------------------------------------------------
 
     def _drain_events(self, session: pytest.Session) -> None:
-        poll = (
-            None
-            if self.options.module_timeout is None
-            else min(1.0, self.options.module_timeout / 4)
-        )
+        limits = [self.options.module_timeout] if self.options.module_timeout is not None else []
+        if self.options.fail_fast:
+            limits.append(self.options.fail_fast_grace)
+        poll = min([1.0, *(limit / 4 for limit in limits)]) if limits else None
         while any(record.state not in _FINAL_STATES for record in self.workers.values()):
             try:
                 event = self.events.get(timeout=poll)
@@ -531,11 +597,22 @@ class ParallelSession:
             self._report_unrun(self.queue.remaining())
 
     def _check_timeouts(self) -> None:
-        """Stop every worker whose current module has run past ``--module-timeout``."""
+        """Kill workers past their fail-fast grace; stop modules past ``--module-timeout``."""
+        now = timing.perf()
+        for record in self.workers.values():
+            deadline = record.stop_deadline
+            if (
+                deadline is not None
+                and now > deadline
+                and record.state not in _FINAL_STATES
+                and record.pid
+            ):
+                record.killed_after_stop = True
+                record.stop_deadline = None
+                kill_process_group(record.pid)
         limit = self.options.module_timeout
         if limit is None:
             return
-        now = timing.perf()
         for record in self.workers.values():
             if record.state is not WorkerState.RUNNING or not record.assigned or record.pid is None:
                 continue
@@ -589,12 +666,12 @@ class ParallelSession:
             if record.pid is not None:
                 kill_process_group(record.pid)
 
-    def _stop(self) -> None:
-        """No module starts from now on; running workers stop after their current test."""
+    def _stop(self, keep_running: str | None = None) -> None:
+        """No module starts from now on; running workers (but ``keep_running``) stop after their current test."""
         self.stopping = True
         self.queue.stop()
         for record in self.workers.values():
-            if record.state is WorkerState.RUNNING:
+            if record.state is WorkerState.RUNNING and record.worker_id != keep_running:
                 self.pool.send(record.worker_id, worker.STOP)
 
     def _assign(self, record: WorkerRecord) -> None:
@@ -690,6 +767,19 @@ class ParallelSession:
         if record.assigned:
             record.assigned[0].reports.append(report)
         self.config.hook.pytest_runtest_logreport(report=report)
+        if self.options.fail_fast and report.failed and not self.stopping and record.assigned:
+            self._fail_fast(record, record.assigned[0].group.module)
+
+    def _fail_fast(self, record: WorkerRecord, module: str) -> None:
+        """``--fail-fast-modules``: the failing module runs to its end, everything else stops."""
+        self._stop(keep_running=record.worker_id)
+        deadline = timing.perf() + self.options.fail_fast_grace
+        for other in self.workers.values():
+            if other is not record and other.state is WorkerState.RUNNING:
+                other.stop_deadline = deadline
+        self.stop_reason = f"stopping after the first failed module (--fail-fast-modules): {module}"
+        if self.session is not None:
+            self.session.shouldfail = self.stop_reason
 
     def _on_logfinish(self, record: WorkerRecord, payload: worker.LogPayload) -> None:
         record.running_nodeid = None
@@ -885,6 +975,18 @@ class ParallelSession:
         tests are reported not run, and only a module the worker had collected
         ahead goes back to the queue.
         """
+        if record.killed_after_stop:
+            # Killed at the end of the --fail-fast-modules grace period: the test it
+            # was running is not a failure of its own; its module was interrupted.
+            for run in record.assigned:
+                run.finished = timing.now()
+                self._finish_module(run, outcome="interrupted")
+            record.assigned.clear()
+            self._say(
+                f"parallel-modules: worker {record.worker_id} was still busy "
+                f"{self.options.fail_fast_grace:g}s after the fail-fast stop and was killed"
+            )
+            return
         timed_out = record.timed_out_after is not None
         what = f"timed out after {record.timed_out_after:g}s" if timed_out else "crashed"
         evidence = self._evidence(record, reason)
@@ -1074,3 +1176,7 @@ def _wait_for_growth(path: Path, timeout: float) -> None:
             return
         last = size
         time.sleep(0.1)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

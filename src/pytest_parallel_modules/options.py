@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Final
 from typing import final
+from typing import Literal
 from typing import TYPE_CHECKING
 
 import pytest
@@ -45,11 +46,23 @@ MODULE_TIMEOUT_OPTION: Final = "--module-timeout"
 MODULE_TIMEOUT_INI: Final = "module_timeout"
 WORKER_RESTARTS_OPTION: Final = "--module-worker-restarts"
 WORKER_RESTARTS_INI: Final = "module_worker_restarts"
+FAIL_FAST_OPTION: Final = "--fail-fast-modules"
+FAIL_FAST_INI: Final = "fail_fast_modules"
+FAIL_FAST_GRACE_OPTION: Final = "--fail-fast-grace"
+FAIL_FAST_GRACE_INI: Final = "fail_fast_grace"
+DEFAULT_FAIL_FAST_GRACE_S: Final = 10.0
+RERUN_FAILED_OPTION: Final = "--rerun-failed-modules"
+RERUN_FAILED_NONE_OPTION: Final = "--rerun-failed-modules-none"
+RETRIES_OPTION: Final = "--module-retries"
+RETRIES_INI: Final = "module_retries"
+RETRIES_STRICT_OPTION: Final = "--module-retries-strict"
+RETRIES_STRICT_INI: Final = "module_retries_strict"
 MODULE_DURATIONS_OPTION: Final = "--module-durations"
 MODULE_DURATIONS_INI: Final = "module_durations"
 #: Where the history lives by default, inside pytest's cache directory.
 HISTORY_CACHE_DIR: Final = "parallel-modules"
 HISTORY_FILE_NAME: Final = "durations.json"
+FAILED_MODULES_FILE_NAME: Final = "failed-modules.json"
 
 
 def register_options(parser: pytest.Parser) -> None:
@@ -140,6 +153,66 @@ def register_options(parser: pytest.Parser) -> None:
         metavar="N",
         help="Replace at most N crashed or timed-out workers; past that, modules left are not run. "
         "Default: ini module_worker_restarts, else the number of workers.",
+    )
+    group.addoption(
+        FAIL_FAST_OPTION,
+        action="store_true",
+        dest="fail_fast_modules",
+        default=None,
+        help="Stop the run as soon as a module fails: that module runs to its end, other running "
+        "modules stop after their current test, no other module starts. Modules that failed last "
+        "time run first.",
+    )
+    group.addoption(
+        FAIL_FAST_GRACE_OPTION,
+        action="store",
+        dest="fail_fast_grace",
+        default=None,
+        metavar="SECONDS",
+        help=f"With {FAIL_FAST_OPTION}: kill a worker still busy SECONDS after the stop "
+        f"(default {DEFAULT_FAIL_FAST_GRACE_S:g}).",
+    )
+    group.addoption(
+        RERUN_FAILED_OPTION,
+        action="store_true",
+        dest="rerun_failed_modules",
+        default=False,
+        help="Run only the modules that had a failing or erroring test in the last recorded run, in full.",
+    )
+    group.addoption(
+        RERUN_FAILED_NONE_OPTION,
+        action="store",
+        dest="rerun_failed_modules_none",
+        default="all",
+        choices=("all", "none"),
+        help=f"With {RERUN_FAILED_OPTION} and no module that failed last time: run all modules "
+        "(default) or none.",
+    )
+    group.addoption(
+        RETRIES_OPTION,
+        action="store",
+        dest="module_retries",
+        default=None,
+        metavar="N",
+        help="Run a module with failures again, in full, on a fresh worker, up to N times; a test "
+        "that failed and then passed is reported flaky (and passes). Default: ini module_retries, else 0.",
+    )
+    group.addoption(
+        RETRIES_STRICT_OPTION,
+        action="store_true",
+        dest="module_retries_strict",
+        default=None,
+        help="Flaky tests (failed, then passed on a retry) fail the run.",
+    )
+    parser.addini(
+        FAIL_FAST_INI, type="bool", help=f"Default for {FAIL_FAST_OPTION}.", default=False
+    )
+    parser.addini(
+        FAIL_FAST_GRACE_INI, help=f"Default for {FAIL_FAST_GRACE_OPTION} (seconds).", default=""
+    )
+    parser.addini(RETRIES_INI, help=f"Default for {RETRIES_OPTION}.", default="")
+    parser.addini(
+        RETRIES_STRICT_INI, type="bool", help=f"Default for {RETRIES_STRICT_OPTION}.", default=False
     )
     parser.addini(MODULE_TIMEOUT_INI, help="Default for --module-timeout (seconds).", default="")
     parser.addini(WORKER_RESTARTS_INI, help="Default for --module-worker-restarts.", default="")
@@ -382,6 +455,20 @@ class Options:
     module_timeout: float | None = None
     #: How many crashed or timed-out workers may be replaced; None: one per worker.
     worker_restarts: int | None = None
+    #: Stop the run as soon as a module fails (``--fail-fast-modules``).
+    fail_fast: bool = False
+    #: Seconds a worker may stay busy after a fail-fast stop before it is killed.
+    fail_fast_grace: float = DEFAULT_FAIL_FAST_GRACE_S
+    #: Run only the modules that failed last time (``--rerun-failed-modules``).
+    rerun_failed: bool = False
+    #: What ``--rerun-failed-modules`` runs when nothing failed last time.
+    rerun_failed_none: Literal["all", "none"] = "all"
+    #: How many times a module with failures is run again.
+    retries: int = 0
+    #: Flaky tests fail the run.
+    retries_strict: bool = False
+    #: The file holding which modules failed in the last recorded run.
+    failed_modules_path: Path | None = None
 
     @property
     def active(self) -> bool:
@@ -420,7 +507,36 @@ class Options:
             if isinstance(ini_value, str) and ini_value.strip():
                 raw = ini_value
                 source = f"ini {PARALLEL_MODULES_INI}"
-        implied_by = [flag for flag, given in ((MODULE_SHARD_OPTION, shard is not None),) if given]
+        fail_fast = bool(config.getoption("fail_fast_modules") or config.getini(FAIL_FAST_INI))
+        raw_grace, grace_source = _option_or_ini(
+            config, "fail_fast_grace", FAIL_FAST_GRACE_OPTION, FAIL_FAST_GRACE_INI
+        )
+        fail_fast_grace = (
+            DEFAULT_FAIL_FAST_GRACE_S
+            if raw_grace is None
+            else parse_positive_seconds(raw_grace, source=grace_source)
+        )
+        rerun_failed = bool(config.getoption("rerun_failed_modules"))
+        rerun_failed_none: Literal["all", "none"] = (
+            "none" if config.getoption("rerun_failed_modules_none") == "none" else "all"
+        )
+        raw_retries, retries_source = _option_or_ini(
+            config, "module_retries", RETRIES_OPTION, RETRIES_INI
+        )
+        retries = 0 if raw_retries is None else parse_count(raw_retries, source=retries_source)
+        retries_strict = bool(
+            config.getoption("module_retries_strict") or config.getini(RETRIES_STRICT_INI)
+        )
+        implied_by = [
+            flag
+            for flag, given in (
+                (MODULE_SHARD_OPTION, shard is not None),
+                (FAIL_FAST_OPTION, fail_fast),
+                (RERUN_FAILED_OPTION, rerun_failed),
+                (RETRIES_OPTION, retries > 0),
+            )
+            if given
+        ]
         if raw is None and implied_by:
             # Options that need the controller turn it on with one worker per CPU.
             raw = "auto"
@@ -442,6 +558,15 @@ class Options:
         # Paths inside pytest's cache are created only for a run that uses them.
         history_path = _history_path(config)
         report_dir = _report_dir(config)
+        cache = getattr(config, "cache", None)
+        failed_modules_path = (
+            None if cache is None else cache.mkdir(HISTORY_CACHE_DIR) / FAILED_MODULES_FILE_NAME
+        )
+        if rerun_failed and failed_modules_path is None:
+            raise pytest.UsageError(
+                f"{RERUN_FAILED_OPTION} needs pytest's cache to remember failed modules "
+                "(it is disabled, e.g. by -p no:cacheprovider)"
+            )
         worktree_copy = tuple(str(pattern) for pattern in config.getini(WORKTREE_COPY_INI))
         if source == PARALLEL_MODULES_OPTION:
             shown = f"{PARALLEL_MODULES_OPTION}={raw}"
@@ -461,4 +586,11 @@ class Options:
             shard=shard,
             module_timeout=module_timeout,
             worker_restarts=worker_restarts,
+            fail_fast=fail_fast,
+            fail_fast_grace=fail_fast_grace,
+            rerun_failed=rerun_failed,
+            rerun_failed_none=rerun_failed_none,
+            retries=retries,
+            retries_strict=retries_strict,
+            failed_modules_path=failed_modules_path,
         )

@@ -1,13 +1,16 @@
 """The pytest11 entry point: hooks that only wire the plugin together. Runs in the controller.
 
 In a worker process (recognised by ``config.workerinput``, the pytest-xdist
-convention) the plugin does nothing: the worker is driven by
+convention) the plugin only adapts the worker for other plugins
+(:func:`pytest_parallel_modules.compat.prepare_worker`): the worker is driven by
 :mod:`pytest_parallel_modules.worker`.
 """
 
 from __future__ import annotations
 
+from typing import Any
 from typing import Final
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -20,6 +23,9 @@ from pytest_parallel_modules.options import register_options
 from pytest_parallel_modules.progress import LiveProgress
 from pytest_parallel_modules.reporting import RunReporter
 
+
+if TYPE_CHECKING:
+    from collections.abc import Generator
 
 #: The run's parsed options (set in every controller, active or not).
 options_key: Final = pytest.StashKey[Options]()
@@ -82,6 +88,13 @@ def pytest_configure(config: pytest.Config) -> None:
         reporter.showfspath = False
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_report_from_serializable(
+    data: dict[str, Any],
+) -> Generator[None, object, object]:
+    return compat.restore_terminal_repr(data, (yield))
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     live = config.stash.get(live_progress_key, None)
     if live is not None:
@@ -106,4 +119,5 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     options = config.stash.get(options_key, None)
     if options is None or not options.active or config.option.collectonly:
         return None
-    return [f"parallel-modules: {options.workers} workers ({options.workers_source})"]
+    noun = "worker" if options.workers == 1 else "workers"
+    return [f"parallel-modules: {options.workers} {noun} ({options.workers_source})"]

@@ -46,7 +46,7 @@ def test_second_run_starts_the_slowest_module_first(
     first.assert_outcomes(passed=3)
     first.stdout.fnmatch_lines(
         [
-            "*3 modules on 1 of 1 workers, slowest first; durations from *durations.json (0/3 modules known)"
+            "*3 modules on 1 of 1 worker, slowest first; durations from *durations.json (0/3 modules known)"
         ]
     )
     # No history: equal estimates, so the larger file goes first (as Jest does).

@@ -346,7 +346,7 @@ def test_verbose_output_names_the_worker(pytester: pytest.Pytester, git_repo: Gi
     pytester.makepyfile(test_v="def test_a(): pass\n")
     result = pytester.runpytest_subprocess("--parallel-modules=1", "-v", timeout=60)
     result.stdout.fnmatch_lines(
-        ["parallel-modules: 1 workers (--parallel-modules=1)", "[[]w1[]]*PASSED test_v.py::test_a*"]
+        ["parallel-modules: 1 worker (--parallel-modules=1)", "[[]w1[]]*PASSED test_v.py::test_a*"]
     )
 
 
