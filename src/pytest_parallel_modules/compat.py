@@ -57,7 +57,7 @@ from pytest_parallel_modules import output
 
 
 if TYPE_CHECKING:
-    pass
+    from collections.abc import Generator
 
 #: pytest-cov registers its plugin object under this name.
 COV_PLUGIN_NAME: Final = "_cov"
@@ -157,6 +157,23 @@ class WorkerCompat:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_report_to_serializable(
+        self, report: pytest.CollectReport | pytest.TestReport
+    ) -> Generator[None, dict[str, Any] | None, dict[str, Any] | None]:
+        data = yield
+        longrepr = report.longrepr
+        if (
+            data is not None
+            and isinstance(data.get("longrepr"), str)
+            and hasattr(longrepr, "toterminal")
+            and not hasattr(longrepr, "reprcrash")
+        ):
+            # A repr without a crash line (a missing fixture) travels as a string;
+            # see restore_terminal_repr for why the controller must know.
+            data[TERMINAL_REPR_KEY] = True
+        return data
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         # The worker unregistered pytest's terminal reporter at configure time
@@ -166,6 +183,40 @@ class WorkerCompat:
         # presence (Hypothesis' statistics and failing examples) find this one.
         if self.config.pluginmanager.get_plugin("terminalreporter") is None:
             self.config.pluginmanager.register(WorkerTerminal(self.config), "terminalreporter")
+
+
+#: Marks a serialized report whose string ``longrepr`` was a repr without a crash line.
+TERMINAL_REPR_KEY: Final = "parallel_modules_terminal_repr"
+
+
+def restore_terminal_repr(data: Mapping[str, Any], report: object) -> object:
+    """Give a deserialized report back a ``longrepr`` that is not a string, where it had one.
+
+    Called in the controller on every report read from a worker. pytest's
+    serialization turns a ``longrepr`` without a crash line (e.g. "fixture 'x'
+    not found") into a string; pytest's short summary then shows the string's
+    first line ("file /path/test_x.py, line 9") where a plain run shows nothing.
+    """
+    if isinstance(report, pytest.TestReport | pytest.CollectReport):
+        marked = report.__dict__.pop(TERMINAL_REPR_KEY, False)
+        if marked and data.get(TERMINAL_REPR_KEY) and isinstance(report.longrepr, str):
+            report.longrepr = TextRepr(report.longrepr)  # type: ignore[assignment]  # a TerminalRepr
+    return report
+
+
+@final
+class TextRepr:
+    """A ``longrepr`` that writes its text, with no crash line (like pytest's fixture errors)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def toterminal(self, tw: TerminalWriter) -> None:
+        for line in self.text.rstrip("\n").split("\n"):
+            tw.line(line)
+
+    def __str__(self) -> str:
+        return self.text
 
 
 class _CurrentStderr:
