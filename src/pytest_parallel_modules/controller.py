@@ -1055,6 +1055,10 @@ class ParallelSession:
         if ended is not None:
             lines.append(f"The worker process ended with {ended}.")
         tail = _tail(self._stderr_path(record.worker_id), STDERR_TAIL_BYTES)
+        worktree = self.worktrees.get(record.worker_id)
+        if tail and worktree is not None and self.placer.repo_root is not None:
+            # Stacks name files as a plain run would (see _deserialize).
+            tail = str(restore_checkout_paths(tail, str(worktree), str(self.placer.repo_root)))
         if tail:
             lines.append(
                 f"Last output of the worker on stderr (Python stacks of every thread, when it could "
