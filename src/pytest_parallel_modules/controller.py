@@ -54,8 +54,10 @@ from pytest_parallel_modules.isolation import WorkerPlacer
 from pytest_parallel_modules.last_failed import load_failed_modules
 from pytest_parallel_modules.last_failed import save_failed_modules
 from pytest_parallel_modules.last_failed import verdict
+from pytest_parallel_modules.reports import AttemptRecord
 from pytest_parallel_modules.reports import build_merged_report
 from pytest_parallel_modules.reports import build_module_report
+from pytest_parallel_modules.reports import FailureRecord
 from pytest_parallel_modules.reports import fold_test_reports
 from pytest_parallel_modules.reports import MergedReport
 from pytest_parallel_modules.reports import ModuleOutcome
@@ -154,6 +156,24 @@ class ModuleRun:
     previous: ModuleRun | None = None
     #: perf() when the worker began it (for --module-timeout).
     began: float | None = None
+    #: With --module-retries: the failed attempt this run retries.
+    retry_of: ModuleRun | None = None
+    #: With --module-retries: events held back until the module's fate is known
+    #: (("logstart"|"logfinish", (nodeid, location)) or ("report", report)).
+    held: list[tuple[str, Any]] = field(default_factory=list)
+    #: Set once the held events were replayed (or the module is final).
+    settled: bool = False
+
+    def retries(self) -> list[ModuleRun]:
+        """Every attempt of this module under --module-retries, oldest first."""
+        chain = [self]
+        while chain[0].retry_of is not None:
+            chain.insert(0, chain[0].retry_of)
+        return chain
+
+    def has_failures(self) -> bool:
+        return any(report.failed and not hasattr(report, "wasxfail") for report in self.reports)
+
     #: The module's report, once the module is finished.
     report: ModuleReport | None = None
 
@@ -217,6 +237,8 @@ class ParallelSession:
         self.last_start_failure: str | None = None
         self.workers_exhausted = False
         self.session: pytest.Session | None = None
+        #: Worker id -> the failed attempt it was started to retry.
+        self._retry_assignments: dict[str, ModuleRun] = {}
         self.rerun_message: str | None = None
         #: Modules that failed in the last recorded run.
         self.last_failed: frozenset[str] = (
@@ -593,6 +615,8 @@ class ParallelSession:
             elif session.shouldfail or session.shouldstop or self.exit_request:
                 self.stop_reason = session.shouldfail
                 self._stop()
+        for worker_id in list(self._retry_assignments):
+            self._abandon_retry(worker_id)
         if self.queue.remaining() and (self.workers_exhausted or not self.stopping):
             self._report_unrun(self.queue.remaining())
 
@@ -676,7 +700,8 @@ class ParallelSession:
 
     def _assign(self, record: WorkerRecord) -> None:
         """Answer a worker's request for work: its next module, or no more work."""
-        group = self.queue.next_module()
+        retried = self._retry_assignments.pop(record.worker_id, None)
+        group = retried.group if retried is not None else self.queue.next_module()
         if group is None:
             self.pool.send(record.worker_id, worker.NO_MORE_WORK)
             self._set_state(record, WorkerState.DRAINING)
@@ -686,6 +711,7 @@ class ParallelSession:
             worker_id=record.worker_id,
             started=timing.now(),
             previous=self._crashed_attempts.pop(group.module, None),
+            retry_of=retried,
         )
         if not record.assigned:
             run.began = timing.perf()
@@ -745,9 +771,26 @@ class ParallelSession:
 
     def _on_logstart(self, record: WorkerRecord, payload: worker.LogPayload) -> None:
         record.running_nodeid = payload["nodeid"]
-        self.config.hook.pytest_runtest_logstart(
-            nodeid=payload["nodeid"], location=tuple(payload["location"])
-        )
+        self._emit(record, "logstart", (payload["nodeid"], tuple(payload["location"])))
+
+    def _emit(self, record: WorkerRecord, kind: str, value: Any) -> None:
+        """Replay one event into pytest's hooks, or hold it while a retry may follow."""
+        if self.options.retries and record.assigned:
+            record.assigned[0].held.append((kind, value))
+            return
+        self._replay(record.worker_id, kind, value)
+
+    def _replay(self, worker_id: str, kind: str, value: Any) -> None:
+        if kind == "logstart":
+            self.config.hook.pytest_runtest_logstart(nodeid=value[0], location=value[1])
+        elif kind == "logfinish":
+            self.config.hook.pytest_runtest_logfinish(nodeid=value[0], location=value[1])
+        else:
+            self.config.hook.pytest_runtest_logreport(report=value)
+            if self.options.fail_fast and value.failed and not self.stopping:
+                record = self.workers[worker_id]
+                module = module_of(value.nodeid)
+                self._fail_fast(record, module)
 
     def _deserialize(self, record: WorkerRecord, data: dict[str, Any]) -> Any:
         worktree = self.worktrees.get(record.worker_id)
@@ -766,9 +809,7 @@ class ParallelSession:
         report.node = self._nodes.setdefault(record.worker_id, WorkerNode(record.worker_id))  # type: ignore[attr-defined]  # the pytest-xdist convention
         if record.assigned:
             record.assigned[0].reports.append(report)
-        self.config.hook.pytest_runtest_logreport(report=report)
-        if self.options.fail_fast and report.failed and not self.stopping and record.assigned:
-            self._fail_fast(record, record.assigned[0].group.module)
+        self._emit(record, "report", report)
 
     def _fail_fast(self, record: WorkerRecord, module: str) -> None:
         """``--fail-fast-modules``: the failing module runs to its end, everything else stops."""
@@ -785,9 +826,7 @@ class ParallelSession:
         record.running_nodeid = None
         if record.assigned:
             record.assigned[0].done.add(payload["nodeid"])
-        self.config.hook.pytest_runtest_logfinish(
-            nodeid=payload["nodeid"], location=tuple(payload["location"])
-        )
+        self._emit(record, "logfinish", (payload["nodeid"], tuple(payload["location"])))
 
     def _on_collect_report(self, record: WorkerRecord, payload: worker.ReportPayload) -> None:
         report = self._deserialize(record, payload["data"])
@@ -838,7 +877,19 @@ class ParallelSession:
         self._finish_module(run)
 
     def _finish_module(self, run: ModuleRun, outcome: ModuleOutcome | None = None) -> None:
-        """Build the module's report (all its attempts) and announce it."""
+        """Build the module's report (all its attempts) and announce it.
+
+        With ``--module-retries``, a module with failures is first run again (in
+        full, on a fresh worker) while retries are left; only the last attempt is
+        replayed into pytest's hooks, so no test is counted twice.
+        """
+        if self.options.retries and not run.settled:
+            if self._wants_retry(run, outcome):
+                self._schedule_retry(run)
+                return
+            flaky = self._settle(run)
+        else:
+            flaky = []
         attempts = run.attempts()
         if outcome is None and any(attempt.crashed for attempt in attempts):
             outcome = "crashed"
@@ -853,9 +904,97 @@ class ParallelSession:
             outcome=outcome,
             expected_nodeids=first.group.nodeids,
         )
+        if run.retry_of is not None:
+            run.report["attempts"] = [self._attempt_record(attempt) for attempt in run.retries()]
+            run.report["flaky"] = flaky
         self.module_reports.append(run.report)
         self.config.hook.pytest_parallel_modules_module_finished(
             config=self.config, report=run.report
+        )
+
+    def _wants_retry(self, run: ModuleRun, outcome: ModuleOutcome | None) -> bool:
+        return (
+            run.has_failures()
+            and len(run.retries()) <= self.options.retries
+            and outcome is None
+            and run.previous is None
+            and not self.stopping
+        )
+
+    def _schedule_retry(self, run: ModuleRun) -> None:
+        """Run the module again, in full, on a fresh worker in a clean worktree."""
+        worker_id = f"w{len(self.workers) + 1}"
+        self.workers[worker_id] = WorkerRecord(worker_id)
+        self._retry_assignments[worker_id] = run
+        self._say(
+            f"parallel-modules: retrying {run.group.module} "
+            f"(attempt {len(run.retries()) + 1} of {self.options.retries + 1}) on worker {worker_id}"
+        )
+        self._start_one(worker_id)
+
+    def _abandon_retry(self, worker_id: str) -> None:
+        """The worker meant for a retry never ran it: the failed attempt is final."""
+        run = self._retry_assignments.pop(worker_id, None)
+        if run is not None:
+            run.settled = True
+            self._settle(run, final=True)
+            self._finish_module(run)
+
+    def _settle(self, run: ModuleRun, *, final: bool = False) -> list[str]:
+        """Replay the held events of the module's last attempt; return its flaky node ids."""
+        run.settled = True
+        earlier = run.retries()[:-1]
+        failed_before = {
+            report.nodeid
+            for attempt in earlier
+            for report in attempt.reports
+            if report.failed and not hasattr(report, "wasxfail")
+        }
+        failed_now = {report.nodeid for report in run.reports if report.failed}
+        flaky = sorted(
+            nodeid for nodeid in failed_before if nodeid not in failed_now and nodeid in run.done
+        )
+        for crashed in run.attempts()[:-1]:
+            # A crashed attempt whose remainder ran elsewhere: its events come first.
+            for kind, value in crashed.held:
+                self._replay(crashed.worker_id, kind, value)
+            crashed.held.clear()
+            crashed.settled = True
+        for kind, value in run.held:
+            if (
+                kind == "report"
+                and self.options.retries_strict
+                and value.nodeid in flaky
+                and value.when == "call"
+            ):
+                value = _strict_flaky_report(value, earlier)
+            self._replay(run.worker_id, kind, value)
+        run.held.clear()
+        return flaky
+
+    def _attempt_record(self, attempt: ModuleRun) -> AttemptRecord:
+        results = fold_test_reports(attempt.reports)
+        report = build_module_report(
+            module=attempt.group.module,
+            worker=attempt.worker_id,
+            started=attempt.started,
+            finished=attempt.finished,
+            results=results,
+            outcome="crashed" if attempt.crashed else None,
+            expected_nodeids=attempt.group.nodeids,
+        )
+        return AttemptRecord(
+            attempt=len(attempt.retries()),
+            worker=attempt.worker_id,
+            outcome=report["outcome"],
+            duration_s=report["duration_s"],
+            failures=[
+                FailureRecord(
+                    nodeid=result["nodeid"], when=result["when"], longrepr=result["longrepr"]
+                )
+                for result in results
+                if result["outcome"] in ("failed", "error")
+            ],
         )
 
     def merged_report(self) -> MergedReport:
@@ -937,6 +1076,7 @@ class ParallelSession:
         if record.internal_error is not None:
             reason = f"{reason}\nINTERNALERROR in the worker:\n{record.internal_error}"
         if not started:
+            self._abandon_retry(record.worker_id)
             # Died before its session was ready: nothing of the run was lost, but
             # the reason must reach the user (a plugin failing in the worker, ...).
             self.last_start_failure = f"worker {record.worker_id} failed to start: {reason}"
@@ -945,6 +1085,7 @@ class ParallelSession:
 
     def _on_start_failed(self, record: WorkerRecord, payload: dict[str, str] | None) -> None:
         self._set_state(record, WorkerState.CRASHED)
+        self._abandon_retry(record.worker_id)
         if payload is not None:
             self.last_start_failure = (
                 f"worker {record.worker_id} could not start: {payload['error']}"
@@ -1184,3 +1325,30 @@ def _wait_for_growth(path: Path, timeout: float) -> None:
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _strict_flaky_report(report: pytest.TestReport, earlier: list[ModuleRun]) -> pytest.TestReport:
+    """--module-retries-strict: the passing call of a flaky test, turned into a failure naming why."""
+    first_failure = next(
+        (
+            r
+            for attempt in earlier
+            for r in attempt.reports
+            if r.nodeid == report.nodeid and r.failed
+        ),
+        None,
+    )
+    text = "flaky (--module-retries-strict): failed in an earlier attempt, passed on a retry"
+    if first_failure is not None:
+        text += f"\n\nThe first failure:\n{first_failure.longreprtext}"
+    return pytest.TestReport(
+        nodeid=report.nodeid,
+        location=report.location,
+        keywords=dict(report.keywords),
+        outcome="failed",
+        longrepr=text,
+        when="call",
+        sections=list(report.sections),
+        duration=report.duration,
+        user_properties=list(report.user_properties),
+    )

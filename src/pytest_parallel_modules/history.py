@@ -101,12 +101,14 @@ DEFAULT_HISTORY_PATH: Final = Path(".pytest_cache", "d", "parallel-modules", "du
 _TIMESTAMP_DIGITS: Final = 3
 
 #: Outcome of one test, as pytest names them in its summary.
-Outcome = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
+Outcome = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed", "flaky"]
 
 #: Every :data:`Outcome`, most severe first; a module's outcome is the most severe of its tests'.
 OUTCOMES_BY_SEVERITY: Final[tuple[Outcome, ...]] = (
     "error",
     "failed",
+    # Failed, then passed on a --module-retries retry.
+    "flaky",
     "passed",
     "xpassed",
     "xfailed",

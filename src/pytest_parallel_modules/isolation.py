@@ -180,4 +180,6 @@ class WorkerPlacer:
             return "each worker in its own git worktree of a snapshot of the working tree"
         if self.requested == "none":
             return "workers run in place (--module-isolation=none)"
+        if not worktrees.git_available():
+            return "workers run in place (git was not found on PATH)"
         return "workers run in place (not inside a git work tree)"

@@ -469,6 +469,10 @@ class Options:
     retries_strict: bool = False
     #: The file holding which modules failed in the last recorded run.
     failed_modules_path: Path | None = None
+    #: pytest's ``--junitxml`` file (retried tests' attempts are added to it).
+    junit_xml: Path | None = None
+    #: pytest's ``--junit-prefix``.
+    junit_prefix: str | None = None
 
     @property
     def active(self) -> bool:
@@ -567,6 +571,7 @@ class Options:
                 f"{RERUN_FAILED_OPTION} needs pytest's cache to remember failed modules "
                 "(it is disabled, e.g. by -p no:cacheprovider)"
             )
+        xmlpath = config.getoption("xmlpath", None)  # pytest's --junitxml
         worktree_copy = tuple(str(pattern) for pattern in config.getini(WORKTREE_COPY_INI))
         if source == PARALLEL_MODULES_OPTION:
             shown = f"{PARALLEL_MODULES_OPTION}={raw}"
@@ -593,4 +598,6 @@ class Options:
             retries=retries,
             retries_strict=retries_strict,
             failed_modules_path=failed_modules_path,
+            junit_xml=None if xmlpath is None else config.invocation_params.dir / str(xmlpath),
+            junit_prefix=config.getoption("junitprefix", None),
         )

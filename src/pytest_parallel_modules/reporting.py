@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_parallel_modules.junit_retries import rewrite_junit_xml
 from pytest_parallel_modules.reports import failed_modules
 from pytest_parallel_modules.reports import module_report_filename
 from pytest_parallel_modules.reports import write_json_atomic
@@ -123,6 +124,19 @@ class RunReporter:
     def pytest_sessionfinish(self) -> None:
         # Also under -p no:terminal, and after an interruption (no terminal summary).
         self._merged()
+
+    # trylast: after pytest's junitxml plugin has written the file.
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self) -> None:
+        if (
+            self.options.junit_xml is None
+            or self.merged is None
+            or not self.options.junit_xml.exists()
+        ):
+            return
+        retried = [module for module in self.merged["modules"] if module.get("attempts")]
+        if retried:
+            rewrite_junit_xml(self.options.junit_xml, retried, self.options.junit_prefix)
 
     def rerun_command(self, merged: MergedReport) -> str | None:
         failed = failed_modules(merged)

@@ -127,7 +127,33 @@ class ResultRecord(TypedDict):
     stderr: str
 
 
-class ModuleReport(TypedDict):
+class FailureRecord(TypedDict):
+    """One failing phase of one test in one attempt of a module."""
+
+    nodeid: str
+    when: Phase | None
+    longrepr: str | None
+
+
+class AttemptRecord(TypedDict):
+    """One run of a module when ``--module-retries`` ran it more than once."""
+
+    #: 1 for the first run, 2 for the first retry...
+    attempt: int
+    worker: str | None
+    outcome: ModuleOutcome
+    duration_s: float
+    failures: list[FailureRecord]
+
+
+class _ModuleRetries(TypedDict, total=False):
+    #: Every run of the module, oldest first (present when it was retried).
+    attempts: list[AttemptRecord]
+    #: Node ids that failed in an earlier attempt and passed in the last one.
+    flaky: list[str]
+
+
+class ModuleReport(_ModuleRetries):
     """The result of one module (test file), as one worker ran it."""
 
     #: Path of the module relative to the rootdir, ``/``-separated.
@@ -827,7 +853,7 @@ def _parse_result(value: object, where: str) -> ResultRecord:
 
 def _parse_module(value: object, where: str) -> ModuleReport:
     data = _object(value, where)
-    return ModuleReport(
+    module = ModuleReport(
         module=_str(data, "module", where),
         outcome=cast("ModuleOutcome", _choice(data, "outcome", where, MODULE_OUTCOMES)),
         worker=_optional_str(data, "worker", where, default=False),
@@ -840,6 +866,13 @@ def _parse_module(value: object, where: str) -> ModuleReport:
             for index, test in enumerate(_list(data, "tests", where))
         ],
     )
+    # Written by --module-retries; kept as they are (the schema describes them).
+    if isinstance(data.get("attempts"), list):
+        module["attempts"] = cast("list[AttemptRecord]", data["attempts"])
+    flaky = data.get("flaky")
+    if isinstance(flaky, list):
+        module["flaky"] = [str(nodeid) for nodeid in flaky]
+    return module
 
 
 def _parse_merged_report(data: object) -> MergedReport:

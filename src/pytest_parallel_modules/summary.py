@@ -301,6 +301,11 @@ def render_summary(
             Text(f"... and {hidden} more {'module' if hidden == 1 else 'modules'} (-v lists all)")
         )
     parts.append(_totals_text(merged))
+    flaky = flaky_tests(merged)
+    if flaky:
+        parts.append(
+            Text(f"Flaky (failed, then passed on a retry): {', '.join(flaky)}", style="yellow")
+        )
     if verbosity >= 0:
         parts.extend(Text(line) for line in _timing_lines(merged))
         parts.extend(Text(tip, style="yellow") for tip in advice(merged))
@@ -423,6 +428,11 @@ def _markdown_failures(ordered: Sequence[ModuleReport]) -> list[str]:
     return lines
 
 
+def flaky_tests(merged: MergedReport) -> list[str]:
+    """PURE: node ids of every flaky test of the run (``--module-retries``), sorted."""
+    return sorted(nodeid for module in merged["modules"] for nodeid in module.get("flaky", []))
+
+
 def render_markdown(merged: MergedReport, *, rerun_command: str | None = None) -> str:
     """Render ``merged`` as GitHub-flavoured Markdown. PURE.
 
@@ -462,6 +472,16 @@ def render_markdown(merged: MergedReport, *, rerun_command: str | None = None) -
             ]
             lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
         lines.append("")
+    flaky = flaky_tests(merged)
+    if flaky:
+        lines += [
+            "### Flaky",
+            "",
+            "Failed, then passed on a retry:",
+            "",
+            *(f"- {_code(nodeid)}" for nodeid in flaky),
+            "",
+        ]
     if problems:
         lines += ["### Failures", "", *_markdown_failures(ordered)]
     timing = merged["timing"]

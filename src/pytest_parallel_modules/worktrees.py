@@ -61,6 +61,7 @@ __all__ = [
     "clean_pool",
     "default_pool_dir",
     "find_repo_root",
+    "git_available",
     "map_into_worktree",
     "take_snapshot",
 ]
@@ -100,7 +101,9 @@ _REPOSITORY_ENV_VARS: Final = frozenset(
 #: Settings for commands that change a slot. A post-checkout hook is the user's reaction to
 #: *their* checkouts, not ours; an fsmonitor daemon per slot would outlive the run; and
 #: ``submodule.recurse=true`` would make checkout handle submodules its own way, which needs
-#: the network -- :func:`_checkout_gitlinks` does it from local objects instead.
+#: the network -- :func:`_checkout_gitlinks` does it from local objects instead. A slot is
+#: never sparse: the snapshot already holds exactly the files the user sees, and
+#: ``git worktree add`` copies the main checkout's sparse settings into a new slot.
 _SLOT_CONFIG: Final = (
     "-c",
     "core.hooksPath=/dev/null",
@@ -110,6 +113,24 @@ _SLOT_CONFIG: Final = (
     "submodule.recurse=false",
     "-c",
     "advice.detachedHead=false",
+    "-c",
+    "core.sparseCheckout=false",
+)
+
+#: Settings for the commands that build the snapshot in a temporary index. A split index
+#: would write a new sharedindex file into the user's git dir; a sparse index or sparse
+#: checkout would make ``git add --all`` skip (and fail on) paths outside the cone.
+_SNAPSHOT_CONFIG: Final = (
+    "-c",
+    "core.splitIndex=false",
+    "-c",
+    "index.sparse=false",
+    "-c",
+    "core.sparseCheckout=false",
+    "-c",
+    "advice.addEmbeddedRepo=false",
+    "-c",
+    "advice.updateSparsePath=false",
 )
 
 
@@ -145,10 +166,11 @@ def _git_environment(extra: Mapping[str, str]) -> dict[str, str]:
 
 
 def _run_git(
-    args: Sequence[str], *, env: Mapping[str, str] | None = None
+    args: Sequence[str], *, env: Mapping[str, str] | None = None, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``git *args`` and return the finished process, whatever its exit code.
 
+    :param input: text for git's stdin; without it, stdin is empty.
     :raises WorktreeError: git could not be started (not on PATH, ...).
     """
     try:
@@ -159,19 +181,21 @@ def _run_git(
             # surrogateescape: paths that are not UTF-8 survive the round trip to os.fsencode.
             encoding="utf-8",
             errors="surrogateescape",
-            stdin=subprocess.DEVNULL,
+            input="" if input is None else input,
             env=_git_environment(env or {}),
         )
     except OSError as error:
         raise WorktreeError(f"could not run git: {error}") from error
 
 
-def _git(args: Sequence[str], *, env: Mapping[str, str] | None = None) -> str:
+def _git(
+    args: Sequence[str], *, env: Mapping[str, str] | None = None, input: str | None = None
+) -> str:
     """Run ``git *args`` and return its stdout.
 
     :raises WorktreeError: git failed; the message holds the command and git's stderr.
     """
-    result = _run_git(args, env=env)
+    result = _run_git(args, env=env, input=input)
     if result.returncode != 0:
         raise WorktreeError(
             f"`git {shlex.join(args)}` failed with exit code {result.returncode}:\n"
@@ -197,6 +221,14 @@ def _common_dir(directory: Path) -> Path:
 
 
 # -- finding the repository and taking the snapshot --------------------------------------
+
+
+def git_available() -> bool:
+    """Return whether a ``git`` executable is on ``PATH``. Runs in the controller.
+
+    Tells why :func:`find_repo_root` found no work tree, for the header line.
+    """
+    return shutil.which("git") is not None
 
 
 def find_repo_root(start: Path) -> Path | None:
@@ -245,21 +277,12 @@ def take_snapshot(repo_root: Path) -> Snapshot:
         except OSError as error:
             raise WorktreeError(f"could not copy the git index {index}: {error}") from error
         index_env = {"GIT_INDEX_FILE": str(temporary_index)}
-        _git(
-            [
-                "-C",
-                str(repo_root),
-                # A split index would write a new sharedindex file into the user's git dir.
-                "-c",
-                "core.splitIndex=false",
-                "-c",
-                "advice.addEmbeddedRepo=false",
-                "add",
-                "--all",
-            ],
-            env=index_env,
-        )
-        tree = _git(["-C", str(repo_root), "write-tree"], env=index_env).strip()
+        # Entries git was told not to look at (outside a sparse checkout's cone,
+        # --skip-worktree, --assume-unchanged) are compared with the working tree too:
+        # the snapshot holds what the user sees, and a file missing there is missing here.
+        _look_at_every_entry(repo_root, _SNAPSHOT_CONFIG, index_env)
+        _git([*_SNAPSHOT_CONFIG, "-C", str(repo_root), "add", "--all"], env=index_env)
+        tree = _git([*_SNAPSHOT_CONFIG, "-C", str(repo_root), "write-tree"], env=index_env).strip()
 
     commit = _git(
         [
@@ -412,8 +435,45 @@ def _slot_state(slot: Path, common_dir: Path) -> Literal["missing", "ours", "for
     return "ours"
 
 
+def _look_at_every_entry(
+    directory: Path, config: Sequence[str], env: Mapping[str, str] | None = None
+) -> None:
+    """Clear the skip-worktree and assume-unchanged bits of every entry of the index.
+
+    With them set, git takes an entry's file as unchanged without looking at it: ``add
+    --all`` would keep a file the user cannot see (outside a sparse checkout's cone) or
+    miss an edit (``update-index --assume-unchanged``), and ``checkout --force`` would not
+    restore a file a test deleted or edited in a slot.
+
+    :param env: ``GIT_INDEX_FILE`` for a temporary index.
+    """
+    listing = _git([*config, "-C", str(directory), "ls-files", "-z", "-v"], env=env)
+    skipped: list[str] = []
+    assumed: list[str] = []
+    for record in listing.split("\0"):
+        # "<tag> <path>": S (or s) is skip-worktree, a lower-case tag is assume-unchanged.
+        tag, path = record[:1], record[2:]
+        if not path:
+            continue
+        if tag in ("S", "s"):
+            skipped.append(path)
+        if tag.islower():
+            assumed.append(path)
+    # One flag per command: update-index applies only the last of several such flags.
+    for flag, paths in (("--no-skip-worktree", skipped), ("--no-assume-unchanged", assumed)):
+        if paths:
+            _git(
+                [*config, "-C", str(directory), "update-index", "-z", flag, "--stdin"],
+                env=env,
+                input="".join(f"{path}\0" for path in paths),
+            )
+
+
 def _reset_checkout(checkout: Path, commit: str) -> None:
     """Move an existing checkout to ``commit`` and delete every file git does not track."""
+    # A test may have marked files skip-worktree or assume-unchanged (or a sparse checkout
+    # left them so): checkout would then keep what the test left in them.
+    _look_at_every_entry(checkout, _SLOT_CONFIG)
     _git([*_SLOT_CONFIG, "-C", str(checkout), "checkout", "--quiet", "--detach", "--force", commit])
     # -ff: also nested repositories a test created; -x: ignored files too (caches, builds).
     _git([*_SLOT_CONFIG, "-C", str(checkout), "clean", "-ffdxq"])
@@ -440,6 +500,31 @@ def _create_slot(repo_root: Path, slot: Path, commit: str) -> None:
             commit,
         ]
     )
+
+
+def _drop_sparse_settings(slot: Path) -> None:
+    """Make a slot's own git settings say it is not sparse, as its files are not.
+
+    ``git worktree add`` copies the main checkout's per-worktree config (``config.worktree``,
+    with ``core.sparseCheckout``) into a new slot, and a test may run ``git sparse-checkout``
+    in one; git commands that tests run in the slot must see a full checkout.
+    """
+    try:
+        pointer = (slot / ".git").read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError:
+        return
+    if not pointer.startswith("gitdir: "):
+        return
+    git_dir = slot / pointer[len("gitdir: ") :].strip()
+    config = git_dir / "config.worktree"
+    if config.is_file():
+        for key in ("core.sparseCheckout", "core.sparseCheckoutCone"):
+            # Exit code 5 when the key is not set: nothing to do.
+            _run_git(["config", "--file", str(config), "--unset-all", key])
+    try:
+        (git_dir / "info" / "sparse-checkout").unlink(missing_ok=True)
+    except OSError as error:
+        raise WorktreeError(f"could not reset the sparse settings of {slot}: {error}") from error
 
 
 def _checkout_gitlinks(source_root: Path, checkout: Path) -> None:
@@ -684,6 +769,7 @@ class WorktreePool:
                 moved = False  # corrupt index, stale index.lock, ...: recreate below
         if not moved:
             _create_slot(self.repo_root, slot, snapshot.commit)
+        _drop_sparse_settings(slot)
         _checkout_gitlinks(snapshot.repo_root, slot)
         _copy_ignored(snapshot.repo_root, slot, copy_patterns)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import time
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -183,3 +184,90 @@ def test_bad_mode_options_are_usage_errors(
     result = pytester.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
+def write_flaky_suite(pytester: pytest.Pytester) -> Path:
+    counter = pytester.path.parent / f"{pytester.path.name}-counter"
+    pytester.makepyfile(
+        test_flaky=f"""
+        from pathlib import Path
+
+        COUNTER = Path({str(counter)!r})
+
+        def test_flaky():
+            runs = int(COUNTER.read_text()) if COUNTER.exists() else 0
+            COUNTER.write_text(str(runs + 1))
+            assert runs >= 1, "fails the first time only"
+
+        def test_stable():
+            pass
+        """,
+        test_broken="def test_always(): assert 0, 'always broken'\ndef test_fine(): pass\n",
+        test_ok="def test_ok(): pass\n",
+    )
+    return counter
+
+
+def test_module_retries_report_flaky_tests_once(
+    pytester: pytest.Pytester, git_repo: GitRepo
+) -> None:
+    counter = write_flaky_suite(pytester)
+    result = pytester.runpytest_subprocess(
+        "--module-retries=2",
+        "--parallel-modules=2",
+        "-p",
+        "no:randomly",
+        "-rA",
+        "--junitxml=junit.xml",
+        timeout=60,
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # test_broken keeps failing
+    # Never counted twice: 5 tests, each once.
+    result.assert_outcomes(passed=4, failed=1)
+    assert counter.read_text() == "2"  # the flaky module ran twice, in full
+    result.stdout.fnmatch_lines(
+        ["*retrying test_flaky.py (attempt 2 of 3)*", "*retrying test_broken.py (attempt 3 of 3)*"],
+        consecutive=False,
+    )
+    result.stdout.fnmatch_lines(
+        ["Flaky (failed, then passed on a retry): test_flaky.py::test_flaky"]
+    )
+    report = json.loads((pytester.path / REPORT).read_text())
+    modules = {module["module"]: module for module in report["modules"]}
+    assert modules["test_flaky.py"]["flaky"] == ["test_flaky.py::test_flaky"]
+    assert [a["outcome"] for a in modules["test_flaky.py"]["attempts"]] == ["failed", "passed"]
+    assert (
+        "fails the first time only"
+        in modules["test_flaky.py"]["attempts"][0]["failures"][0]["longrepr"]
+    )
+    assert [a["outcome"] for a in modules["test_broken.py"]["attempts"]] == [
+        "failed",
+        "failed",
+        "failed",
+    ]
+    assert "attempts" not in modules["test_ok.py"]
+    cases = {
+        case.get("name"): [child.tag for child in case]
+        for case in ET.parse(pytester.path / "junit.xml").iter("testcase")
+    }
+    assert cases["test_flaky"] == ["flakyFailure"]
+    assert cases["test_always"] == ["failure", "rerunFailure", "rerunFailure"]
+    assert cases["test_stable"] == [] and cases["test_ok"] == []
+
+
+def test_flaky_tests_pass_unless_strict(pytester: pytest.Pytester, git_repo: GitRepo) -> None:
+    counter = write_flaky_suite(pytester)
+    (pytester.path / "test_broken.py").unlink()
+    relaxed = pytester.runpytest_subprocess(
+        "--module-retries=1", "--parallel-modules=2", timeout=60
+    )
+    relaxed.assert_outcomes(passed=3)
+    assert relaxed.ret == pytest.ExitCode.OK
+    counter.unlink()
+    strict = pytester.runpytest_subprocess(
+        "--module-retries=1", "--module-retries-strict", "--parallel-modules=2", "-rA", timeout=60
+    )
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+    strict.stdout.fnmatch_lines(
+        ["FAILED test_flaky.py::test_flaky - flaky (--module-retries-strict)*"]
+    )
