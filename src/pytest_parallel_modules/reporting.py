@@ -93,7 +93,9 @@ class RunReporter:
             merged,
             write_sep=terminalreporter.write_sep,
             file=buffer,
-            width=writer.fullwidth,
+            # A log file or pipe does not wrap: give the table room rather than
+            # folding module paths at pytest's default 80 columns.
+            width=writer.fullwidth if terminalreporter.isatty else max(writer.fullwidth, 120),
             verbosity=self.config.get_verbosity(),
             rerun_command=self.rerun_command(merged),
             color=writer.hasmarkup,
