@@ -250,6 +250,84 @@ def test_snapshot_of_a_linked_worktree(repo: Path, tmp_path: Path, pool_dir: Pat
         assert (worktree / "src/pkg/mod.py").read_text() == "VALUE = 'linked'\n"
 
 
+def present_files(root: Path) -> dict[str, bytes]:
+    """Return the files the user sees under ``root`` (not git's own, not ignored ones)."""
+    return {name: content for name, content in checkout_files(root).items() if name != "debug.log"}
+
+
+@pytest.mark.parametrize(
+    "sparse_args",
+    [["--cone", "src"], ["--sparse-index", "src"], ["--no-cone", "/src/", "/*.md"]],
+    ids=["cone", "sparse-index", "no-cone"],
+)
+def test_a_sparse_checkout_is_snapshotted_as_the_user_sees_it(
+    repo: Path, pool_dir: Path, sparse_args: list[str]
+) -> None:
+    git("sparse-checkout", "set", *sparse_args, cwd=repo)
+    assert not (repo / "tests").exists()
+    # Files the user made outside the cone are there for them, so they are in the snapshot.
+    write(repo, {"tests/test_new.py": "new\n", "src/pkg/mod.py": "VALUE = 'sparse'\n"})
+    before = user_state(repo)
+
+    snapshot = take_snapshot(repo)
+
+    files = tree_files(snapshot.commit, repo)
+    assert files == present_files(repo)
+    assert "tests/test_a.py" not in files
+    assert files["tests/test_new.py"] == b"new\n"
+    assert user_state(repo) == before
+    with WorktreePool(repo, pool_dir) as pool:
+        worktree = pool.acquire(snapshot)
+        assert checkout_files(worktree) == files
+        # Nothing in the slot says it is sparse: git commands tests run there see all files.
+        assert git("ls-files", "-v", cwd=worktree).count("S ") == 0
+        listed = git("config", "--list", cwd=worktree)
+        assert "core.sparsecheckout=true" not in listed
+
+    # The same slot, once the user turns the sparse checkout off: every file again.
+    git("sparse-checkout", "disable", cwd=repo)
+    snapshot = take_snapshot(repo)
+    with WorktreePool(repo, pool_dir) as pool:
+        assert pool.acquire(snapshot) == worktree
+        assert checkout_files(worktree) == present_files(repo)
+        assert (worktree / "tests/test_a.py").is_file()
+
+
+def test_skip_worktree_and_assume_unchanged_files_are_snapshotted_as_seen(repo: Path) -> None:
+    git("update-index", "--skip-worktree", "README.md", cwd=repo)
+    git("update-index", "--assume-unchanged", "src/pkg/mod.py", cwd=repo)
+    write(repo, {"README.md": "# local edit\n", "src/pkg/mod.py": "VALUE = 'hidden edit'\n"})
+    (repo / "tests/test_a.py").unlink()
+    git("update-index", "--skip-worktree", "tests/test_a.py", cwd=repo)
+    before = user_state(repo)
+
+    snapshot = take_snapshot(repo)
+
+    files = tree_files(snapshot.commit, repo)
+    assert files["README.md"] == b"# local edit\n"
+    assert files["src/pkg/mod.py"] == b"VALUE = 'hidden edit'\n"
+    assert "tests/test_a.py" not in files
+    assert user_state(repo) == before
+
+
+def test_a_slot_where_a_test_hid_its_changes_from_git_is_reset(repo: Path, pool_dir: Path) -> None:
+    snapshot = take_snapshot(repo)
+    with WorktreePool(repo, pool_dir) as pool:
+        worktree = pool.acquire(snapshot)
+        write(worktree, {"src/pkg/mod.py": "edited by a test\n"})
+        git("update-index", "--assume-unchanged", "src/pkg/mod.py", cwd=worktree)
+        (worktree / "README.md").unlink()
+        git("update-index", "--skip-worktree", "README.md", cwd=worktree)
+        git("sparse-checkout", "set", "tests", cwd=worktree)
+        assert not (worktree / "dir with space").exists()
+
+    with WorktreePool(repo, pool_dir) as pool:
+        assert pool.acquire(snapshot) == worktree
+        assert checkout_files(worktree) == visible_files(repo)
+        tags = {line[:1] for line in git("ls-files", "-v", cwd=worktree).splitlines()}
+        assert tags == {"H"}
+
+
 def test_snapshot_outside_a_repository(tmp_path: Path) -> None:
     with pytest.raises(WorktreeError, match="not a git repository"):
         take_snapshot(tmp_path)

@@ -2,9 +2,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from pytest_parallel_modules.isolation import IsolationMode
 from pytest_parallel_modules.isolation import map_args
 from pytest_parallel_modules.isolation import map_path
 from pytest_parallel_modules.isolation import restore_checkout_paths
+from pytest_parallel_modules.isolation import WorkerPlacer
 
 
 REPO = Path("/home/u/repo")
@@ -75,3 +79,28 @@ def test_restore_checkout_paths_rewrites_every_string_of_a_longrepr() -> None:
         "Skipped: not today",
     )
     assert restore_checkout_paths(None, str(WORKTREE), str(REPO)) is None
+
+
+def _placer(mode: IsolationMode, repo_root: Path | None) -> WorkerPlacer:
+    return WorkerPlacer(
+        mode=mode,
+        repo_root=repo_root,
+        invocation_dir=REPO,
+        args=[],
+        sys_path=[],
+        copy_patterns=[],
+    )
+
+
+def test_describe_says_why_workers_run_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _placer("worktree", REPO).describe().startswith("each worker in its own git worktree")
+    assert _placer("none", REPO).describe() == "workers run in place (--module-isolation=none)"
+    assert (
+        _placer("worktree", None).describe() == "workers run in place (not inside a git work tree)"
+    )
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no git
+    assert (
+        _placer("worktree", None).describe() == "workers run in place (git was not found on PATH)"
+    )
