@@ -170,7 +170,7 @@ class WorkerPlacer:
         )
 
     def release(self, keep: Collection[Path] = ()) -> None:
-        """Unlock every worktree slot of this run; ``keep`` ones are left as they are."""
+        """Unlock every worktree slot of this run; ``keep`` ones stay as they are, reserved until ``clean``."""
         if self._pool is not None:
             self._pool.release(keep=keep)
 

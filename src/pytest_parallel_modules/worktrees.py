@@ -11,8 +11,10 @@ This is the only module that runs git. A run proceeds in three steps:
    commit. Slots live outside the checkout (:func:`default_pool_dir`), are
    locked with a :class:`filelock.FileLock` while a run uses them, and are
    reused across runs: moving a worktree to a new commit is much faster than
-   ``git worktree add`` on a large repository.
-3. :func:`clean_pool` removes the slots no running run holds.
+   ``git worktree add`` on a large repository. A slot released with ``keep``
+   (``--keep-failed-worktrees``) is marked ``<slot>.kept`` and no run takes it
+   until ``clean`` removes it.
+3. :func:`clean_pool` removes the slots no running run holds, kept ones included.
 
 The snapshot commit is reachable only through the detached HEAD of the
 worktrees that use it, never through a ref, so ``git for-each-ref`` is unchanged
@@ -62,6 +64,7 @@ __all__ = [
     "default_pool_dir",
     "find_repo_root",
     "git_available",
+    "kept_slots",
     "map_into_worktree",
     "take_snapshot",
 ]
@@ -76,6 +79,8 @@ _SNAPSHOT_MESSAGE: Final = "pytest-parallel-modules snapshot of the working tree
 
 #: Slot directories are ``<pool>/slot-<n>``, locked through ``<pool>/slot-<n>.lock``.
 _SLOT_PATTERN: Final = re.compile(r"slot-(\d+)")
+#: ``<pool>/slot-<n>.kept`` marks a slot kept for inspection: no run takes it until ``clean``.
+KEPT_SUFFIX: Final = ".kept"
 
 #: Git reads these to find the repository, index and objects instead of looking at ``-C``.
 #: A git hook (pre-commit, post-checkout) that runs pytest exports some of them; left in
@@ -375,6 +380,24 @@ def _slot_lock(slot: Path) -> filelock.FileLock:
     return filelock.FileLock(f"{slot}.lock", thread_local=False)
 
 
+def _kept_marker(slot: Path) -> Path:
+    """Return the file whose presence reserves ``slot`` for inspection."""
+    return slot.with_name(slot.name + KEPT_SUFFIX)
+
+
+def kept_slots(pool_dir: Path) -> list[Path]:
+    """Return the slots of ``pool_dir`` kept for inspection, in slot order. Runs in ``clean``."""
+    if not pool_dir.is_dir():
+        return []
+    slots = [
+        pool_dir / entry.name[: -len(KEPT_SUFFIX)]
+        for entry in pool_dir.iterdir()
+        if entry.name.endswith(KEPT_SUFFIX)
+        and _SLOT_PATTERN.fullmatch(entry.name[: -len(KEPT_SUFFIX)])
+    ]
+    return sorted(slots, key=_slot_number)
+
+
 def _try_lock(lock: filelock.FileLock) -> bool:
     """Take ``lock`` if nobody holds it; never wait."""
     try:
@@ -670,8 +693,9 @@ class WorktreePool:
         """Return the root of a worktree detached at ``snapshot.commit``, locked for this pool.
 
         Called by the controller, possibly from several threads at once. Takes the first
-        slot no run holds; an existing worktree there is moved to the commit and cleaned
-        (``checkout --force`` + ``clean -ffdx``), a missing or broken one is (re)created.
+        slot no run holds and none kept for inspection; an existing worktree there is moved
+        to the commit and cleaned (``checkout --force`` + ``clean -ffdx``), a missing or
+        broken one is (re)created.
 
         :param snapshot: taken in this pool's repository.
         :param copy_patterns: globs, relative to the repository root, of ignored paths to
@@ -696,21 +720,35 @@ class WorktreePool:
                 raise
             return slot
 
-    def release(self, keep: Collection[Path] = ()) -> None:
+    def release(self, keep: Collection[Path] = ()) -> list[Path]:
         """Unlock every slot this pool holds. Called by the controller at the end of a run.
 
-        Nothing is deleted or reset here -- a slot is reset when a run next acquires it --
-        so the worktrees in ``keep`` (``--keep-failed-worktrees``) stay exactly as the run
-        left them, until a later run reuses their slot or ``clean`` removes it.
+        Nothing is deleted or reset here -- a slot is reset when a run next acquires it.
+        The slots in ``keep`` (``--keep-failed-worktrees``) are marked ``<slot>.kept``
+        first, while still locked, so no later run takes them: they stay exactly as this
+        run left them until ``clean`` removes them (or the user deletes the worktree).
+        Never raises: it runs while the controller shuts down.
 
         :param keep: worktree roots the controller wants left for inspection.
+        :returns: the slots of ``keep`` that could not be marked (the pool directory is
+            not writable): released like the others, a later run may reuse them.
         """
-        del keep  # every slot is left as it is; the parameter documents the caller's intent
         with self._state_lock:
-            held = list(self._held.values())
+            held = dict(self._held)
             self._held.clear()
-        for lock in held:
+        unmarked: list[Path] = []
+        for slot, lock in held.items():
+            if slot in keep:
+                try:
+                    _kept_marker(slot).write_text(
+                        f"kept for inspection by the run of process {os.getpid()}; "
+                        "`python -m pytest_parallel_modules clean` removes it\n",
+                        encoding="utf-8",
+                    )
+                except OSError:
+                    unmarked.append(slot)
             lock.release()
+        return unmarked
 
     def _prepare(self, snapshot: Snapshot) -> tuple[Path, Path]:
         """Check the snapshot's repository; create the pool directory on first use."""
@@ -733,7 +771,7 @@ class WorktreePool:
             return self._common_dir, self.pool_dir
 
     def _lock_free_slot(self, pool_dir: Path, skip: Collection[Path]) -> Path:
-        """Lock the lowest-numbered slot that nobody holds; never wait for one."""
+        """Lock the lowest-numbered slot that nobody holds or keeps; never wait for one."""
         with self._state_lock:
             number = 0
             while True:
@@ -742,9 +780,18 @@ class WorktreePool:
                 if slot in self._held or slot in skip:
                     continue
                 lock = _slot_lock(slot)
-                if _try_lock(lock):
-                    self._held[slot] = lock
-                    return slot
+                if not _try_lock(lock):
+                    continue
+                # Checked under the lock: a run marks a slot kept before it unlocks it.
+                marker = _kept_marker(slot)
+                if marker.exists():
+                    if os.path.lexists(slot):
+                        lock.release()
+                        continue
+                    # The user deleted the kept worktree: they are done with it.
+                    marker.unlink()
+                self._held[slot] = lock
+                return slot
 
     def _unhold(self, slot: Path) -> None:
         """Unlock ``slot`` after a failed or skipped acquire."""
@@ -785,8 +832,9 @@ def clean_pool(repo_root: Path, pool_dir: Path | None = None) -> list[Path]:
 
     Each slot is unregistered with ``git worktree remove --force`` and its directory
     deleted; ``git worktree prune`` runs only if a registration of ours survives that.
-    Lock files stay: deleting a lock file another process has open lets two processes
-    hold "the same" lock.
+    Slots kept for inspection (``--keep-failed-worktrees``) are removed too, with their
+    ``.kept`` marker (see :func:`kept_slots` to tell them apart first). Lock files stay:
+    deleting a lock file another process has open lets two processes hold "the same" lock.
 
     :returns: the removed slot directories, in slot order.
     :raises WorktreeError: a git command failed.
@@ -802,7 +850,7 @@ def clean_pool(repo_root: Path, pool_dir: Path | None = None) -> list[Path]:
         entry.name
         for entry in (pool.iterdir() if pool.is_dir() else ())
         if _SLOT_PATTERN.fullmatch(entry.name)
-    }
+    } | {slot.name for slot in kept_slots(pool)}
     removed: list[Path] = []
     for name in sorted(registered | present, key=lambda name: _slot_number(Path(name))):
         slot = pool / name
@@ -817,6 +865,8 @@ def clean_pool(repo_root: Path, pool_dir: Path | None = None) -> list[Path]:
                 )
             try:
                 _rmtree(slot)
+                # After the slot: a marker left alone still says "kept" to the next run.
+                _kept_marker(slot).unlink(missing_ok=True)
             except OSError as error:
                 raise WorktreeError(f"could not delete {slot}: {error}") from error
             removed.append(slot)

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -17,11 +18,13 @@ from pytest_parallel_modules.commands import clean
 from pytest_parallel_modules.worktrees import clean_pool
 from pytest_parallel_modules.worktrees import default_pool_dir
 from pytest_parallel_modules.worktrees import find_repo_root
+from pytest_parallel_modules.worktrees import kept_slots
 from pytest_parallel_modules.worktrees import map_into_worktree
 from pytest_parallel_modules.worktrees import Snapshot
 from pytest_parallel_modules.worktrees import take_snapshot
 from pytest_parallel_modules.worktrees import WorktreeError
 from pytest_parallel_modules.worktrees import WorktreePool
+from tests.conftest import GitRepo
 
 
 pytestmark = pytest.mark.e2e
@@ -565,6 +568,84 @@ def test_clean_pool_removes_every_free_slot(repo: Path, pool_dir: Path) -> None:
         f"worktree {repo}"
     ]
     assert not any(path.is_dir() for path in pool_dir.iterdir())
+
+
+def test_kept_slots_are_reserved_until_clean(repo: Path, pool_dir: Path) -> None:
+    snapshot = take_snapshot(repo)
+    with WorktreePool(repo, pool_dir) as pool:
+        failed, passed = pool.acquire(snapshot), pool.acquire(snapshot)
+        write(failed, {"evidence.txt": "left by a failed test\n", "build/out.o": "x"})
+        pool.release(keep=[failed])
+    assert kept_slots(pool_dir) == [failed]
+
+    write(repo, {"src/pkg/mod.py": "VALUE = 'next run'\n"})
+    for _ in range(2):  # later runs never take the kept slot
+        with WorktreePool(repo, pool_dir) as pool:
+            taken = [pool.acquire(take_snapshot(repo)) for _ in range(2)]
+            assert failed not in taken
+            assert passed in taken
+    assert (failed / "evidence.txt").read_text() == "left by a failed test\n"
+    assert (failed / "build/out.o").exists()
+    assert (failed / "src/pkg/mod.py").read_text() == "VALUE = 1\n"
+
+    removed = clean_pool(repo, pool_dir)
+
+    assert failed in removed
+    assert not failed.exists()
+    assert kept_slots(pool_dir) == []
+    with WorktreePool(repo, pool_dir) as pool:
+        assert pool.acquire(take_snapshot(repo)) == failed
+
+
+def test_a_kept_slot_deleted_by_hand_is_free_again(repo: Path, pool_dir: Path) -> None:
+    snapshot = take_snapshot(repo)
+    with WorktreePool(repo, pool_dir) as pool:
+        kept = pool.acquire(snapshot)
+        pool.release(keep=[kept])
+    shutil.rmtree(kept)
+
+    with WorktreePool(repo, pool_dir) as pool:
+        assert pool.acquire(snapshot) == kept
+        assert checkout_files(kept) == visible_files(repo)
+    assert kept_slots(pool_dir) == []
+
+
+def test_keep_failed_worktrees_survives_the_next_run(
+    pytester: pytest.Pytester, git_repo: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(
+        test_evidence="""
+        import os
+        from pathlib import Path
+
+        def test_fails():
+            Path("evidence.txt").write_text("left for inspection")
+            assert os.environ.get("FIXED") == "1"
+        """
+    )
+    first = pytester.runpytest_subprocess(
+        "--parallel-modules=1", "--keep-failed-worktrees", timeout=60
+    )
+    first.assert_outcomes(failed=1)
+    line = next(line for line in first.outlines if "kept the worktree of worker w1" in line)
+    kept = Path(line.rsplit(": ", 1)[1])
+
+    monkeypatch.setenv("FIXED", "1")
+    second = pytester.runpytest_subprocess("--parallel-modules=1", timeout=60)
+
+    second.assert_outcomes(passed=1)
+    assert (kept / "evidence.txt").read_text() == "left for inspection"
+
+    cleaned = subprocess.run(
+        [sys.executable, "-m", "pytest_parallel_modules", "clean"],
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert f"removed {kept} (kept by --keep-failed-worktrees)" in cleaned.stdout.splitlines()
+    assert not kept.exists()
 
 
 def test_a_deleted_slot_is_repaired(repo: Path, pool_dir: Path) -> None:

@@ -1,7 +1,8 @@
 """``python -m pytest_parallel_modules clean``. Runs in a plain Python process.
 
 Removes every worktree slot of the current repository's pool (and its git
-registration) that no running test run holds, and says what it removed.
+registration) that no running test run holds, slots kept by
+``--keep-failed-worktrees`` included, and says what it removed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 from pytest_parallel_modules.worktrees import clean_pool
 from pytest_parallel_modules.worktrees import default_pool_dir
 from pytest_parallel_modules.worktrees import find_repo_root
+from pytest_parallel_modules.worktrees import kept_slots
 from pytest_parallel_modules.worktrees import WorktreeError
 
 
@@ -42,13 +44,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {start} is not inside a git work tree", file=sys.stderr)
         return 1
     pool_dir: Path = args.pool_dir if args.pool_dir is not None else default_pool_dir(repo_root)
+    kept = set(kept_slots(pool_dir))
     try:
         removed = clean_pool(repo_root, pool_dir)
     except WorktreeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for slot in removed:
-        print(f"removed {slot}")
+        if slot in kept:
+            print(f"removed {slot} (kept by --keep-failed-worktrees)")
+        else:
+            print(f"removed {slot}")
     in_use = sorted(path for path in pool_dir.glob("slot-*") if path.is_dir())
     print(f"removed {len(removed)} worktree(s) from {pool_dir}")
     if in_use:
