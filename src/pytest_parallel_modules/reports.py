@@ -630,18 +630,29 @@ def merge_reports(reports: Sequence[MergedReport]) -> MergedReport:
 
 
 def failed_modules(merged: MergedReport) -> list[str]:
-    """Return the modules that failed, errored, crashed, timed out or were cut short. PURE."""
+    """Return the modules to run again, in path order. PURE.
+
+    Those that failed, errored, crashed, timed out or were cut short, and those with
+    tests that never ran (a module never started, a worker that collected none of its
+    tests): running them again completes the run.
+    """
     return [
         module["module"]
         for module in merged["modules"]
         if module["outcome"] in PROBLEM_MODULE_OUTCOMES
+        or module["outcome"] == "not_run"
         or module["counts"]["failed"]
         or module["counts"]["errors"]
+        or module["counts"]["not_run"]
     ]
 
 
 def has_failures(merged: MergedReport) -> bool:
-    """Return whether the run is not green: a test failed or errored, or a module ended badly."""
+    """Return whether the run is not green. PURE.
+
+    True when a test failed or errored, a module ended badly, or a selected test never
+    ran: a report with tests that never ran must not look like a passing run.
+    """
     return bool(failed_modules(merged))
 
 

@@ -108,6 +108,32 @@ def test_failures_exit_1_and_name_the_modules_to_rerun(
     assert "Rerun only the failed modules: pytest 'tests/test b.py'" in out
 
 
+def test_tests_that_never_ran_exit_1_and_are_named_to_rerun(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    never_started = build_module_report(
+        module="tests/test_late.py",
+        worker=None,
+        started=None,
+        finished=None,
+        results=[],
+        outcome="not_run",
+        expected_nodeids=["tests/test_late.py::test_a"],
+    )
+    run = shard(tmp_path / "run.json", [module("tests/test_a.py", "passed"), never_started])
+    markdown = tmp_path / "summary.md"
+
+    assert run_merge(run, "--md", markdown) == 1
+
+    capsys.readouterr()
+    text = markdown.read_text(encoding="utf-8")
+    assert text.startswith("## parallel-modules summary\n\n❌")
+    assert "- Rerun only the failed modules: `pytest tests/test_late.py`" in text
+    # Rerunning the module completes the run: merged with the rerun, it is green.
+    rerun = shard(tmp_path / "rerun.json", [module("tests/test_late.py", "passed")])
+    assert run_merge(run, rerun) == 0
+
+
 def test_a_later_report_replaces_a_module(tmp_path: Path) -> None:
     run = shard(tmp_path / "run.json", [module("tests/test_a.py", "failed")])
     rerun = shard(tmp_path / "rerun.json", [module("tests/test_a.py", "passed")])

@@ -524,6 +524,60 @@ def test_crashed_module_makes_the_run_fail_without_failed_tests() -> None:
     assert failed_modules(report) == ["c.py"]
 
 
+def test_tests_that_never_ran_make_the_run_not_green() -> None:
+    never_started = build_module_report(
+        module="n.py",
+        worker=None,
+        started=None,
+        finished=None,
+        results=[],
+        outcome="not_run",
+        expected_nodeids=["n.py::a", "n.py::b"],
+    )
+    # A worker that collected none of the module's tests: it "finished" without running any.
+    collected_none = build_module_report(
+        module="w.py",
+        worker="w1",
+        started=T0,
+        finished=T0,
+        results=[],
+        expected_nodeids=["w.py::a"],
+    )
+    # Some of its tests ran, the rest never did.
+    cut_short = build_module_report(
+        module="p.py",
+        worker="w1",
+        started=T0,
+        finished=T0,
+        results=[record("p.py::a", "passed")],
+        expected_nodeids=["p.py::a", "p.py::b"],
+    )
+    assert collected_none["outcome"] == "not_run"
+    assert cut_short["outcome"] == "interrupted"
+    for incomplete in (never_started, collected_none, cut_short):
+        report = merged([module("a.py", "passed"), incomplete])
+        assert has_failures(report), incomplete["module"]
+        # "Modules to rerun": running them again completes the run.
+        assert failed_modules(report) == [incomplete["module"]]
+    assert not has_failures(merged([module("a.py", "passed", "skipped", "xfailed")]))
+
+
+def test_failed_modules_lists_every_module_to_rerun_in_path_order() -> None:
+    never_started = build_module_report(
+        module="c.py",
+        worker=None,
+        started=None,
+        finished=None,
+        results=[],
+        outcome="not_run",
+        expected_nodeids=["c.py::a"],
+    )
+    report = merged(
+        [module("d.py", "failed"), module("b.py", "passed"), never_started, module("a.py", "error")]
+    )
+    assert failed_modules(report) == ["a.py", "c.py", "d.py"]
+
+
 def test_non_finite_durations_do_not_break_the_json(tmp_path: Path) -> None:
     (result,) = fold_test_reports([phase("t.py::a", "call", duration=float("nan"))])
     assert result["duration_s"] == 0.0

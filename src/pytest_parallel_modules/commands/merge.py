@@ -6,7 +6,9 @@ into one report (see :func:`pytest_parallel_modules.reports.merge_reports`),
 writes it, prints the same summary pytest would, and exits like pytest:
 
 - 0 when every test passed,
-- 1 when a test failed or errored or a module crashed, timed out or was cut short,
+- 1 when a test failed or errored, a module crashed, timed out or was cut short,
+  or a test never ran (a module never started, a worker collected none of its
+  tests): such a report is not green,
 - 2 when a report cannot be read or an output cannot be written.
 """
 
@@ -21,6 +23,7 @@ from typing import Final
 from rich.console import Console
 
 from pytest_parallel_modules.reports import failed_modules
+from pytest_parallel_modules.reports import has_failures
 from pytest_parallel_modules.reports import load_report
 from pytest_parallel_modules.reports import merge_reports
 from pytest_parallel_modules.reports import ReportError
@@ -38,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``merge`` sub-command's arguments to ``parser``."""
     parser.description = (
         "Join the merged JSON reports of several shards or runs into one, print its summary "
-        "and exit with 1 if a test failed. A module found in several reports is taken from "
+        "and exit with 1 if a test failed or never ran. A module found in several reports is taken from "
         "the last one, so 'merge run.json rerun.json' shows the rerun's result."
     )
     parser.add_argument(
@@ -103,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(
         render_summary(merged, verbosity=args.verbose - args.quiet, rerun_command=rerun_command)
     )
-    return EXIT_TESTS_FAILED if failed else EXIT_OK
+    return EXIT_TESTS_FAILED if has_failures(merged) else EXIT_OK
 
 
 def _fail(message: str) -> int:
