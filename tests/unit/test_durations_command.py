@@ -18,6 +18,7 @@ from pytest_parallel_modules.history import MeasuredRun
 from pytest_parallel_modules.history import MeasuredTest
 from pytest_parallel_modules.history import merge_history
 from pytest_parallel_modules.history import save_history
+from pytest_parallel_modules.plugin import options_key
 
 
 NOW = 1_700_000_000.0
@@ -178,3 +179,92 @@ def test_runs_as_a_sub_command_of_the_package(history_file: Path) -> None:
     )
     assert missing.returncode == 1
     assert "No duration history at nowhere.json" in missing.stderr
+
+
+# -- finding the history as a run does -------------------------------------------------
+
+PYTEST_9 = int(pytest.__version__.split(".")[0]) >= 9
+
+LAYOUTS = {
+    "pytest.ini at the top": ({"pytest.ini": "[pytest]\n"}, "."),
+    "from a subdirectory, cache_dir relative": (
+        {"pytest.ini": "[pytest]\ncache_dir = build/cache\n", "tests/unit/x.txt": ""},
+        "tests/unit",
+    ),
+    "setup.cfg, tox.ini without pytest": (
+        {"tox.ini": "[tox]\n", "setup.cfg": "[tool:pytest]\ncache_dir = .cache-setup\n"},
+        ".",
+    ),
+    "pyproject ini_options, cache_dir from $VAR": (
+        {"pyproject.toml": "[tool.pytest.ini_options]\ncache_dir = '$PPM_CACHE/c'\n"},
+        ".",
+    ),
+    "a pyproject without pytest settings below the ini file": (
+        {"pytest.ini": "[pytest]\ncache_dir = top\n", "sub/pyproject.toml": "[project]\n"},
+        "sub",
+    ),
+    "only a pyproject without pytest settings": ({"sub/pyproject.toml": "[project]\n"}, "sub"),
+    "module_durations beside the ini file": (
+        {"cfg/pytest.ini": "[pytest]\nmodule_durations = ../ci/d.json\n", "ci/x": ""},
+        "cfg",
+    ),
+    "setup.py without configuration": ({"setup.py": "", "pkg/x.txt": ""}, "pkg"),
+    "tox.ini [pytest] above a bare setup.cfg": (
+        {"tox.ini": "[pytest]\ncache_dir = from-tox\n", "a/setup.cfg": "[metadata]\n"},
+        "a",
+    ),
+    "pytest.toml": pytest.param(
+        ({"pytest.toml": "[pytest]\ncache_dir = 'tomlcache'\n"}, "."),
+        marks=pytest.mark.skipif(not PYTEST_9, reason="pytest.toml is read from pytest 9"),
+    ),
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS.values()), ids=list(LAYOUTS))
+def test_without_path_finds_the_history_a_run_uses(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    layout: tuple[dict[str, str], str],
+) -> None:
+    files, start = layout
+    monkeypatch.setenv("PPM_CACHE", str(tmp_path / "elsewhere"))
+    project = pytester.path / "project"
+    for name, content in files.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(content, encoding="utf-8")
+    monkeypatch.chdir(project / start)
+
+    # What a run started here reads and updates (pytest itself finds rootdir and ini file).
+    config = pytester.parseconfigure("--parallel-modules=1", "-p", "no:asyncio")
+    expected = config.stash[options_key].history_path
+    assert expected is not None
+
+    assert durations.find_history_path(Path.cwd()) == expected
+
+
+def test_without_path_reads_the_history_under_a_custom_cache_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "tox.ini").write_text("[pytest]\ncache_dir = .cache/pytest\n")
+    (tmp_path / "tests").mkdir()
+    history = tmp_path / ".cache/pytest/d/parallel-modules/durations.json"
+    save_history(history, RUN, now=NOW, create_parents=True)
+    monkeypatch.chdir(tmp_path / "tests")
+
+    assert durations.run(parse()) == 0
+
+    assert table_modules(capsys.readouterr().out)[0] == "tests/test_slow.py"
+
+
+def test_an_unreadable_configuration_file_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options\n")
+    monkeypatch.chdir(tmp_path)
+
+    assert durations.run(parse()) == 1
+
+    err = capsys.readouterr().err
+    assert f"cannot read pytest's configuration {tmp_path / 'pyproject.toml'}" in err
+    assert "pass --path" in err

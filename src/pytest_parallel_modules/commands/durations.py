@@ -2,6 +2,14 @@
 
 Usage: ``python -m pytest_parallel_modules durations [--top K] [--path PATH]``.
 
+Without ``--path`` it reads the history a run started in the current directory
+would use (:func:`find_history_path`): the ini key ``module_durations``, else
+``durations.json`` inside pytest's cache directory (ini ``cache_dir``, relative
+to the rootdir). The rootdir and ini file are found as pytest finds them for a
+run without path arguments -- with a walk of our own, because pytest's
+``determine_setup`` is private and changed its signature and return shape in
+recent releases.
+
 Reads the history read-only: unlike a test run, which moves a bad file aside,
 this command leaves a bad file where it is and says what is wrong with it.
 """
@@ -11,10 +19,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
+import importlib
+import os
 from pathlib import Path
 import sys
+from typing import Any
+from typing import Final
 from typing import final
 
+import iniconfig
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -24,6 +37,39 @@ from pytest_parallel_modules.history import DEFAULT_HISTORY_PATH
 from pytest_parallel_modules.history import History
 from pytest_parallel_modules.history import HistoryFormatError
 from pytest_parallel_modules.history import parse_history
+
+
+#: Files pytest reads its configuration from, in the order it looks for them in a directory.
+CONFIG_NAMES: Final = (
+    "pytest.toml",
+    ".pytest.toml",
+    "pytest.ini",
+    ".pytest.ini",
+    "pyproject.toml",
+    "tox.ini",
+    "setup.cfg",
+)
+#: Where pytest keeps its cache, relative to the rootdir, when ini ``cache_dir`` is not set.
+DEFAULT_CACHE_DIR: Final = DEFAULT_HISTORY_PATH.parts[0]
+#: The history's place inside pytest's cache directory (``Cache.mkdir`` puts data under ``d/``).
+HISTORY_IN_CACHE: Final = DEFAULT_HISTORY_PATH.relative_to(DEFAULT_CACHE_DIR)
+
+
+@final
+class ConfigError(Exception):
+    """A pytest configuration file on the way to the rootdir cannot be read."""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class PytestSetup:
+    """The part of pytest's configuration that says where the history lives."""
+
+    rootdir: Path
+    #: The configuration file, ``None`` when there is none.
+    inifile: Path | None
+    #: Its pytest settings (``[pytest]``, ``[tool:pytest]``, ``[tool.pytest...]``).
+    settings: dict[str, Any]
 
 
 @final
@@ -66,9 +112,106 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="PATH",
-        help=f"history file to read (default: {DEFAULT_HISTORY_PATH.as_posix()} "
-        "under the current directory)",
+        help="history file to read (default: the one a pytest run from the current directory "
+        "uses: ini module_durations, else durations.json in pytest's cache_dir)",
     )
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    # tomllib from Python 3.11; pytest depends on tomli before that.
+    toml = importlib.import_module("tomllib" if sys.version_info >= (3, 11) else "tomli")
+    with open(path, "rb") as file:
+        document: dict[str, Any] = toml.load(file)
+    return document
+
+
+def _ini_section(path: Path, name: str) -> dict[str, Any] | None:
+    config = iniconfig.IniConfig(str(path))
+    return dict(config[name].items()) if name in config else None
+
+
+def _pytest_settings(path: Path) -> dict[str, Any] | None:
+    """Return the pytest settings in ``path``; ``None`` when it holds none (pytest skips it).
+
+    :raises ConfigError: the file cannot be read or parsed.
+    """
+    try:
+        if path.name in ("pytest.toml", ".pytest.toml"):
+            table = _load_toml(path).get("pytest")
+            return dict(table) if isinstance(table, dict) else {}
+        if path.name in ("pytest.ini", ".pytest.ini"):
+            return _ini_section(path, "pytest") or {}
+        if path.name == "pyproject.toml":
+            tool = _load_toml(path).get("tool", {})
+            pytest_table = tool.get("pytest") if isinstance(tool, dict) else None
+            if not isinstance(pytest_table, dict):
+                return None
+            ini_options = pytest_table.get("ini_options")
+            native = {key: value for key, value in pytest_table.items() if key != "ini_options"}
+            if native:
+                return native
+            return dict(ini_options) if isinstance(ini_options, dict) else None
+        if path.name == "tox.ini":
+            return _ini_section(path, "pytest")
+        return _ini_section(path, "tool:pytest")  # setup.cfg
+    except (OSError, UnicodeDecodeError, ValueError, iniconfig.ParseError) as error:
+        raise ConfigError(f"cannot read pytest's configuration {path}: {error}") from error
+
+
+def find_pytest_setup(start: Path) -> PytestSetup:
+    """Find the rootdir and ini file a pytest run started in ``start`` (no path arguments) uses.
+
+    Mirrors pytest's rules: the first directory, from ``start`` upwards, holding a file of
+    :data:`CONFIG_NAMES` with pytest settings (``pytest.ini`` and ``pytest.toml`` count even
+    when empty); failing that the first ``pyproject.toml`` seen; failing that the first
+    directory with a ``setup.py``; failing that ``start`` itself.
+
+    :raises ConfigError: a configuration file on the way cannot be parsed.
+    """
+    first_pyproject: Path | None = None
+    for base in (start, *start.parents):
+        for name in CONFIG_NAMES:
+            path = base / name
+            if not path.is_file():
+                continue
+            if name == "pyproject.toml" and first_pyproject is None:
+                first_pyproject = path
+            settings = _pytest_settings(path)
+            if settings is not None:
+                return PytestSetup(rootdir=base, inifile=path, settings=settings)
+    if first_pyproject is not None:
+        return PytestSetup(rootdir=first_pyproject.parent, inifile=first_pyproject, settings={})
+    for base in (start, *start.parents):
+        if (base / "setup.py").is_file():
+            return PytestSetup(rootdir=base, inifile=None, settings={})
+    return PytestSetup(rootdir=start, inifile=None, settings={})
+
+
+def history_path_for(setup: PytestSetup) -> Path:
+    """PURE (apart from reading the environment): where a run with ``setup`` keeps its history.
+
+    The ini key ``module_durations`` (relative to the ini file's directory), else
+    ``d/parallel-modules/durations.json`` in pytest's cache directory: ini ``cache_dir``
+    (``~`` and ``$VARS`` expanded, relative to the rootdir), else ``.pytest_cache``.
+    """
+    durations = setup.settings.get("module_durations")
+    if isinstance(durations, str) and durations.strip():
+        base = setup.inifile.parent if setup.inifile is not None else setup.rootdir
+        return base / Path(durations.strip()).expanduser()
+    cache_dir = setup.settings.get("cache_dir")
+    if not isinstance(cache_dir, str) or not cache_dir.strip():
+        cache_dir = DEFAULT_CACHE_DIR
+    # As pytest's cacheprovider.resolve_from_str: an absolute cache_dir wins over the rootdir.
+    cache = setup.rootdir / os.path.expandvars(os.path.expanduser(cache_dir.strip()))
+    return cache / HISTORY_IN_CACHE
+
+
+def find_history_path(start: Path) -> Path:
+    """Return the history file a run started in ``start`` reads and updates.
+
+    :raises ConfigError: a configuration file on the way cannot be parsed.
+    """
+    return history_path_for(find_pytest_setup(start))
 
 
 def module_rows(history: History, top: int | None = None) -> tuple[ModuleRow, ...]:
@@ -134,7 +277,14 @@ def run(args: argparse.Namespace) -> int:
 
     :returns: 0 on success; 1 if there is no history file or it cannot be read.
     """
-    path: Path = args.path if args.path is not None else Path.cwd() / DEFAULT_HISTORY_PATH
+    if args.path is not None:
+        path: Path = args.path
+    else:
+        try:
+            path = find_history_path(Path.cwd())
+        except ConfigError as error:
+            _error(f"{error}; pass --path to name the history file.")
+            return 1
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
