@@ -701,13 +701,17 @@ def module_report_filename(module: str) -> str:
 # --------------------------------------------------------------------------- file I/O
 
 
-def write_json_atomic(path: Path, data: Mapping[str, object]) -> None:
+def write_json_atomic(path: Path, data: Mapping[str, object], *, durable: bool = False) -> None:
     """Write ``data`` as JSON to ``path``: readers see the old file or the new one, never half.
 
     Runs in the controller. Writes a temporary file next to ``path`` (same file
     system, so the rename is atomic) and moves it over ``path`` with
     :func:`os.replace`; creates missing parent directories.
 
+    :param durable: also ``fsync`` the file before the rename, so it survives a power
+        loss. Off by default: the controller writes one report per module on its main
+        thread, and an ``fsync`` each (6 ms here) made a 2,000-module run 14 s slower;
+        the rename alone already keeps readers from ever seeing half a file.
     :raises ValueError: if ``data`` holds NaN or infinity, which JSON cannot represent.
     :raises OSError: if the directory is not writable.
     """
@@ -719,8 +723,9 @@ def write_json_atomic(path: Path, data: Mapping[str, object]) -> None:
     try:
         with open(descriptor, "w", encoding="utf-8") as stream:
             stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
+            if durable:
+                stream.flush()
+                os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

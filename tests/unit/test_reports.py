@@ -663,6 +663,17 @@ def test_write_json_atomic_is_sorted_indented_and_leaves_no_temporary(tmp_path: 
     assert os.listdir(target.parent) == ["report.json"]
 
 
+@pytest.mark.parametrize("durable", [False, True])
+def test_write_json_atomic_fsyncs_only_when_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool
+) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    write_json_atomic(tmp_path / "r.json", {"a": 1}, durable=durable)
+    assert len(synced) == (1 if durable else 0)
+    assert json.loads((tmp_path / "r.json").read_text(encoding="utf-8")) == {"a": 1}
+
+
 def test_write_json_atomic_honours_the_umask(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:

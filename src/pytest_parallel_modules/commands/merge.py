@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     rerun_command = _rerun_command(failed)
     if args.output is not None:
         try:
-            write_json_atomic(args.output, merged)
+            # Often the last step of a CI job: make the file survive the machine going away.
+            write_json_atomic(args.output, merged, durable=True)
         except OSError as error:
             return _fail(f"cannot write {args.output}: {error.strerror or error}")
     if args.md is not None:
