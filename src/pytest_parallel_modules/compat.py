@@ -58,6 +58,7 @@ from pytest_parallel_modules import output
 
 if TYPE_CHECKING:
     from collections.abc import Generator
+    from collections.abc import Sequence
 
 #: pytest-cov registers its plugin object under this name.
 COV_PLUGIN_NAME: Final = "_cov"
@@ -111,6 +112,21 @@ def configure_node(config: pytest.Config, node: XdistNode) -> dict[str, Any]:
     if hook is not None:
         hook(node=node)
     return workerinput
+
+
+def worker_args(config: pytest.Config, args: Sequence[str]) -> list[str]:
+    """The command-line arguments a worker's pytest session parses: the user's, plus what plugins need.
+
+    Called by the controller before each worker starts.
+
+    - ``--cov-append`` when pytest-cov measures: pytest-cov starts measuring
+      (and erases every ``.coverage.*`` file of its data directory) as soon as
+      it loads, before it learns that it runs in a worker. A worker starting
+      late, in place, would erase what the workers that already finished saved
+      there. The controller erased old data at its own start.
+    """
+    extra = ["--cov-append"] if _active_cov_plugin(config) is not None else []
+    return [*args, *extra]
 
 
 def node_down(

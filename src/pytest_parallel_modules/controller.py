@@ -552,7 +552,7 @@ class ParallelSession:
         setup = worker.WorkerSetup(
             worker_id=worker_id,
             worker_count=self._worker_count,
-            args=placement.args,
+            args=compat.worker_args(self.config, placement.args),
             sys_path=placement.sys_path,
             basetemp=str(self._basetemp_dir / f"worker-{worker_id}"),
             path_map=placement.path_map,
