@@ -237,6 +237,8 @@ class ParallelSession:
         self.last_start_failure: str | None = None
         self.workers_exhausted = False
         self.session: pytest.Session | None = None
+        #: Modules whose duration the history measured in a complete run.
+        self._measured_modules: frozenset[str] = frozenset()
         #: Worker id -> the failed attempt it was started to retry.
         self._retry_assignments: dict[str, ModuleRun] = {}
         self.rerun_message: str | None = None
@@ -354,6 +356,9 @@ class ParallelSession:
         groups = group_by_module(item.nodeid for item in session.items)
         loaded = self._load_history()
         self.history_warning = loaded.warning
+        self._measured_modules = frozenset(
+            module for module, record in loaded.history.modules.items() if record.runs > 0
+        )
         self.estimates = estimate_modules(groups, loaded.history, self._file_sizes(groups))
         self.plan = plan_slowest_first(groups, self.estimates)
         if self.options.fail_fast:
@@ -726,8 +731,26 @@ class ParallelSession:
         self.pool.send(
             record.worker_id,
             worker.RUN_MODULE,
-            worker.RunModulePayload(module=group.module, nodeids=list(group.nodeids)),
+            worker.RunModulePayload(
+                module=group.module,
+                nodeids=list(group.nodeids),
+                prefetch=self._is_quick(group),
+            ),
         )
+
+    def _is_quick(self, group: ModuleGroup) -> bool:
+        """Whether a worker may ask for its next module as it starts this one.
+
+        Only behind a module expected to take under :data:`PREFETCH_BELOW_S`: the
+        module sent ahead waits at most that long, while a suite of many quick
+        modules loses no round trip per module to an idle worker.
+        """
+        if self.estimates is None or self.options.retries or self.options.fail_fast:
+            return False
+        # Only a measured estimate: without history every module looks quick.
+        if group.module not in self._measured_modules:
+            return False
+        return self.estimates.seconds.get(group.module, 0.0) < PREFETCH_BELOW_S
 
     def _set_state(self, record: WorkerRecord, state: WorkerState) -> None:
         record.state = state
@@ -822,7 +845,9 @@ class ParallelSession:
         if self.session is not None:
             self.session.shouldfail = self.stop_reason
 
-    def _on_logfinish(self, record: WorkerRecord, payload: worker.LogPayload) -> None:
+    def _on_logfinish(self, record: WorkerRecord, payload: worker.LogFinishPayload) -> None:
+        for data in payload["reports"]:
+            self._on_report(record, worker.ReportPayload(data=data))
         record.running_nodeid = None
         if record.assigned:
             record.assigned[0].done.add(payload["nodeid"])
@@ -1147,7 +1172,9 @@ class ParallelSession:
                 user_properties=[],
             )
             self._replay_report(record, report)
-            self._on_logfinish(record, worker.LogPayload(nodeid=lost_nodeid, location=location))
+            self._on_logfinish(
+                record, worker.LogFinishPayload(nodeid=lost_nodeid, location=location, reports=[])
+            )
         elif record.assigned:
             module = record.assigned[0].group.module
             self.config.hook.pytest_collectreport(
@@ -1279,6 +1306,8 @@ def _warning_category(module: str, name: str) -> type[Warning]:
     return UserWarning
 
 
+#: A module estimated under this many seconds lets its worker ask for the next one ahead.
+PREFETCH_BELOW_S: Final = 0.5
 #: How much of a lost worker's stderr file a crash report shows.
 STDERR_TAIL_BYTES: Final = 12_000
 #: Seconds to wait for a worker's stack dump before the kill.

@@ -117,6 +117,9 @@ class ReadyPayload(TypedDict):
 class RunModulePayload(TypedDict):
     module: str
     nodeids: list[str]
+    #: The module is expected to be quick: ask for the next one as it starts,
+    #: so the answer is waiting when it ends (no idle round trip per module).
+    prefetch: bool
 
 
 class CollectedPayload(TypedDict):
@@ -133,6 +136,13 @@ class LogPayload(TypedDict):
 
 class ReportPayload(TypedDict):
     data: dict[str, Any]
+
+
+class LogFinishPayload(LogPayload):
+    #: The test's reports (setup, call, teardown, subtests...), serialized: sent
+    #: with its logfinish rather than one message each, which halves the channel
+    #: traffic of a suite of quick tests.
+    reports: list[dict[str, Any]]
 
 
 class WarningPayload(TypedDict):
@@ -195,8 +205,11 @@ class _SessionOnly:
 class _Batch:
     """One module's collected items, as this worker runs them."""
 
-    def __init__(self, module: str, items: list[pytest.Item], collect_s: float) -> None:
+    def __init__(
+        self, module: str, items: list[pytest.Item], collect_s: float, prefetch: bool = False
+    ) -> None:
         self.module = module
+        self.prefetch = prefetch
         self.items = items
         self.collect_s = collect_s
         self.run_s = 0.0
@@ -217,6 +230,10 @@ class WorkerSession:
         self.setup = setup
         self.stop_requested = False
         self.config: pytest.Config | None = None
+        #: Answers to NEED_WORK that arrived while a module was running.
+        self.answers: list[tuple[str, Any]] = []
+        #: Serialized reports of the test running now, sent with its logfinish.
+        self.pending_reports: list[dict[str, Any]] = []
 
     def send(self, name: str, payload: Any) -> None:
         self.channel.send((name, payload))
@@ -286,7 +303,7 @@ class WorkerSession:
     def _wait_for_assignment(self) -> RunModulePayload | None:
         """Block until the controller answers READY or NEED_WORK; remember a STOP on the way."""
         while True:
-            name, payload = self.inbox.get()
+            name, payload = self.answers.pop(0) if self.answers else self.inbox.get()
             if name == RUN_MODULE:
                 assignment: RunModulePayload = payload
                 return assignment
@@ -304,11 +321,15 @@ class WorkerSession:
         """Return True once the controller asked this worker to stop (never blocks)."""
         while not self.stop_requested:
             try:
-                name, _ = self.inbox.get_nowait()
+                name, payload = self.inbox.get_nowait()
             except queue.Empty:
                 break
             if name in (STOP, _CONTROLLER_GONE):
                 self.stop_requested = True
+            elif name in (RUN_MODULE, NO_MORE_WORK):
+                # The answer to a request made ahead (a quick module): kept for
+                # when the current module is done.
+                self.answers.append((name, payload))
             else:
                 raise RuntimeError(f"unexpected message from the controller: {name!r}")
         return self.stop_requested
@@ -342,10 +363,15 @@ class WorkerSession:
             else:
                 missing.append(nodeid)
         self.send(COLLECTED, CollectedPayload(module=module, missing=missing, collect_s=collect_s))
-        return _Batch(module=module, items=items, collect_s=collect_s)
+        return _Batch(
+            module=module, items=items, collect_s=collect_s, prefetch=assignment["prefetch"]
+        )
 
     def _run_batch(self, session: pytest.Session, batch: _Batch) -> _Batch | None:
         """Run one module's items; then ask for, collect and return the next module (or None)."""
+        asked_ahead = batch.prefetch and not self.stop_requested
+        if asked_ahead:
+            self.send(NEED_WORK, {})
         for index, item in enumerate(batch.items):
             if self._poll_stop():
                 break
@@ -364,8 +390,17 @@ class WorkerSession:
                 self.stop_requested = True
         self._send_module_finished(batch, completed=batch.executed == len(batch.items))
         if self.stop_requested:
+            if asked_ahead:
+                # The controller answers every request: a module it sent ahead
+                # is reported back unstarted.
+                unstarted = self._wait_for_assignment()
+                if unstarted is not None:
+                    self._send_module_finished(
+                        _Batch(unstarted["module"], [], 0.0), completed=False
+                    )
             return None
-        return self._collect(session, self._request_work())
+        assignment = self._wait_for_assignment() if asked_ahead else self._request_work()
+        return self._collect(session, assignment)
 
     def _request_work(self) -> RunModulePayload | None:
         self.send(NEED_WORK, {})
@@ -392,10 +427,11 @@ class WorkerSession:
         self.send(LOGSTART, LogPayload(nodeid=nodeid, location=location))
 
     def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
-        self.send(LOGFINISH, LogPayload(nodeid=nodeid, location=location))
+        reports, self.pending_reports = self.pending_reports, []
+        self.send(LOGFINISH, LogFinishPayload(nodeid=nodeid, location=location, reports=reports))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.send(REPORT, ReportPayload(data=self._serialize(report)))
+        self.pending_reports.append(self._serialize(report))
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         # Successful collect reports carry nothing the controller lacks (it

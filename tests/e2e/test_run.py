@@ -430,3 +430,28 @@ def test_invalid_input_is_a_usage_error(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
     assert not marker.exists()
+
+
+def test_quick_modules_with_history_run_exactly_once_each(
+    pytester: pytest.Pytester, git_repo: GitRepo
+) -> None:
+    """Modules measured quick let a worker ask for the next one ahead; nothing runs twice or is lost."""
+    log = pytester.path.parent / f"{pytester.path.name}-ran.log"
+    for index in range(12):
+        pytester.makepyfile(
+            **{
+                f"test_q{index:02d}": f"def test_q():\n    open({str(log)!r}, 'a').write('q{index:02d}\\n')\n"
+            }
+        )
+    pytester.makepyfile(test_z_fails="def test_z():\n    assert 0\n")
+    first = pytester.runpytest_subprocess("--parallel-modules=2", timeout=60)
+    first.assert_outcomes(passed=12, failed=1)
+    log.unlink()
+    # History now says every module is quick: workers ask for work ahead.
+    second = pytester.runpytest_subprocess("--parallel-modules=2", timeout=60)
+    second.assert_outcomes(passed=12, failed=1)
+    assert sorted(log.read_text().split()) == [f"q{index:02d}" for index in range(12)]
+    # -x with modules sent ahead: those are reported back unstarted, nothing hangs.
+    stopped = pytester.runpytest_subprocess("--parallel-modules=2", "-x", timeout=60)
+    assert stopped.ret == pytest.ExitCode.TESTS_FAILED
+    assert "INTERNALERROR" not in stopped.stdout.str()

@@ -7,7 +7,10 @@ from pytest_parallel_modules.junit_retries import junit_names
 
 
 def test_junit_names_mirror_pytest() -> None:
-    assert junit_names("tests/test_x.py::TestC::test_m[a::b]") == ("tests.test_x.TestC", "test_m[a::b]")
+    assert junit_names("tests/test_x.py::TestC::test_m[a::b]") == (
+        "tests.test_x.TestC",
+        "test_m[a::b]",
+    )
     assert junit_names("test_y.py::test_f") == ("test_y", "test_f")
     assert junit_names("test_y.py::test_f", prefix="pre") == ("pre.test_y", "test_f")
 
@@ -21,13 +24,37 @@ def test_add_attempts_marks_flaky_and_rerun_failures() -> None:
         "module": "test_m.py",
         "flaky": ["test_m.py::test_flaky"],
         "attempts": [
-            {"attempt": 1, "worker": "w1", "outcome": "failed", "duration_s": 0.1, "failures": [
-                {"nodeid": "test_m.py::test_flaky", "when": "call", "longrepr": "E assert 0\nboom"},
-                {"nodeid": "test_m.py::test_broken", "when": "setup", "longrepr": "setup broke"},
-            ]},
-            {"attempt": 2, "worker": "w2", "outcome": "failed", "duration_s": 0.1, "failures": [
-                {"nodeid": "test_m.py::test_broken", "when": "setup", "longrepr": "setup broke"},
-            ]},
+            {
+                "attempt": 1,
+                "worker": "w1",
+                "outcome": "failed",
+                "duration_s": 0.1,
+                "failures": [
+                    {
+                        "nodeid": "test_m.py::test_flaky",
+                        "when": "call",
+                        "longrepr": "E assert 0\nboom",
+                    },
+                    {
+                        "nodeid": "test_m.py::test_broken",
+                        "when": "setup",
+                        "longrepr": "setup broke",
+                    },
+                ],
+            },
+            {
+                "attempt": 2,
+                "worker": "w2",
+                "outcome": "failed",
+                "duration_s": 0.1,
+                "failures": [
+                    {
+                        "nodeid": "test_m.py::test_broken",
+                        "when": "setup",
+                        "longrepr": "setup broke",
+                    },
+                ],
+            },
         ],
     }
     assert add_attempts(root, [module]) == 2  # type: ignore[list-item]
