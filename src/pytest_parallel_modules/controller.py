@@ -363,6 +363,9 @@ class ParallelSession:
         self.plan = plan_slowest_first(groups, self.estimates)
         if self.options.fail_fast:
             self.plan = failed_first(self.plan, self.last_failed)
+        changed = self.config.hook.pytest_parallel_modules_plan(config=self.config, plan=list(self.plan))
+        if changed is not None:
+            self.plan = _checked_plan(self.plan, changed)
 
     def pytest_report_collectionfinish(self) -> list[str]:
         lines: list[str] = []
@@ -1381,3 +1384,16 @@ def _strict_flaky_report(report: pytest.TestReport, earlier: list[ModuleRun]) ->
         duration=report.duration,
         user_properties=list(report.user_properties),
     )
+
+
+def _checked_plan(original: Iterable[ModuleGroup], changed: Iterable[ModuleGroup]) -> tuple[ModuleGroup, ...]:
+    """A plan returned by ``pytest_parallel_modules_plan``, if it runs every test exactly once."""
+    changed = tuple(changed)
+    before = sorted(nodeid for group in original for nodeid in group.nodeids)
+    after = sorted(nodeid for group in changed for nodeid in group.nodeids)
+    if before != after or not all(isinstance(group, ModuleGroup) for group in changed):
+        raise pytest.UsageError(
+            "pytest_parallel_modules_plan must return ModuleGroups holding exactly the node ids "
+            f"it was given, each once ({len(before)} given, {len(after)} returned)"
+        )
+    return changed

@@ -14,6 +14,7 @@ import pytest
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from pytest_parallel_modules.grouping import ModuleGroup
     from pytest_parallel_modules.reports import MergedReport
     from pytest_parallel_modules.reports import ModuleReport
 
@@ -74,6 +75,25 @@ def pytest_parallel_modules_report(config: pytest.Config, report: MergedReport) 
 
     :param config: the controller's pytest config.
     :param report: the merged report (see the JSON schema in the docs).
+
+    .. versionadded:: 0.1
+    """
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_parallel_modules_plan(config: pytest.Config, plan: list[ModuleGroup]) -> list[ModuleGroup] | None:
+    """Change the modules' order (or how tests are grouped) before any is handed out.
+
+    ``plan`` is the controller's order: slowest first from the duration history
+    (modules that failed last time first under ``--fail-fast-modules``). Return
+    a new list to use instead, or None to keep it. The returned groups must hold
+    exactly the node ids of ``plan``, each once (split a module into several
+    groups, merge groups, reorder); anything else is a usage error, since a test
+    would silently not run or run twice.
+
+    :param config: the controller's pytest config.
+    :param plan: the groups in dispatch order (:class:`~pytest_parallel_modules.grouping.ModuleGroup`:
+        ``module`` and ``nodeids``).
 
     .. versionadded:: 0.1
     """
