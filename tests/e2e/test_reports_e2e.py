@@ -161,6 +161,8 @@ def test_shards_cover_every_module_once_and_merge_to_the_unsharded_run(
             "shard2/report.json",
             "-o",
             "merged.json",
+            "--durations",
+            "folded.json",
         ],
         cwd=pytester.path,
         capture_output=True,
@@ -171,6 +173,15 @@ def test_shards_cover_every_module_once_and_merge_to_the_unsharded_run(
     assert merge.returncode == 1, merge.stdout + merge.stderr  # a test failed
     merged = json.loads((pytester.path / "merged.json").read_text())
     validate_merged(merged)
+    # Both shards' durations land in one history, ready to balance the next sharded run.
+    folded = json.loads((pytester.path / "folded.json").read_text())
+    assert sorted(folded["modules"]) == [
+        "test_alpha.py",
+        "test_beta.py",
+        "test_delta.py",
+        "test_gamma.py",
+    ]
+    assert folded["tests"]["test_alpha.py::test_a1"]["duration_s"] >= 0.2
     unsharded = json.loads((pytester.path / "whole" / "report.json").read_text())
     assert merged["totals"] == unsharded["totals"]
     assert [(m["module"], m["outcome"], m["counts"]) for m in merged["modules"]] == [

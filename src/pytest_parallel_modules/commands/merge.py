@@ -20,12 +20,19 @@ import shlex
 import sys
 from typing import Final
 
+import filelock
 from rich.console import Console
 
+from pytest_parallel_modules import timing
+from pytest_parallel_modules.history import MeasuredModule
+from pytest_parallel_modules.history import MeasuredRun
+from pytest_parallel_modules.history import MeasuredTest
+from pytest_parallel_modules.history import save_history
 from pytest_parallel_modules.reports import failed_modules
 from pytest_parallel_modules.reports import has_failures
 from pytest_parallel_modules.reports import load_report
 from pytest_parallel_modules.reports import merge_reports
+from pytest_parallel_modules.reports import MergedReport
 from pytest_parallel_modules.reports import ReportError
 from pytest_parallel_modules.reports import write_json_atomic
 from pytest_parallel_modules.summary import render_markdown
@@ -61,11 +68,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write a Markdown summary to PATH (replacing it), e.g. $GITHUB_STEP_SUMMARY",
     )
     parser.add_argument(
+        "--durations",
+        type=Path,
+        metavar="PATH",
+        help="fold the measured durations into the history file at PATH (as --module-durations "
+        "reads it), so the next sharded run is balanced from every machine's data",
+    )
+    parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="list every module in the summary"
     )
     parser.add_argument(
         "-q", "--quiet", action="count", default=0, help="show only failing modules and totals"
     )
+
+
+def measurements_from_report(report: MergedReport) -> MeasuredRun:
+    """PURE: what a (merged) report measured, as the history takes it.
+
+    Only complete data counts: a module that crashed, timed out, was
+    interrupted or never ran does not update durations (its tests' outcomes are
+    still recorded as incomplete measurements).
+    """
+    tests: dict[str, MeasuredTest] = {}
+    modules: dict[str, MeasuredModule] = {}
+    for module in report["modules"]:
+        complete = module["outcome"] in ("passed", "failed", "error")
+        for result in module["tests"]:
+            outcome = result["outcome"]
+            if result["subtest"] is not None or outcome == "not_run":
+                continue
+            tests[result["nodeid"]] = MeasuredTest(
+                duration_s=result["duration_s"], outcome=outcome, complete=complete
+            )
+        if module["outcome"] != "not_run":
+            modules[module["module"]] = MeasuredModule(
+                total_s=module["duration_s"], collect_s=0.0, complete=complete
+            )
+    return MeasuredRun(tests=tests, modules=modules)
 
 
 def _unique(paths: list[Path]) -> list[Path]:
@@ -95,6 +134,16 @@ def run(args: argparse.Namespace) -> int:
             write_json_atomic(args.output, merged, durable=True)
         except OSError as error:
             return _fail(f"cannot write {args.output}: {error.strerror or error}")
+    if args.durations is not None:
+        try:
+            save_history(
+                args.durations,
+                measurements_from_report(merged),
+                now=timing.now(),
+                create_parents=True,
+            )
+        except (OSError, filelock.Timeout) as error:
+            return _fail(f"cannot update the history {args.durations}: {error}")
     if args.md is not None:
         try:
             args.md.write_text(
