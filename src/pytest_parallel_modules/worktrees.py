@@ -81,6 +81,10 @@ _SNAPSHOT_MESSAGE: Final = "pytest-parallel-modules snapshot of the working tree
 _SLOT_PATTERN: Final = re.compile(r"slot-(\d+)")
 #: ``<pool>/slot-<n>.kept`` marks a slot kept for inspection: no run takes it until ``clean``.
 KEPT_SUFFIX: Final = ".kept"
+#: ``<pool>/worktree-add.lock`` serialises ``git worktree add`` within a pool.
+WORKTREE_ADD_LOCK_NAME: Final = "worktree-add.lock"
+#: Seconds to wait for another ``git worktree add`` in the same pool.
+WORKTREE_ADD_WAIT_S: Final = 300.0
 
 #: Git reads these to find the repository, index and objects instead of looking at ``-C``.
 #: A git hook (pre-commit, post-checkout) that runs pytest exports some of them; left in
@@ -505,24 +509,37 @@ def _reset_checkout(checkout: Path, commit: str) -> None:
 def _create_slot(repo_root: Path, slot: Path, commit: str) -> None:
     """Make ``slot`` a fresh worktree of ``repo_root`` detached at ``commit``."""
     _rmtree(slot)
-    # --force twice: take over a registration whose directory is gone, even one left
-    # locked ("initializing") by a `git worktree add` that was killed -- without a
-    # repository-wide `git worktree prune`.
-    _git(
-        [
-            *_SLOT_CONFIG,
-            "-C",
-            str(repo_root),
-            "worktree",
-            "add",
-            "--quiet",
-            "--detach",
-            "--force",
-            "--force",
-            str(slot),
-            commit,
-        ]
+    # One `git worktree add` at a time per pool, across threads and runs: it reads every
+    # registration under <common dir>/worktrees, and fails on one a concurrent add is
+    # still writing ("fatal: failed to read .git/worktrees/slot-2/commondir").
+    add_lock = filelock.FileLock(
+        str(slot.parent / WORKTREE_ADD_LOCK_NAME), thread_local=False, timeout=WORKTREE_ADD_WAIT_S
     )
+    try:
+        with add_lock:
+            # --force twice: take over a registration whose directory is gone, even one
+            # left locked ("initializing") by a `git worktree add` that was killed --
+            # without a repository-wide `git worktree prune`.
+            _git(
+                [
+                    *_SLOT_CONFIG,
+                    "-C",
+                    str(repo_root),
+                    "worktree",
+                    "add",
+                    "--quiet",
+                    "--detach",
+                    "--force",
+                    "--force",
+                    str(slot),
+                    commit,
+                ]
+            )
+    except filelock.Timeout as error:
+        raise WorktreeError(
+            f"waited {WORKTREE_ADD_WAIT_S:g}s for another run to finish creating a worktree "
+            f"in {slot.parent}"
+        ) from error
 
 
 def _drop_sparse_settings(slot: Path) -> None:

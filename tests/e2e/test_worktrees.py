@@ -470,6 +470,21 @@ def test_acquire_from_several_threads(repo: Path, pool: WorktreePool) -> None:
         assert git("rev-parse", "HEAD", cwd=worktree).strip() == snapshot.commit
 
 
+def test_two_runs_creating_slots_at_once(repo: Path, pool_dir: Path) -> None:
+    # Each `git worktree add` reads the registrations of the others; one being written
+    # made it fail ("failed to read .git/worktrees/slot-2/commondir") until adds were
+    # serialised per pool.
+    snapshot = take_snapshot(repo)
+    with WorktreePool(repo, pool_dir) as first, WorktreePool(repo, pool_dir) as second:
+        pools = [first, second] * 4
+        with ThreadPoolExecutor(max_workers=len(pools)) as executor:
+            worktrees = list(executor.map(lambda pool: pool.acquire(snapshot), pools))
+
+    assert len(set(worktrees)) == len(pools)
+    listed = git("worktree", "list", "--porcelain", cwd=repo)
+    assert listed.count("worktree ") == len(pools) + 1
+
+
 def test_copy_patterns_bring_ignored_files(repo: Path, pool: WorktreePool) -> None:
     write(
         repo,
