@@ -183,6 +183,19 @@ class SessionFinishedPayload(TypedDict):
     workeroutput: dict[str, Any]
 
 
+def _parents(path: str) -> list[str]:
+    """Every directory above ``path``, up to the filesystem root."""
+    parents = []
+    parent = os.path.dirname(path)
+    while parent and parent not in parents:
+        parents.append(parent)
+        next_parent = os.path.dirname(parent)
+        if next_parent == parent:
+            break
+        parent = next_parent
+    return parents
+
+
 class _SessionOnly:
     """Stands in for "the next test" after a module's last test: one that shares only the session.
 
@@ -230,6 +243,11 @@ class WorkerSession:
         self.setup = setup
         self.stop_requested = False
         self.config: pytest.Config | None = None
+        #: Directory nodes by path, reused by every later collection (see
+        #: pytest_collect_directory).
+        self.directories: dict[str, pytest.Directory] = {}
+        #: While collecting: the assigned module's path and its directories.
+        self.collecting: tuple[str, set[str]] | None = None
         #: Answers to NEED_WORK that arrived while a module was running.
         self.answers: list[tuple[str, Any]] = []
         #: Serialized reports of the test running now, sent with its logfinish.
@@ -277,6 +295,38 @@ class WorkerSession:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             config.pluginmanager.unregister(reporter)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collect_directory(
+        self, path: Any, parent: pytest.Collector
+    ) -> pytest.Directory | None:
+        # Each module is collected by its own perform_collect(), and pytest (9.2)
+        # binds a conftest's fixtures to the Directory *node object* collected
+        # first: a new node for the same directory would not see them. Hand
+        # back the node made the first time, so the tree stays one tree.
+        cached = self.directories.get(str(path))
+        if cached is not None and cached.parent is parent:
+            return cached
+        return None
+
+    def pytest_collectstart(self, collector: pytest.Collector) -> None:
+        if isinstance(collector, pytest.Directory):
+            self.directories.setdefault(str(collector.path), collector)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_ignore_collect(self, collection_path: Any) -> bool | None:
+        # pytest forgets its collected nodes after every perform_collect(), so
+        # collecting one module walks its whole directory again and builds a
+        # node for every sibling file: quadratic in the directory's size (500
+        # modules in one directory: 18.5 s against 0.6 s plain). Only the
+        # assigned module and the directories above it are worth visiting.
+        if self.collecting is None:
+            return None
+        target, ancestors = self.collecting
+        path = os.path.abspath(collection_path)
+        if path == target or path in ancestors:
+            return None
+        return True
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection(self, session: pytest.Session) -> bool:
@@ -342,14 +392,16 @@ class WorkerSession:
             return None
         module = assignment["module"]
         started = _perf()
+        target = os.path.abspath(session.config.rootpath / module)
+        self.collecting = (target, {os.path.dirname(target), *_parents(target)})
         try:
-            collected: Sequence[pytest.Item] = session.perform_collect(
-                [str(session.config.rootpath / module)]
-            )
+            collected: Sequence[pytest.Item] = session.perform_collect([target])
         except pytest.UsageError:
             # "file or directory not found": the module is not in this worker's
             # tree; reported below as missing node ids.
             collected = []
+        finally:
+            self.collecting = None
         collect_s = _perf() - started
         by_nodeid: dict[str, list[pytest.Item]] = {}
         for item in collected:

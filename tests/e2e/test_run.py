@@ -455,3 +455,27 @@ def test_quick_modules_with_history_run_exactly_once_each(
     stopped = pytester.runpytest_subprocess("--parallel-modules=2", "-x", timeout=60)
     assert stopped.ret == pytest.ExitCode.TESTS_FAILED
     assert "INTERNALERROR" not in stopped.stdout.str()
+
+
+def test_packages_nested_directories_and_doctests_equal_plain_pytest(
+    pytester: pytest.Pytester, git_repo: GitRepo, run_both: RunBoth
+) -> None:
+    """Workers collect only their module: packages, conftests and doctests must still be found."""
+    pkg = pytester.mkpydir("pkg")
+    (pkg / "conftest.py").write_text("import pytest\n@pytest.fixture\ndef pkg_value(): return 7\n")
+    (pkg / "test_in_pkg.py").write_text("def test_fixture(pkg_value): assert pkg_value == 7\n")
+    sub = pkg / "sub"
+    sub.mkdir()
+    (sub / "__init__.py").write_text("")
+    (sub / "test_deep.py").write_text("def test_deep(): pass\ndef test_deep_fails(): assert 0\n")
+    (sub / "helpers.py").write_text(
+        'def double(x):\n    """\n    >>> double(2)\n    4\n    """\n    return x * 2\n'
+    )
+    plain_dir = pytester.path / "plain_dir"
+    plain_dir.mkdir()
+    for index in range(5):
+        (plain_dir / f"test_sibling{index}.py").write_text(f"def test_s{index}(): pass\n")
+    plain, parallel = run_both("-rA", "--doctest-modules", "-p", "no:randomly")
+    assert parallel.ret == plain.ret == pytest.ExitCode.TESTS_FAILED
+    assert short_summary(parallel) == short_summary(plain)
+    assert "PASSED pkg/sub/helpers.py::pkg.sub.helpers.double" in short_summary(parallel)
