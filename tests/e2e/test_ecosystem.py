@@ -434,9 +434,11 @@ def test_module_output_goes_to_a_log_per_module_and_to_the_terminal(
 
 
 def test_plugins_that_run_inside_tests_behave_as_in_a_plain_run(
-    pytester: pytest.Pytester, git_repo: GitRepo
+    pytester: pytest.Pytester, git_repo: GitRepo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """pytest-asyncio, pytest-mock and Hypothesis (example database in the checkout)."""
+    # Under CI=true Hypothesis loads its "ci" profile, which keeps no example database.
+    monkeypatch.delenv("CI", raising=False)
     pytester.makeini(INI)
     pytester.makepyfile(
         test_async="""

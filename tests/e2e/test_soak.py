@@ -73,7 +73,14 @@ started = time.perf_counter()
 exit_code = pytest.main(sys.argv[2:])
 wall_s = time.perf_counter() - started
 after = open_fds()
-maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# VmHWM is this address space's peak. ru_maxrss is not usable here: Linux folds
+# the old address space's peak into it at execve, and a child forked from a big
+# parent (this test session) would report the parent's size.
+try:
+    with open("/proc/self/status") as status:
+        maxrss = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+except (OSError, StopIteration):
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with open(stats_path, "w") as stats:
     json.dump(
         {{
