@@ -367,16 +367,30 @@ def parse_shard(raw: str, *, source: str = MODULE_SHARD_OPTION) -> tuple[int, in
     raise pytest.UsageError(f"{source}: expected K/N with 1 <= K <= N (e.g. 2/4), got {raw!r}")
 
 
-def _report_dir(config: pytest.Config) -> Path | None:
-    raw = config.getoption("module_report_dir")
+def _configured_path(
+    config: pytest.Config, dest: str, option: str, ini: str
+) -> tuple[Path, str, str] | None:
+    """A path option, else its ini key: ``(path, how it was given, the raw value)``.
+
+    Command-line paths are relative to the invocation directory, ini paths to the
+    ini file's directory (the rootdir without one), as pytest's own options are.
+    """
+    raw = config.getoption(dest)
     if raw is not None:
-        path = config.invocation_params.dir / Path(str(raw)).expanduser()
-        return _writable_dir_path(path, MODULE_REPORT_DIR_OPTION, str(raw))
-    ini_value = config.getini(MODULE_REPORT_DIR_INI)
+        return config.invocation_params.dir / Path(str(raw)).expanduser(), option, str(raw)
+    ini_value = config.getini(ini)
     if isinstance(ini_value, str) and ini_value.strip():
         base = config.inipath.parent if config.inipath is not None else config.rootpath
-        path = base / Path(ini_value.strip()).expanduser()
-        return _writable_dir_path(path, f"ini {MODULE_REPORT_DIR_INI}", ini_value)
+        return base / Path(ini_value.strip()).expanduser(), f"ini {ini}", ini_value
+    return None
+
+
+def _report_dir(config: pytest.Config) -> Path | None:
+    configured = _configured_path(
+        config, "module_report_dir", MODULE_REPORT_DIR_OPTION, MODULE_REPORT_DIR_INI
+    )
+    if configured is not None:
+        return _writable_dir_path(*configured)
     cache = getattr(config, "cache", None)
     if cache is None:
         return None
@@ -412,15 +426,11 @@ def _writable_file_path(path: Path, source: str, raw: str) -> Path:
 
 def _history_path(config: pytest.Config) -> Path | None:
     """Where to read and save the duration history; None when there is nowhere to keep it."""
-    raw = config.getoption("module_durations")
-    if raw is not None:
-        path = config.invocation_params.dir / Path(str(raw)).expanduser()
-        return _writable_file_path(path, MODULE_DURATIONS_OPTION, str(raw))
-    ini_value = config.getini(MODULE_DURATIONS_INI)
-    if isinstance(ini_value, str) and ini_value.strip():
-        base = config.inipath.parent if config.inipath is not None else config.rootpath
-        path = base / Path(ini_value.strip()).expanduser()
-        return _writable_file_path(path, f"ini {MODULE_DURATIONS_INI}", ini_value)
+    configured = _configured_path(
+        config, "module_durations", MODULE_DURATIONS_OPTION, MODULE_DURATIONS_INI
+    )
+    if configured is not None:
+        return _writable_file_path(*configured)
     cache = getattr(config, "cache", None)  # None under -p no:cacheprovider
     if cache is None:
         return None

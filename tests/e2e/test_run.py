@@ -315,7 +315,8 @@ def test_maxfail_counts_failures_across_workers(
     assert 3 <= result.parseoutcomes()["failed"] <= 4
 
 
-def test_collect_only_starts_no_worker(pytester: pytest.Pytester, git_repo: GitRepo) -> None:
+def mark_worker_starts(pytester: pytest.Pytester) -> Path:
+    """A conftest that creates the returned file as soon as any worker configures."""
     marker = pytester.path / "worker-started"
     pytester.makeconftest(
         f"""
@@ -324,6 +325,11 @@ def test_collect_only_starts_no_worker(pytester: pytest.Pytester, git_repo: GitR
                 open({str(marker)!r}, "w").close()
         """
     )
+    return marker
+
+
+def test_collect_only_starts_no_worker(pytester: pytest.Pytester, git_repo: GitRepo) -> None:
+    marker = mark_worker_starts(pytester)
     pytester.makepyfile(test_c="def test_a(): pass\ndef test_b(): pass\n")
     result = pytester.runpytest_subprocess(
         "--parallel-modules=2", "--collect-only", "-q", "-p", "no:randomly", timeout=60
@@ -416,14 +422,7 @@ def test_tmp_path_never_clashes_between_workers(
 def test_invalid_input_is_a_usage_error(
     pytester: pytest.Pytester, args: list[str], message: str
 ) -> None:
-    marker = pytester.path / "worker-started"
-    pytester.makeconftest(
-        f"""
-        def pytest_configure(config):
-            if hasattr(config, "workerinput"):
-                open({str(marker)!r}, "w").close()
-        """
-    )
+    marker = mark_worker_starts(pytester)
     pytester.makepyfile(test_u="def test_a(): pass\n")
     # In-process is enough here: a usage error must stop pytest before any worker starts.
     result = pytester.runpytest(*args)
