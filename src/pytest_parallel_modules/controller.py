@@ -283,7 +283,6 @@ class ParallelSession:
             worker.NEED_WORK: self._on_need_work,
             worker.COLLECTED: self._on_collected,
             worker.LOGSTART: self._on_logstart,
-            worker.REPORT: self._on_report,
             worker.LOGFINISH: self._on_logfinish,
             worker.COLLECT_REPORT: self._on_collect_report,
             worker.WARNING: self._on_warning,
@@ -363,7 +362,9 @@ class ParallelSession:
         self.plan = plan_slowest_first(groups, self.estimates)
         if self.options.fail_fast:
             self.plan = failed_first(self.plan, self.last_failed)
-        changed = self.config.hook.pytest_parallel_modules_plan(config=self.config, plan=list(self.plan))
+        changed = self.config.hook.pytest_parallel_modules_plan(
+            config=self.config, plan=list(self.plan)
+        )
         if changed is not None:
             self.plan = _checked_plan(self.plan, changed)
 
@@ -683,7 +684,6 @@ class ParallelSession:
                 if event.name in (CHANNEL_CLOSED, START_FAILED):
                     self._set_state(record, WorkerState.DONE)
                 elif event.name in (
-                    worker.REPORT,
                     worker.LOGSTART,
                     worker.LOGFINISH,
                     worker.MODULE_FINISHED,
@@ -827,9 +827,9 @@ class ParallelSession:
             )
         return self.config.hook.pytest_report_from_serializable(config=self.config, data=data)
 
-    def _on_report(self, record: WorkerRecord, payload: worker.ReportPayload) -> None:
-        report = self._deserialize(record, payload["data"])
-        self._replay_report(record, report)
+    def _on_report(self, record: WorkerRecord, data: dict[str, Any]) -> None:
+        """One test report, from a test's LOGFINISH payload."""
+        self._replay_report(record, self._deserialize(record, data))
 
     def _replay_report(self, record: WorkerRecord, report: pytest.TestReport) -> None:
         report.node = self._nodes.setdefault(record.worker_id, WorkerNode(record.worker_id))  # type: ignore[attr-defined]  # the pytest-xdist convention
@@ -850,7 +850,7 @@ class ParallelSession:
 
     def _on_logfinish(self, record: WorkerRecord, payload: worker.LogFinishPayload) -> None:
         for data in payload["reports"]:
-            self._on_report(record, worker.ReportPayload(data=data))
+            self._on_report(record, data)
         record.running_nodeid = None
         if record.assigned:
             record.assigned[0].done.add(payload["nodeid"])
@@ -1386,7 +1386,9 @@ def _strict_flaky_report(report: pytest.TestReport, earlier: list[ModuleRun]) ->
     )
 
 
-def _checked_plan(original: Iterable[ModuleGroup], changed: Iterable[ModuleGroup]) -> tuple[ModuleGroup, ...]:
+def _checked_plan(
+    original: Iterable[ModuleGroup], changed: Iterable[ModuleGroup]
+) -> tuple[ModuleGroup, ...]:
     """A plan returned by ``pytest_parallel_modules_plan``, if it runs every test exactly once."""
     changed = tuple(changed)
     before = sorted(nodeid for group in original for nodeid in group.nodeids)

@@ -7,8 +7,8 @@ payload types from here (the same "the other way around" arrangement as
 pytest-xdist's ``remote.py``).
 
 The protocol, worker -> controller: ``READY`` once the session has started; then
-per module ``COLLECTED``, a ``LOGSTART`` / ``REPORT``... / ``LOGFINISH`` triple
-per test, ``MODULE_FINISHED``, and ``NEED_WORK`` once the module is done (its
+per module ``COLLECTED``, a ``LOGSTART`` / ``LOGFINISH`` pair per test (the
+test's serialized reports travel with its ``LOGFINISH``), ``MODULE_FINISHED``, and ``NEED_WORK`` once the module is done (its
 last test runs with a ``nextitem`` that shares only the session, so module
 fixtures are torn down between modules and session fixtures live once per
 worker); ``SESSION_FINISHED`` last. Controller -> worker:
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 READY: Final = "ready"
 COLLECTED: Final = "collected"
 LOGSTART: Final = "logstart"
-REPORT: Final = "report"
 LOGFINISH: Final = "logfinish"
 COLLECT_REPORT: Final = "collect_report"
 WARNING: Final = "warning"
@@ -59,7 +58,6 @@ WORKER_MESSAGES: Final = frozenset(
         READY,
         COLLECTED,
         LOGSTART,
-        REPORT,
         LOGFINISH,
         COLLECT_REPORT,
         WARNING,
