@@ -81,7 +81,9 @@ def pytest_parallel_modules_report(config: pytest.Config, report: MergedReport) 
 
 
 @pytest.hookspec(firstresult=True)
-def pytest_parallel_modules_plan(config: pytest.Config, plan: list[ModuleGroup]) -> list[ModuleGroup] | None:
+def pytest_parallel_modules_plan(
+    config: pytest.Config, plan: list[ModuleGroup]
+) -> list[ModuleGroup] | None:
     """Change the modules' order (or how tests are grouped) before any is handed out.
 
     ``plan`` is the controller's order: slowest first from the duration history
