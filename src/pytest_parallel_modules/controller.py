@@ -232,6 +232,8 @@ class ParallelSession:
         self.plan: tuple[ModuleGroup, ...] = ()
         self.estimates: ModuleEstimates | None = None
         self.history_warning: str | None = None
+        #: The history as loaded at the start of the run; read once, merged into at its end.
+        self._loaded_history: LoadedHistory | None = None
         self.crashed_nodeids: set[str] = set()
         #: Why the last worker that could not start failed, for the final report.
         self.last_start_failure: str | None = None
@@ -399,9 +401,12 @@ class ParallelSession:
             return str(path)
 
     def _load_history(self) -> LoadedHistory:
-        if self.options.history_path is None:
-            return LoadedHistory(history=History())
-        return load_history(self.options.history_path)
+        if self._loaded_history is None:
+            path = self.options.history_path
+            self._loaded_history = (
+                LoadedHistory(history=History()) if path is None else load_history(path)
+            )
+        return self._loaded_history
 
     def _file_sizes(self, groups: Iterable[ModuleGroup]) -> dict[str, int]:
         sizes: dict[str, int] = {}
@@ -479,7 +484,14 @@ class ParallelSession:
         if path is None or not self.modules:
             return
         try:
-            save_history(path, self._measurements(), now=timing.now(), create_parents=True)
+            # loaded=: when no other run saved meanwhile, the file is not parsed a second time.
+            save_history(
+                path,
+                self._measurements(),
+                now=timing.now(),
+                create_parents=True,
+                loaded=self._loaded_history,
+            )
         except Exception as exc:  # a history that cannot be saved must not fail the run
             self._say(
                 f"parallel-modules: WARNING: could not save the duration history to {path}: {exc}"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 import subprocess
 import sys
 
 import pytest
 
+from pytest_parallel_modules.history import parse_history
 from tests.conftest import GitRepo
 
 
@@ -52,10 +52,10 @@ def test_second_run_starts_the_slowest_module_first(
     # No history: equal estimates, so the larger file goes first (as Jest does).
     assert order_file.read_text().split() == ["test_b_medium", "test_c_slow", "test_a_fast"]
 
-    history = json.loads((pytester.path / HISTORY).read_text())
-    assert set(history["modules"]) == {"test_a_fast.py", "test_b_medium.py", "test_c_slow.py"}
-    assert history["modules"]["test_c_slow.py"]["duration_s"] >= 0.4
-    assert history["tests"]["test_c_slow.py::test_slow"]["last_outcome"] == "passed"
+    history = parse_history((pytester.path / HISTORY).read_text())
+    assert set(history.modules) == {"test_a_fast.py", "test_b_medium.py", "test_c_slow.py"}
+    assert history.modules["test_c_slow.py"].duration_s >= 0.4
+    assert history.tests["test_c_slow.py::test_slow"].last_outcome == "passed"
 
     order_file.unlink()
     second = pytester.runpytest_subprocess("--parallel-modules=1", timeout=60)
@@ -73,7 +73,7 @@ def test_module_durations_option_points_at_a_committed_file(
     )
     result.assert_outcomes(passed=1)
     saved = (pytester.path / "durations.json").read_text()
-    assert json.loads(saved)["tests"]["test_x.py::test_x"]["runs"] == 1
+    assert parse_history(saved).tests["test_x.py::test_x"].runs == 1
     assert saved.endswith("\n")
     assert not (pytester.path / HISTORY).exists()
 
@@ -86,8 +86,8 @@ def test_module_durations_option_points_at_a_committed_file(
         b"not json at all",
         b'{"version": 999}',
         b"[1, 2, 3]",
-        b'{"version": 1, "run_count": 1, "tests": {"t.py::t": {"duration_s": NaN}}}',
-        b'{"version": 1, "run_count": 1, "tests": {"t.py::t": {"duration_s": -4}}}',
+        b'{"version": 2, "run_count": 1, "tests": {"t.py::t": [NaN, "passed", 0, 1, 1]}}',
+        b'{"version": 2, "run_count": 1, "tests": {"t.py::t": [-4, "passed", 0, 1, 1]}}',
         b"\xff\xfe\x00garbage",
     ],
     ids=[
@@ -115,12 +115,8 @@ def test_a_corrupt_history_gives_one_warning_and_a_normal_run(
     assert "durations.json" in warnings[0]
     # Moved aside, not deleted, and a fresh history was written.
     assert [p.read_bytes() for p in pytester.path.glob("durations.json.corrupt-*")] == [content]
-    assert (
-        json.loads((pytester.path / "durations.json").read_text())["tests"]["test_x.py::test_x"][
-            "runs"
-        ]
-        == 1
-    )
+    saved = parse_history((pytester.path / "durations.json").read_text())
+    assert saved.tests["test_x.py::test_x"].runs == 1
 
 
 def test_two_concurrent_runs_both_land_their_durations(
@@ -144,9 +140,9 @@ def test_two_concurrent_runs_both_land_their_durations(
     for run in runs:
         output, _ = run.communicate(timeout=60)
         assert run.returncode == 0, output.decode()
-    history = json.loads((pytester.path / HISTORY).read_text())
-    assert set(history["tests"]) == {"test_one.py::test_one", "test_two.py::test_two"}
-    assert history["run_count"] == 2
+    history = parse_history((pytester.path / HISTORY).read_text())
+    assert set(history.tests) == {"test_one.py::test_one", "test_two.py::test_two"}
+    assert history.run_count == 2
 
 
 @pytest.mark.parametrize(

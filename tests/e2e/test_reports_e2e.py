@@ -10,6 +10,7 @@ import sys
 import jsonschema
 import pytest
 
+from pytest_parallel_modules.history import parse_history
 from tests.conftest import GitRepo
 
 
@@ -174,14 +175,14 @@ def test_shards_cover_every_module_once_and_merge_to_the_unsharded_run(
     merged = json.loads((pytester.path / "merged.json").read_text())
     validate_merged(merged)
     # Both shards' durations land in one history, ready to balance the next sharded run.
-    folded = json.loads((pytester.path / "folded.json").read_text())
-    assert sorted(folded["modules"]) == [
+    folded = parse_history((pytester.path / "folded.json").read_text())
+    assert sorted(folded.modules) == [
         "test_alpha.py",
         "test_beta.py",
         "test_delta.py",
         "test_gamma.py",
     ]
-    assert folded["tests"]["test_alpha.py::test_a1"]["duration_s"] >= 0.2
+    assert folded.tests["test_alpha.py::test_a1"].duration_s >= 0.2
     unsharded = json.loads((pytester.path / "whole" / "report.json").read_text())
     assert merged["totals"] == unsharded["totals"]
     assert [(m["module"], m["outcome"], m["counts"]) for m in merged["modules"]] == [

@@ -42,7 +42,7 @@ from pytest_parallel_modules.history import serialize_history
 from pytest_parallel_modules.history import SMOOTHING_ALPHA
 
 
-NOW = 1_700_000_000.0
+NOW = 1_700_000_000
 
 #: Deterministic and small: the whole file runs in a few seconds.
 FUZZ = settings(max_examples=200, derandomize=True, deadline=None)
@@ -121,11 +121,14 @@ def test_impossible_measurements_count_as_incomplete(bad: float) -> None:
     assert parse_history(serialize_history(fresh)) == fresh
 
 
-def test_durations_are_stored_to_the_microsecond_and_timestamps_to_the_millisecond() -> None:
+def test_durations_are_stored_to_the_microsecond_and_timestamps_to_the_second() -> None:
     run = one_test_run("a.py::t", passed(0.123456789))
-    history = merge_history(History(), run, now=NOW + 0.123456)
+    history = merge_history(History(), run, now=NOW + 0.923456)
     assert history.tests["a.py::t"].duration_s == 0.123457
-    assert history.tests["a.py::t"].last_seen == NOW + 0.123
+    assert history.tests["a.py::t"].last_seen == NOW
+    assert type(history.tests["a.py::t"].last_seen) is int
+    smoothed = merge_history(history, one_test_run("a.py::t", passed(0.2)), now=NOW)
+    assert smoothed.tests["a.py::t"].duration_s == round(0.123456789 + 0.3 * (0.2 - 0.123457), 6)
 
 
 def test_an_unknown_outcome_is_rejected() -> None:
@@ -222,8 +225,9 @@ def test_merge_does_not_modify_its_inputs() -> None:
 
 # Any text as ids: unicode, quotes, backslashes, control characters, lone surrogates.
 _ids = st.text(max_size=12)
-_seconds = st.floats(min_value=0, max_value=MAX_DURATION_S)
-_timestamps = st.floats(min_value=0, max_value=4e9)
+# Seconds to the microsecond, as the merge stores them and the file writes them.
+_seconds = st.integers(min_value=0, max_value=int(MAX_DURATION_S * 1e6)).map(lambda us: us / 1e6)
+_timestamps = st.integers(min_value=0, max_value=4 * 10**9)
 _outcomes = st.sampled_from(OUTCOMES_BY_SEVERITY)
 _counts = st.integers(min_value=0, max_value=10**6)
 
@@ -243,22 +247,89 @@ def histories(draw: st.DrawFn) -> History:
     )
 
 
+_ENTRY_LINE = re.compile(r'    "(?:[^"\\]|\\.)*": \[[^\n]*\],?')
+
+
 @PROPERTY
 @given(histories())
-def test_serialize_writes_exactly_what_json_dumps_writes_and_parses_back(history: History) -> None:
+def test_serialize_writes_sorted_keys_one_line_per_entry_and_parses_back(history: History) -> None:
     text = serialize_history(history)
-    assert text == json.dumps(history_to_json(history), sort_keys=True, indent=2) + "\n"
     assert text.isascii()
+    assert text.endswith("}\n")
+    assert json.loads(text) == history_to_json(history)
     assert parse_history(text) == history
+    # Top-level keys and every section's keys in sorted order, as json.dumps(sort_keys=True).
+    document = json.loads(text, object_pairs_hook=lambda pairs: [key for key, _ in pairs])
+    assert document == sorted(document)
+    sections = json.loads(text)
+    for name in ("tests", "modules"):
+        assert list(sections[name]) == sorted(history_to_json(history)[name])
+    # One line per entry, so a diff of two files shows the entries that changed.
+    entry_lines = [line for line in text.splitlines() if _ENTRY_LINE.fullmatch(line)]
+    # (and the two lines of the columns header)
+    assert len(entry_lines) == len(history.tests) + len(history.modules) + 2
 
 
-def test_an_empty_history_serializes_to_empty_objects() -> None:
+def test_an_empty_history_serializes_to_empty_objects_and_a_columns_header() -> None:
     assert json.loads(serialize_history(History())) == {
+        "columns": {
+            "modules": [
+                "collect_s",
+                "duration_s",
+                "fixed_s",
+                "last_outcome",
+                "last_seen",
+                "last_seen_run",
+                "runs",
+            ],
+            "tests": ["duration_s", "last_outcome", "last_seen", "last_seen_run", "runs"],
+        },
         "modules": {},
         "run_count": 0,
         "tests": {},
-        "version": 1,
+        "version": 2,
     }
+
+
+def test_the_file_reads_well_and_diffs_line_by_line() -> None:
+    run = MeasuredRun(
+        {"tests/test_b.py::test_x[1]": passed(0.5), "tests/test_a.py::T::test_y": passed(1.25)},
+        {"tests/test_a.py": MeasuredModule(1.5, 0.125, True)},
+    )
+    text = serialize_history(merge_history(History(), run, now=NOW))
+    assert text == textwrap.dedent(
+        """\
+        {
+          "columns": {
+            "modules": ["collect_s", "duration_s", "fixed_s", "last_outcome", "last_seen", "last_seen_run", "runs"],
+            "tests": ["duration_s", "last_outcome", "last_seen", "last_seen_run", "runs"]
+          },
+          "modules": {
+            "tests/test_a.py": [0.125000, 1.500000, 0.250000, "passed", 1700000000, 1, 1]
+          },
+          "run_count": 1,
+          "tests": {
+            "tests/test_a.py::T::test_y": [1.250000, "passed", 1700000000, 1, 1],
+            "tests/test_b.py::test_x[1]": [0.500000, "passed", 1700000000, 1, 1]
+          },
+          "version": 2
+        }
+        """
+    )
+
+
+@pytest.mark.parametrize(
+    "key",
+    ['quote"d', "back\\slash", "tab\there", "new\nline", "caf\u00e9", "\ud800 lone", "del\x7f"],
+)
+def test_keys_that_json_must_escape_are_escaped(key: str) -> None:
+    history = History(
+        1,
+        {key: RecordedTest(1.0, "passed", 5, 1, 1), "plain": RecordedTest(2.0, "failed", 5, 1, 1)},
+    )
+    text = serialize_history(history)
+    assert text.isascii()
+    assert parse_history(text) == history
 
 
 _measured_seconds = st.floats(allow_nan=True, allow_infinity=True) | st.floats(0, 100)
@@ -297,28 +368,63 @@ def test_any_sequence_of_runs_merges_into_a_history_that_round_trips(
     assert parse_history(serialize_history(history)) == history
 
 
-def test_parse_accepts_any_whitespace_and_key_order_ignores_unknown_keys_and_makes_floats() -> None:
+def test_parse_accepts_any_whitespace_and_key_order_ignores_unknown_keys_and_converts() -> None:
     text = json.dumps(
         {
             "future_field": [1, 2],
-            "version": 1,
-            "tests": {
-                "a.py::t": {
-                    "runs": 2,
-                    "last_seen_run": 3,
-                    "last_seen": 1700000000,
-                    "last_outcome": "failed",
-                    "duration_s": 1,
-                    "note": "ignored",
-                }
-            },
+            "version": 2,
+            "tests": {"a.py::t": [1, "failed", 1700000000.75, 3, 2]},
             "run_count": 3,
-            "modules": {},
-        }
+            "modules": {"a.py": [0, 2, 1, "failed", 1700000000, 3, 2]},
+        },
+        indent=7,
     )
     history = parse_history(text)
-    assert history.tests["a.py::t"] == RecordedTest(1.0, "failed", 1700000000.0, 3, 2)
+    assert history.tests["a.py::t"] == RecordedTest(1.0, "failed", 1700000000, 3, 2)
     assert type(history.tests["a.py::t"].duration_s) is float
+    assert type(history.tests["a.py::t"].last_seen) is int
+    assert history.modules["a.py"] == RecordedModule(0.0, 2.0, 1.0, "failed", 1700000000, 3, 2)
+    assert all(type(value) is float for value in history.modules["a.py"][:3])
+
+
+def test_a_version_1_file_loads_and_is_written_back_as_version_2(tmp_path: Path) -> None:
+    # Version 1 stored an object per entry, and timestamps to the millisecond.
+    version_1 = {
+        "modules": {
+            "a.py": {
+                "collect_s": 0.1,
+                "duration_s": 1.5,
+                "fixed_s": 0.5,
+                "last_outcome": "passed",
+                "last_seen": 1700000000.123,
+                "last_seen_run": 2,
+                "runs": 2,
+            }
+        },
+        "run_count": 2,
+        "tests": {
+            "a.py::t": {
+                "duration_s": 1,
+                "last_outcome": "passed",
+                "last_seen": 1700000000.123,
+                "last_seen_run": 2,
+                "runs": 2,
+            }
+        },
+        "version": 1,
+    }
+    path = tmp_path / "durations.json"
+    path.write_text(json.dumps(version_1, sort_keys=True, indent=2) + "\n")
+    loaded = load_history(path)
+    assert loaded.warning is None
+    assert loaded.history == History(
+        2,
+        {"a.py::t": RecordedTest(1.0, "passed", 1700000000, 2, 2)},
+        {"a.py": RecordedModule(0.1, 1.5, 0.5, "passed", 1700000000, 2, 2)},
+    )
+    save_history(path, one_test_run("a.py::t", passed(2.0)), now=NOW, loaded=loaded)
+    assert json.loads(path.read_text())["version"] == 2
+    assert load_history(path).history.tests["a.py::t"] == RecordedTest(1.3, "passed", NOW, 3, 3)
 
 
 def _valid_file() -> dict[str, Any]:
@@ -327,15 +433,28 @@ def _valid_file() -> dict[str, Any]:
     return document
 
 
+_FIELDS = {"tests": RecordedTest._fields, "modules": RecordedModule._fields}
+
+
+def _replace(document: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """Replace (or delete) the value at ``path``; a field of a row is named, as in a record."""
+    target: Any = document
+    last: Any = path[-1]
+    if len(path) == 3:  # (section, key, field name): the field's place in the row
+        target = document[path[0]][path[1]]
+        last = _FIELDS[path[0]].index(path[2])
+    else:
+        for key in path[:-1]:
+            target = target[key]
+    if value is _DELETE:
+        del target[last]
+    else:
+        target[last] = value
+
+
 def _with(path: tuple[str, ...], value: Any) -> str:
     data = _valid_file()
-    target = data
-    for key in path[:-1]:
-        target = target[key]
-    if value is _DELETE:
-        del target[path[-1]]
-    else:
-        target[path[-1]] = value
+    _replace(data, path, value)
     return json.dumps(data)
 
 
@@ -354,15 +473,17 @@ _DELETE = object()
         ("[]", "the top level is [], expected an object"),
         ('"text"', "the top level is 'text'"),
         (_with(("version",), _DELETE), "no 'version' field"),
-        (_with(("version",), 2), "version 2 is not the supported version 1"),
-        (_with(("version",), "1"), "version '1' is not the supported version 1"),
-        (_with(("version",), True), "version True is not the supported version 1"),
+        (_with(("version",), 3), "version 3 is not a supported version (1 or 2)"),
+        (_with(("version",), "2"), "version '2' is not a supported version"),
+        (_with(("version",), True), "version True is not a supported version"),
         (_with(("run_count",), -1), "'run_count' is -1"),
         (_with(("run_count",), _DELETE), "'run_count' is None"),
         (_with(("tests",), _DELETE), "no 'tests' field"),
         (_with(("tests",), []), "'tests' is [], expected an object"),
-        (_with(("tests", "a.py::t"), 3), "tests['a.py::t'] is 3, expected an object"),
-        (_with(("tests", "a.py::t", "runs"), _DELETE), "tests['a.py::t'] has no 'runs'"),
+        (_with(("tests", "a.py::t"), 3), "tests['a.py::t'] is 3, expected a list of 5 values"),
+        (_with(("tests", "a.py::t"), {}), "tests['a.py::t'] is {}, expected a list of 5 values"),
+        (_with(("tests", "a.py::t", "runs"), _DELETE), "tests['a.py::t'] is [1.0, 'passed', 1700"),
+        (_with(("tests", "a.py::t"), [1.0, "passed", 1, 1, 1, 1]), "expected a list of 5 values"),
         (_with(("tests", "a.py::t", "duration_s"), -0.5), "tests['a.py::t'].duration_s is -0.5"),
         (_with(("tests", "a.py::t", "duration_s"), 1e8), "duration_s is 100000000.0, expected"),
         (_with(("tests", "a.py::t", "duration_s"), "1.0"), "duration_s is '1.0'"),
@@ -375,7 +496,15 @@ _DELETE = object()
         (_with(("tests", "a.py::t", "last_seen"), -1), "last_seen is -1"),
         (_with(("tests", "a.py::t", "last_seen_run"), 2), "last_seen_run is 2, after run_count 1"),
         (_with(("modules", "a.py", "fixed_s"), -1), "modules['a.py'].fixed_s is -1"),
-        (_with(("modules", "a.py", "collect_s"), _DELETE), "modules['a.py'] has no 'collect_s'"),
+        (_with(("modules", "a.py", "collect_s"), _DELETE), "expected a list of 7 values"),
+        (
+            '{"version": 1, "run_count": 0, "tests": {"a": {"runs": 0}}, "modules": {}}',
+            "tests['a'] has no 'duration_s'",
+        ),
+        (
+            '{"version": 1, "run_count": 0, "tests": {"a": []}, "modules": {}}',
+            "tests['a'] is [], expected an object",
+        ),
     ],
 )
 def test_parse_rejects_bad_text_with_a_message_saying_what_is_wrong(
@@ -392,8 +521,9 @@ def test_parse_rejects_nan_and_infinity(constant: str, field: str) -> None:
     document = _valid_file()
     # A second, good entry first: a NaN that is not first in its column hides from min/max.
     good = document["tests"]["a.py::t"]
-    document["tests"] = {"0.py::first": good, "a.py::t": dict(good, **{field: 0.5})}
-    text = json.dumps(document).replace(f'"{field}": 0.5', f'"{field}": {constant}')
+    document["tests"] = {"0.py::first": good, "a.py::t": list(good)}
+    _replace(document, ("tests", "a.py::t", field), 12345.5)
+    text = json.dumps(document).replace("12345.5", constant)
     assert constant in text
     with pytest.raises(HistoryFormatError, match=rf"tests\['a.py::t'\].{field} is "):
         parse_history(text)
@@ -405,7 +535,12 @@ def _parses_or_rejects(text: str) -> None:
     except HistoryFormatError as error:
         assert str(error)
     else:
-        assert parse_history(serialize_history(history)) == history
+        # Writing rounds seconds to the microsecond; from then on a file reads back as written.
+        written = serialize_history(history)
+        again = parse_history(written)
+        assert serialize_history(again) == written
+        assert again.tests.keys() == history.tests.keys()
+        assert again.modules.keys() == history.modules.keys()
 
 
 @FUZZ
@@ -450,10 +585,7 @@ def test_parse_never_raises_anything_else_on_a_valid_file_with_one_value_replace
         *(("modules", "a.py", name) for name in RecordedModule._fields),
     ]
     path = data.draw(st.sampled_from(paths))
-    target = document
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = data.draw(_json)
+    _replace(document, path, data.draw(_json))
     _parses_or_rejects(json.dumps(document))
 
 
@@ -498,7 +630,8 @@ def test_a_missing_file_is_an_empty_history_without_a_warning(history_path: Path
 
 def test_a_good_file_loads(history_path: Path) -> None:
     saved = save_history(history_path, one_test_run("a.py::t", passed(1.0)), now=NOW)
-    assert load_history(history_path) == saved
+    loaded = load_history(history_path)
+    assert (loaded.history, loaded.warning) == (saved.history, None)
     assert saved.warning is None
 
 
@@ -633,14 +766,13 @@ def test_load_never_raises_on_any_bytes(tmp_path: Path, content: bytes) -> None:
 # -- save --------------------------------------------------------------------------------------
 
 
-def test_save_writes_a_stable_sorted_indented_file_with_a_trailing_newline(
+def test_save_writes_a_stable_sorted_file_with_a_trailing_newline(
     history_path: Path,
 ) -> None:
     run = MeasuredRun({"b.py::t": passed(2.0), "a.py::t": passed(1.0)})
     saved = save_history(history_path, run, now=NOW)
     text = history_path.read_text(encoding="ascii")
-    assert text.endswith("}\n")
-    assert text == json.dumps(json.loads(text), sort_keys=True, indent=2) + "\n"
+    assert text == serialize_history(saved.history)
     assert list(saved.history.tests) != sorted(saved.history.tests)  # insertion order...
     assert list(json.loads(text)["tests"]) == ["a.py::t", "b.py::t"]  # ...but sorted on disk
     # Nothing but the history and its lock file is left behind.
@@ -661,6 +793,65 @@ def test_save_merges_with_what_is_on_disk(history_path: Path) -> None:
     assert on_disk.run_count == 3
     assert on_disk.tests["a.py::t"] == RecordedTest(1.0, "error", NOW + 2, 3, 1)
     assert on_disk.tests["b.py::t"].duration_s == 2.0
+
+
+def _counting_parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real_parse = history_module.parse_history
+
+    def counting_parse(text: str) -> History:
+        calls.append(len(text))
+        return real_parse(text)
+
+    monkeypatch.setattr(history_module, "parse_history", counting_parse)
+    return calls
+
+
+def test_save_reuses_the_loaded_history_when_the_file_is_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    for path in (first, second):
+        save_history(path, one_test_run("a.py::t", passed(1.0)), now=NOW)
+    loaded = load_history(first)
+    assert loaded.digest is not None
+    parses = _counting_parses(monkeypatch)
+    run = MeasuredRun({"a.py::t": passed(2.0), "b.py::t": passed(3.0)})
+    save_history(first, run, now=NOW + 1, loaded=loaded)
+    assert parses == []
+    # The same bytes as a save that parses the file again.
+    save_history(second, run, now=NOW + 1)
+    assert len(parses) == 1
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_save_parses_the_file_again_when_another_run_saved_since_the_load(
+    history_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_history(history_path, one_test_run("a.py::t", passed(1.0)), now=NOW)
+    loaded = load_history(history_path)
+    save_history(history_path, one_test_run("other.py::t", passed(4.0)), now=NOW + 1)
+    parses = _counting_parses(monkeypatch)
+    saved = save_history(
+        history_path, one_test_run("a.py::t", passed(2.0)), now=NOW + 2, loaded=loaded
+    )
+    assert len(parses) == 1
+    assert saved.history.run_count == 3
+    assert saved.history.tests["other.py::t"].duration_s == 4.0  # the other run's data landed
+    assert saved.history.tests["a.py::t"].duration_s == 1.3
+
+
+def test_save_with_a_loaded_history_of_a_missing_or_bad_file_starts_from_what_is_there(
+    history_path: Path,
+) -> None:
+    missing = load_history(history_path)
+    assert missing.digest is None
+    history_path.write_text("not json")
+    bad = load_history(history_path, now=0.0)
+    assert bad.digest is None
+    save_history(history_path, one_test_run("b.py::t", passed(1.0)), now=NOW)
+    saved = save_history(history_path, one_test_run("a.py::t", passed(1.0)), now=NOW, loaded=bad)
+    assert set(saved.history.tests) == {"a.py::t", "b.py::t"}
 
 
 def test_save_needs_the_parent_directory_unless_asked_to_create_it(tmp_path: Path) -> None:

@@ -37,11 +37,11 @@ PROPERTY = settings(max_examples=150, derandomize=True, deadline=None)
 
 
 def recorded(duration: float) -> RecordedTest:
-    return RecordedTest(duration, "passed", 0.0, 1, 1)
+    return RecordedTest(duration, "passed", 0, 1, 1)
 
 
 def module_record(fixed: float) -> RecordedModule:
-    return RecordedModule(0.0, 0.0, fixed, "passed", 0.0, 1, 1)
+    return RecordedModule(0.0, 0.0, fixed, "passed", 0, 1, 1)
 
 
 def group(module: str, *names: str) -> ModuleGroup:
