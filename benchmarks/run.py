@@ -92,6 +92,11 @@ class RunResult:
     outcomes: Counter[Outcome]
     #: Seconds per module file: junit testcase times (setup + call + teardown) summed.
     module_seconds: dict[str, float]
+    #: --parallel-modules only, from its JSON report: seconds from spawning pytest to the
+    #: first module's start (interpreter, collection, worker start-up), and from the first
+    #: module's start to the last one's end (what the schedule decides).
+    startup: float | None = None
+    span: float | None = None
 
 
 @dataclass(slots=True)
@@ -216,12 +221,16 @@ def run_once(suite: Path, tool: Tool, label: str, results: Path, timeout: float)
     """
     junit = results / f"{tool.name}-{label}.xml"
     log = results / f"{tool.name}-{label}.log"
+    report_dir = results / f"{tool.name}-{label}-report"
+    ours = tool.name == "parallel-modules"
     command = [
         sys.executable, "-m", "pytest", *COMMON_ARGS,
         # xunit1 keeps the testcase "file" attribute: per-module times without guessing.
         "-o", "junit_family=xunit1", f"--junitxml={junit}",
         *tool.args,
+        *((f"--module-report-dir={report_dir}",) if ours else ()),
     ]  # fmt: skip
+    spawned = time.time()
     start = time.perf_counter()
     completed = subprocess.run(
         command,
@@ -241,7 +250,31 @@ def run_once(suite: Path, tool: Tool, label: str, results: Path, timeout: float)
             f"{' '.join(command)}\nexited {completed.returncode} in {suite}; log: {log}\n{tail}"
         )
     outcomes, module_seconds = parse_junit(junit)
-    return RunResult(tool.name, label, wall, completed.returncode, outcomes, module_seconds)
+    startup, span = schedule_times(report_dir / "report.json", spawned) if ours else (None, None)
+    return RunResult(
+        tool.name, label, wall, completed.returncode, outcomes, module_seconds, startup, span
+    )
+
+
+def schedule_times(report: Path, spawned: float) -> tuple[float | None, float | None]:
+    """Start-up and span of a --parallel-modules run, from its merged JSON report."""
+    try:
+        modules = json.loads(report.read_text())["modules"]
+    except (OSError, ValueError, KeyError):
+        return None, None
+    starts = [
+        datetime.datetime.fromisoformat(module["started"]).timestamp()
+        for module in modules
+        if module.get("started")
+    ]
+    ends = [
+        datetime.datetime.fromisoformat(module["finished"]).timestamp()
+        for module in modules
+        if module.get("finished")
+    ]
+    if not starts or not ends:
+        return None, None
+    return min(starts) - spawned, max(ends) - min(starts)
 
 
 def testcase_outcome(testcase: ET.Element) -> str:
@@ -388,6 +421,18 @@ def render_report(
             f" | {ratio(plain_median, median)}x | {ratio(median, lb_measured)}"
             f" | {ratio(median, lb_expected)} |"
         )
+    ours = sitting.timed.get("parallel-modules", [])
+    startups = [run.startup for run in ours if run.startup is not None]
+    spans = [run.span for run in ours if run.span is not None]
+    if startups and spans:
+        span = statistics.median(spans)
+        lines += [
+            "",
+            f"parallel-modules, from its JSON report: start-up (spawn to first module start)"
+            f" median {statistics.median(startups):.2f} s; span (first module start to last"
+            f" module end) median {span:.2f} s, span / LB {ratio(span, lb_measured)}"
+            f" (exp {ratio(span, lb_expected)})",
+        ]
     return "\n".join(lines)
 
 
