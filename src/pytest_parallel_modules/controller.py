@@ -750,6 +750,9 @@ class ParallelSession:
                 module=group.module,
                 nodeids=list(group.nodeids),
                 prefetch=self._is_quick(group),
+                # Both decide what follows a module from its last report, which the
+                # controller must have before it hands the worker anything else.
+                ask_in_last_teardown=not (self.options.fail_fast or self.options.retries),
             ),
         )
 

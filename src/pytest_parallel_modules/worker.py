@@ -8,10 +8,11 @@ pytest-xdist's ``remote.py``).
 
 The protocol, worker -> controller: ``READY`` once the session has started; then
 per module ``COLLECTED``, a ``LOGSTART`` / ``LOGFINISH`` pair per test (the
-test's serialized reports travel with its ``LOGFINISH``), ``MODULE_FINISHED``, and ``NEED_WORK`` once the module is done (its
-last test runs with a ``nextitem`` that shares only the session, so module
-fixtures are torn down between modules and session fixtures live once per
-worker); ``SESSION_FINISHED`` last. Controller -> worker:
+test's serialized reports travel with its ``LOGFINISH``), ``MODULE_FINISHED``,
+and ``NEED_WORK``: as the module's last test starts its teardown, so that
+teardown keeps what the next module shares, as pytest's does with its next
+test (see :class:`_AfterLastTest`), or once the module is done;
+``SESSION_FINISHED`` last. Controller -> worker:
 ``RUN_MODULE`` or ``NO_MORE_WORK`` in answer to ``READY`` and ``NEED_WORK``, and
 ``STOP`` at any time (finish the current test, run nothing more).
 """
@@ -118,6 +119,11 @@ class RunModulePayload(TypedDict):
     #: The module is expected to be quick: ask for the next one as it starts,
     #: so the answer is waiting when it ends (no idle round trip per module).
     prefetch: bool
+    #: Ask for the next module when the last test's teardown starts, and tear down
+    #: only what the next module does not share (as pytest does with its real next
+    #: test); otherwise tear down all but the session and ask once idle. Off with
+    #: --fail-fast-modules and --module-retries, which decide after the last report.
+    ask_in_last_teardown: bool
 
 
 class CollectedPayload(TypedDict):
@@ -194,21 +200,36 @@ def _parents(path: str) -> list[str]:
     return parents
 
 
-class _SessionOnly:
-    """Stands in for "the next test" after a module's last test: one that shares only the session.
+class _AfterLastTest:
+    """Stands in for "the next test" after a module's last test, which this worker learns late.
 
     pytest's teardown (``SetupState.teardown_exact(nextitem)``) keeps exactly the
-    collectors of ``nextitem.listchain()``; this one's chain is the session alone,
-    so module, class and package fixtures are torn down and session fixtures stay.
+    collectors of ``nextitem.listchain()``, and asks for that chain when the last
+    test's teardown starts -- after its call, the long part. Only then does this
+    stand-in ask the controller for the next module (see
+    :meth:`WorkerSession.chain_after_module`), so the chain it answers is the next
+    module's: package fixtures it shares stay up, as in a plain run, and a module
+    whose last test is long never holds one another worker could run.
     """
 
-    def __init__(self, session: pytest.Session) -> None:
+    def __init__(self, worker: WorkerSession, session: pytest.Session, batch: _Batch) -> None:
+        self.worker = worker
         self.session = session
         self.config = session.config
         self.nodeid = ""
+        self.batch = batch
+        #: Whether NEED_WORK was sent for the module after this one.
+        self.asked = batch.asked_ahead
+        #: Whether the controller's answer was received; then ``assignment`` holds it.
+        self.answered = False
+        self.assignment: RunModulePayload | None = None
+        self._chain: list[pytest.Collector] | None = None
 
-    def listchain(self) -> list[pytest.Session]:
-        return [self.session]
+    def listchain(self) -> list[pytest.Collector]:
+        # pytest-rerunfailures tears a test down once per attempt: decide once.
+        if self._chain is None:
+            self._chain = self.worker.chain_after_module(self)
+        return self._chain
 
 
 # Plain classes, not dataclasses: execnet runs this file as ``__channelexec__``,
@@ -217,14 +238,22 @@ class _Batch:
     """One module's collected items, as this worker runs them."""
 
     def __init__(
-        self, module: str, items: list[pytest.Item], collect_s: float, prefetch: bool = False
+        self,
+        module: str,
+        items: list[pytest.Item],
+        collect_s: float,
+        prefetch: bool = False,
+        ask_in_last_teardown: bool = False,
     ) -> None:
         self.module = module
         self.prefetch = prefetch
+        self.ask_in_last_teardown = ask_in_last_teardown
         self.items = items
         self.collect_s = collect_s
         self.run_s = 0.0
         self.executed = 0
+        #: Whether NEED_WORK was sent as the module started (``prefetch``).
+        self.asked_ahead = False
 
 
 class WorkerSession:
@@ -414,24 +443,23 @@ class WorkerSession:
                 missing.append(nodeid)
         self.send(COLLECTED, CollectedPayload(module=module, missing=missing, collect_s=collect_s))
         return _Batch(
-            module=module, items=items, collect_s=collect_s, prefetch=assignment["prefetch"]
+            module=module,
+            items=items,
+            collect_s=collect_s,
+            prefetch=assignment["prefetch"],
+            ask_in_last_teardown=assignment["ask_in_last_teardown"],
         )
 
     def _run_batch(self, session: pytest.Session, batch: _Batch) -> _Batch | None:
         """Run one module's items; then ask for, collect and return the next module (or None)."""
-        asked_ahead = batch.prefetch and not self.stop_requested
-        if asked_ahead:
+        batch.asked_ahead = batch.prefetch and not self.stop_requested
+        if batch.asked_ahead:
             self.send(NEED_WORK, {})
+        after_last = _AfterLastTest(self, session, batch)
         for index, item in enumerate(batch.items):
             if self._poll_stop():
                 break
-            # The last test tears down everything but the session: its module's
-            # fixtures go, session fixtures stay up for the next module. The next
-            # module is asked for only now that this one is done, so a module whose
-            # last test is long never holds a second module another worker could run.
-            nextitem = (
-                batch.items[index + 1] if index + 1 < len(batch.items) else _SessionOnly(session)
-            )
+            nextitem = batch.items[index + 1] if index + 1 < len(batch.items) else after_last
             started = _perf()
             item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
             batch.run_s += _perf() - started
@@ -439,18 +467,65 @@ class WorkerSession:
             if session.shouldfail or session.shouldstop:
                 self.stop_requested = True
         self._send_module_finished(batch, completed=batch.executed == len(batch.items))
+        assignment = after_last.assignment
+        if after_last.asked and not after_last.answered:
+            assignment = self._wait_for_assignment()
         if self.stop_requested:
-            if asked_ahead:
-                # The controller answers every request: a module it sent ahead
-                # is reported back unstarted.
-                unstarted = self._wait_for_assignment()
-                if unstarted is not None:
-                    self._send_module_finished(
-                        _Batch(unstarted["module"], [], 0.0), completed=False
-                    )
+            # The controller answers every request: a module it sent ahead is
+            # reported back unstarted.
+            if assignment is not None:
+                self._send_module_finished(_Batch(assignment["module"], [], 0.0), completed=False)
             return None
-        assignment = self._wait_for_assignment() if asked_ahead else self._request_work()
+        if not after_last.asked:
+            assignment = self._request_work()
         return self._collect(session, assignment)
+
+    def chain_after_module(self, after_last: _AfterLastTest) -> list[pytest.Collector]:
+        """The collector chain a module's last test tears down to; asks for the next module.
+
+        Called by pytest as the last test's teardown starts. The answer:
+
+        * ``[]`` when this worker runs nothing more (stopping, or no more work):
+          everything is torn down, session fixtures too, as after a plain run's
+          last test;
+        * the session and the directories and packages the next module shares
+          with this one, once the controller has sent it;
+        * the session alone when the batch may not ask this early
+          (``ask_in_last_teardown`` off): module, class and package fixtures go.
+        """
+        session = after_last.session
+        if not after_last.batch.ask_in_last_teardown and not after_last.asked:
+            return [session]
+        if self.stop_requested or session.shouldfail or session.shouldstop:
+            return []
+        if not after_last.asked:
+            self.send(NEED_WORK, {})
+            after_last.asked = True
+        after_last.assignment = self._wait_for_assignment()
+        after_last.answered = True
+        if after_last.assignment is None or self.stop_requested:
+            return []
+        if not after_last.batch.ask_in_last_teardown:
+            return [session]
+        return self._directory_chain(session, after_last.assignment["module"])
+
+    def _directory_chain(self, session: pytest.Session, module: str) -> list[pytest.Collector]:
+        """The session and the directory nodes the collection of ``module`` will reuse, top down.
+
+        A cached directory node is reused when its parent is the node collected above
+        it (see :meth:`pytest_collect_directory`); the chain stops where that breaks,
+        so it never holds a node the next module's tests would not have.
+        """
+        chain: list[pytest.Collector] = [session]
+        target = os.path.abspath(session.config.rootpath / module)
+        for path in reversed(_parents(target)):
+            node = self.directories.get(path)
+            if node is None and len(chain) == 1:
+                continue  # above the first directory pytest collects
+            if node is None or node.parent is not chain[-1]:
+                break
+            chain.append(node)
+        return chain
 
     def _request_work(self) -> RunModulePayload | None:
         self.send(NEED_WORK, {})

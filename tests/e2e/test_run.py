@@ -478,3 +478,45 @@ def test_packages_nested_directories_and_doctests_equal_plain_pytest(
     assert parallel.ret == plain.ret == pytest.ExitCode.TESTS_FAILED
     assert short_summary(parallel) == short_summary(plain)
     assert "PASSED pkg/sub/helpers.py::pkg.sub.helpers.double" in short_summary(parallel)
+
+
+def test_package_fixtures_live_across_a_workers_modules_of_the_package_as_in_a_plain_run(
+    pytester: pytest.Pytester, git_repo: GitRepo
+) -> None:
+    """A module's last test tears down only what the worker's next module does not share."""
+    log = pytester.path / "fixtures.log"
+    for name in ("pkg_a", "pkg_b"):
+        pkg = pytester.mkpydir(name)
+        failure = "raise RuntimeError('teardown broke')" if name == "pkg_b" else "pass"
+        (pkg / "conftest.py").write_text(
+            textwrap.dedent(
+                f"""
+                import pytest
+
+                @pytest.fixture(scope="package", autouse=True)
+                def package_resource():
+                    open({str(log)!r}, "a").write("setup {name}\\n")
+                    yield
+                    open({str(log)!r}, "a").write("teardown {name}\\n")
+                    {failure}
+                """
+            )
+        )
+    # pkg_a's modules are the bigger files, so without a history they run first.
+    for index in range(3):
+        (pytester.path / "pkg_a" / f"test_a{index}.py").write_text(
+            "def test_a():\n    pass\n" + "# padding\n" * 20
+        )
+    (pytester.path / "pkg_b" / "test_b.py").write_text("def test_b():\n    pass\n")
+
+    plain = pytester.runpytest_subprocess("-rA", "-p", "no:randomly", timeout=60)
+    plain_log = log.read_text()
+    log.unlink()
+    parallel = pytester.runpytest_subprocess(
+        "-rA", "-p", "no:randomly", "--parallel-modules=1", timeout=60
+    )
+    assert plain_log == "setup pkg_a\nteardown pkg_a\nsetup pkg_b\nteardown pkg_b\n"
+    assert log.read_text() == plain_log
+    assert parallel.ret == plain.ret == pytest.ExitCode.TESTS_FAILED
+    assert short_summary(parallel) == short_summary(plain)
+    assert "ERROR pkg_b/test_b.py::test_b - RuntimeError: teardown broke" in short_summary(plain)
