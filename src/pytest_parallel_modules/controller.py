@@ -364,6 +364,10 @@ class ParallelSession:
         self.plan = plan_slowest_first(groups, self.estimates)
         if self.options.fail_fast:
             self.plan = failed_first(self.plan, self.last_failed)
+        if self.config.getoption("failedfirst", False):
+            # --ff: pytest put the last failures first among the items; a module holding
+            # one starts first too, as Jest runs the files that failed last time first.
+            self.plan = failed_first(self.plan, self._modules_failed_last_time())
         changed = self.config.hook.pytest_parallel_modules_plan(
             config=self.config, plan=list(self.plan)
         )
@@ -399,6 +403,16 @@ class ParallelSession:
             return str(path.relative_to(self.config.invocation_params.dir))
         except ValueError:
             return str(path)
+
+    def _modules_failed_last_time(self) -> frozenset[str]:
+        """Modules of the tests pytest's cache remembers as failed (what ``--lf``/``--ff`` use)."""
+        cache: pytest.Cache | None = getattr(self.config, "cache", None)  # -p no:cacheprovider
+        if cache is None:
+            return frozenset()
+        lastfailed: object = cache.get("cache/lastfailed", {})
+        if not isinstance(lastfailed, dict):
+            return frozenset()
+        return frozenset(module_of(nodeid) for nodeid in lastfailed if isinstance(nodeid, str))
 
     def _load_history(self) -> LoadedHistory:
         if self._loaded_history is None:

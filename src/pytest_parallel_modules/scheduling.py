@@ -276,7 +276,7 @@ def failed_first(plan: Iterable[ModuleGroup], failed: Collection[str]) -> tuple[
     """PURE: modules that failed last time first, each part keeping the plan's order.
 
     Called by the controller for ``--fail-fast-modules``, so a known failure is
-    found in seconds.
+    found in seconds, and for ``--ff``.
     """
     plan = tuple(plan)
     return tuple(group for group in plan if group.module in failed) + tuple(

@@ -336,24 +336,29 @@ def test_stepwise_is_a_usage_error(pytester: pytest.Pytester, flag: str) -> None
     )
 
 
-def test_failed_first_runs_last_failures_first_within_their_module(
+def test_failed_first_starts_modules_with_last_failures_first_and_their_failures_first(
     pytester: pytest.Pytester, git_repo: GitRepo
 ) -> None:
     pytester.makeini(INI)
     pytester.makepyfile(
         test_ff="def test_a(): pass\ndef test_b(): pass\ndef test_c(): assert 0\n",
-        test_other="def test_d(): pass\n",
+        # The slowest module: without --ff it starts first.
+        test_other="import time\ndef test_d(): time.sleep(0.3)\n",
     )
     git_repo.commit_all("suite")
-    parallel(pytester).assert_outcomes(passed=3, failed=1)
-    result = parallel(pytester, "--ff", "-v")
+    parallel(pytester, workers=1).assert_outcomes(passed=3, failed=1)
+    result = parallel(pytester, "-v", workers=1)
+    ran = [line.split()[-1] for line in result.outlines if re.match(r"^\[w\d\] \[", line)]
+    assert ran[0] == "test_other.py::test_d"
+    result = parallel(pytester, "--ff", "-v", workers=1)
     result.assert_outcomes(passed=3, failed=1)
-    ran = [
-        line.split()[-1]
-        for line in result.outlines
-        if re.match(r"^\[w\d\] \[.*\] \w+ test_ff", line)
+    ran = [line.split()[-1] for line in result.outlines if re.match(r"^\[w\d\] \[", line)]
+    assert ran == [
+        "test_ff.py::test_c",
+        "test_ff.py::test_a",
+        "test_ff.py::test_b",
+        "test_other.py::test_d",
     ]
-    assert ran == ["test_ff.py::test_c", "test_ff.py::test_a", "test_ff.py::test_b"]
 
 
 def test_basetemp_and_tmp_path_factory_are_per_worker(
