@@ -81,6 +81,18 @@ def test_prints_every_module_slowest_first(
     assert "3 of 3 modules, 4 tests, 2 runs recorded" in out
 
 
+def test_piped_output_keeps_long_module_paths_on_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("COLUMNS")
+    module = "tests/integration/payments/providers/test_a_rather_long_module_name_indeed.py"
+    path = tmp_path / "durations.json"
+    run = MeasuredRun({f"{module}::t": MeasuredTest(1.0, "passed", True)})
+    save_history(path, MeasuredRun(run.tests, {module: MeasuredModule(1.5, 0.1, True)}), now=NOW)
+    assert durations.run(parse("--path", str(path))) == 0
+    assert table_modules(capsys.readouterr().out) == [module]
+
+
 def test_top_keeps_only_the_slowest_modules(
     history_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -54,6 +54,9 @@ DEFAULT_CACHE_DIR: Final = DEFAULT_HISTORY_PATH.parts[0]
 #: The history's place inside pytest's cache directory (``Cache.mkdir`` puts data under ``d/``).
 HISTORY_IN_CACHE: Final = DEFAULT_HISTORY_PATH.relative_to(DEFAULT_CACHE_DIR)
 
+#: Console width when the output is not a terminal: rich's tables take only what they need.
+_UNLIMITED_WIDTH: Final = 10_000
+
 
 @final
 class ConfigError(Exception):
@@ -304,5 +307,11 @@ def run(args: argparse.Namespace) -> int:
     if not history.modules:
         print(f"The duration history {path} records no modules yet.")
         return 0
-    Console(highlight=False).print(render_table(history, module_rows(history, args.top)))
+    # Piped or redirected, rich assumes 80 columns and folds long module paths; the
+    # table is as wide as its content anyway, so give it all the room it needs there
+    # (unless COLUMNS says how wide to be).
+    width = None if sys.stdout.isatty() or "COLUMNS" in os.environ else _UNLIMITED_WIDTH
+    Console(highlight=False, width=width).print(
+        render_table(history, module_rows(history, args.top))
+    )
     return 0
