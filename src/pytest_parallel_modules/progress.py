@@ -18,7 +18,10 @@ How it stays out of pytest's way (STYLE R9):
   the current line (which decides where ``[100%]`` goes) never sees them.
 * Between frames the cursor waits on a blank line above the display
   (:func:`draw_frame`). A line written in between by pytest, the controller or
-  another plugin lands there, whole; the next frame is drawn below it.
+  another plugin lands there, whole; the next frame is drawn below it. Where
+  plugins are told that a module started or finished (this plugin's own hooks),
+  the display is erased before they run and redrawn after, so any number of
+  lines they write stays whole.
 * What would write at every test is silenced while the display is up: pytest's
   per-test progress letters (a ``pytest_report_teststatus`` wrapper keeps the
   category and the word, drops the letter) and the reporting plugin's
@@ -548,21 +551,38 @@ class LiveProgress:
         category, _letter, word = result
         return pytest.TestShortLogReport(category, "", word)
 
+    # The two hooks where plugins (and conftest files) are told a module started or
+    # finished, so where they write status lines mid-run. tryfirst wrappers: the
+    # display is cleared before any of them runs, so their lines -- however many --
+    # land on blank lines, and a new frame is drawn below them once they are done.
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_parallel_modules_module_started(
         self, module: str, worker_id: str, nodeids: list[str]
-    ) -> None:
+    ) -> Generator[None, object, object]:
         if self.state is None:
-            return
+            return (yield)
         self.state.module_started(module, worker_id, len(nodeids), timing.perf())
-        if not self._active:
-            self._begin()
-        self._refresh()
+        self._make_room()
+        try:
+            return (yield)
+        finally:
+            if self._active:
+                self._draw()
+            else:
+                self._begin()
 
-    def pytest_parallel_modules_module_finished(self, report: ModuleReport) -> None:
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_parallel_modules_module_finished(
+        self, report: ModuleReport
+    ) -> Generator[None, object, object]:
         if self.state is None:
-            return
+            return (yield)
         self.state.module_finished(report["module"], report["duration_s"], timing.perf())
-        self._refresh()
+        self._make_room()
+        try:
+            return (yield)
+        finally:
+            self._draw()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.state is None:
@@ -657,12 +677,21 @@ class LiveProgress:
 
     def _draw(self) -> None:
         """Write one frame below the cursor's line (see :func:`draw_frame`)."""
-        if self._reporter is None:
+        if not self._active or self._reporter is None:
             return
         lines = self._frame_lines()
         self._close_pytest_line()
         with _uninterrupted():
             self._reporter.write_raw(draw_frame(lines), flush=True)
+
+    def _make_room(self) -> None:
+        """Erase the display before others may write: the cursor waits on the blank line above it."""
+        if self._active and self._reporter is not None:
+            self._close_pytest_line()
+            # Not flushed: when nothing is written before the next frame, the terminal
+            # gets the erase and the frame together and shows no flicker.
+            with _uninterrupted():
+                self._reporter.write_raw(clear_frame())
 
     def _refresh(self) -> None:
         """Redraw from an event hook, throttled (the only redraws: there is no refresh thread)."""

@@ -346,12 +346,6 @@ def test_report_during_the_run_is_written_above_the_display(
     assert re.fullmatch(r"=+ 1 failed, 8 passed, 1 error in [\d.]+s =+", lines[-1]), text
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="intermittent (about 1 run in 3 on a loaded machine): a fragment of a live frame "
-    "('1/3 0.3s') can end up after a plugin's mid-run line; cosmetic, terminals only; "
-    "see docs/known-limitations.md",
-)
 def test_lines_written_during_the_run_stay_whole_above_the_display(
     pytester: pytest.Pytester, git_repo: GitRepo
 ) -> None:
@@ -363,6 +357,9 @@ def test_lines_written_during_the_run_stay_whole_above_the_display(
         def pytest_parallel_modules_module_finished(config, report):
             reporter = config.pluginmanager.get_plugin("terminalreporter")
             reporter.write_line("a plugin says: " + report["module"] + " is done")
+            # A second line in the same hook: before the fix, this one landed on a
+            # line of the display and kept that line's tail.
+            reporter.write_line("and again: " + report["module"])
         """
     )
     git_repo.commit_all("suite")
@@ -375,6 +372,8 @@ def test_lines_written_during_the_run_stay_whole_above_the_display(
     failures = lines.index(next(line for line in lines if " FAILURES " in line))
     said = [line for line in lines[start:failures] if "a plugin says" in line]
     assert sorted(said) == [f"a plugin says: test_{name}.py is done" for name in "abc"], text
+    again = [line for line in lines[start:failures] if "and again" in line]
+    assert sorted(again) == [f"and again: test_{name}.py" for name in "abc"], text
     assert fnmatch.fnmatch(lines[failures - 1], "parallel-modules: 3/3 modules, 9/9 tests*"), text
 
 
