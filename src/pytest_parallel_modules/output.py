@@ -41,6 +41,7 @@ from pytest_parallel_modules.reports import module_report_filename
 
 if TYPE_CHECKING:
     from pytest_parallel_modules.options import Options
+    from pytest_parallel_modules.report_directory import ReportDirectory
     from pytest_parallel_modules.reports import ModuleReport
 
 #: The relay's name in the controller's plugin manager.
@@ -87,9 +88,16 @@ class ModuleOutputRelay:
     :data:`RELAY_PLUGIN_NAME` when the run is parallel.
     """
 
-    def __init__(self, config: pytest.Config, options: Options) -> None:
+    def __init__(
+        self,
+        config: pytest.Config,
+        options: Options,
+        report_directory: ReportDirectory | None = None,
+    ) -> None:
         self.config = config
         self.options = options
+        #: Where this run's reports go; the logs go to its ``modules/``.
+        self.report_directory = report_directory
         #: The directory of the module logs, once the session started.
         self.directory: Path | None = None
         self._temporary = False
@@ -100,8 +108,9 @@ class ModuleOutputRelay:
         return self.config.getoption("capture") == "no" or live_logging(self.config)
 
     def pytest_sessionstart(self) -> None:
-        if self.options.report_dir is not None:
-            directory = self.options.report_dir / "modules"
+        report_dir = None if self.report_directory is None else self.report_directory.path
+        if report_dir is not None:
+            directory = report_dir / "modules"
             directory.mkdir(parents=True, exist_ok=True)
             # The directory holds the last run only.
             for stale in directory.glob("*.log"):

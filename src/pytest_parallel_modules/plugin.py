@@ -21,6 +21,7 @@ from pytest_parallel_modules.controller import ParallelSession
 from pytest_parallel_modules.options import Options
 from pytest_parallel_modules.options import register_options
 from pytest_parallel_modules.progress import LiveProgress
+from pytest_parallel_modules.report_directory import ReportDirectory
 from pytest_parallel_modules.reporting import RunReporter
 
 
@@ -38,6 +39,8 @@ run_reporter_key: Final = pytest.StashKey[RunReporter]()
 live_progress_key: Final = pytest.StashKey[LiveProgress]()
 #: The registered module output relay, when the run is parallel.
 module_output_key: Final = pytest.StashKey[output.ModuleOutputRelay]()
+#: The report directory this run claimed (when reports are written at all).
+report_directory_key: Final = pytest.StashKey[ReportDirectory]()
 
 #: Names under which the plugin objects are registered.
 CONTROLLER_PLUGIN_NAME: Final = "pytest_parallel_modules-controller"
@@ -71,10 +74,13 @@ def pytest_configure(config: pytest.Config) -> None:
     session = ParallelSession(config, options)
     config.stash[parallel_session_key] = session
     config.pluginmanager.register(session, CONTROLLER_PLUGIN_NAME)
-    reporter_plugin = RunReporter(config, options, session)
+    report_directory = None if options.report_dir is None else ReportDirectory(options.report_dir)
+    if report_directory is not None:
+        config.stash[report_directory_key] = report_directory
+    reporter_plugin = RunReporter(config, options, session, report_directory)
     config.stash[run_reporter_key] = reporter_plugin
     config.pluginmanager.register(reporter_plugin, REPORTING_PLUGIN_NAME)
-    relay = output.ModuleOutputRelay(config, options)
+    relay = output.ModuleOutputRelay(config, options, report_directory)
     config.stash[module_output_key] = relay
     config.pluginmanager.register(relay, output.RELAY_PLUGIN_NAME)
     live = LiveProgress(config, session, reporter_plugin)
@@ -113,6 +119,24 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if session is not None:
         config.pluginmanager.unregister(session, CONTROLLER_PLUGIN_NAME)
         del config.stash[parallel_session_key]
+    report_directory = config.stash.get(report_directory_key, None)
+    if report_directory is not None:
+        report_directory.release()
+        del config.stash[report_directory_key]
+
+
+# tryfirst: before the terminal reporter prints the header, which says where reports go
+# when another run has the report directory.
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    report_directory = session.config.stash.get(report_directory_key, None)
+    if report_directory is None:
+        return
+    try:
+        report_directory.claim()
+    except OSError:
+        # Not writable: writing the reports fails later with the real error, as before.
+        report_directory.path = report_directory.requested
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -120,4 +144,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if options is None or not options.active or config.option.collectonly:
         return None
     noun = "worker" if options.workers == 1 else "workers"
-    return [f"parallel-modules: {options.workers} {noun} ({options.workers_source})"]
+    lines = [f"parallel-modules: {options.workers} {noun} ({options.workers_source})"]
+    report_directory = config.stash.get(report_directory_key, None)
+    if report_directory is not None and report_directory.notice is not None:
+        lines.append(f"parallel-modules: {report_directory.notice}")
+    return lines

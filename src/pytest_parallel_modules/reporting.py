@@ -30,6 +30,7 @@ from pytest_parallel_modules.summary import render_markdown
 if TYPE_CHECKING:
     from pytest_parallel_modules.controller import ParallelSession
     from pytest_parallel_modules.options import Options
+    from pytest_parallel_modules.report_directory import ReportDirectory
     from pytest_parallel_modules.reports import MergedReport
     from pytest_parallel_modules.reports import ModuleReport
 
@@ -42,10 +43,18 @@ GITHUB_STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 class RunReporter:
     """Writes per-module and merged reports; prints module lines and the summary."""
 
-    def __init__(self, config: pytest.Config, options: Options, session: ParallelSession) -> None:
+    def __init__(
+        self,
+        config: pytest.Config,
+        options: Options,
+        session: ParallelSession,
+        report_directory: ReportDirectory | None = None,
+    ) -> None:
         self.config = config
         self.options = options
         self.session = session
+        #: Where this run's reports go (``None``: nowhere, pytest's cache is off).
+        self.report_directory = report_directory
         self.finished_count = 0
         #: False while a live display shows progress; module lines are printed otherwise.
         self.print_module_lines = True
@@ -53,8 +62,13 @@ class RunReporter:
         self.written: list[str] = []
 
     @property
+    def report_dir(self) -> Path | None:
+        """The directory this run writes to, once the session started (see ReportDirectory)."""
+        return None if self.report_directory is None else self.report_directory.path
+
+    @property
     def modules_dir(self) -> Path | None:
-        return None if self.options.report_dir is None else self.options.report_dir / "modules"
+        return None if self.report_dir is None else self.report_dir / "modules"
 
     def pytest_sessionstart(self) -> None:
         # The report directory always holds the last run only.
@@ -109,8 +123,8 @@ class RunReporter:
         if self.merged is not None or (not self.session.modules and not self.session.plan):
             return self.merged
         self.merged = merged = self.session.merged_report()
-        if self.options.report_dir is not None:
-            path = self.options.report_dir / "report.json"
+        if self.report_dir is not None:
+            path = self.report_dir / "report.json"
             write_json_atomic(path, merged)
             self.written.append(self._shown(path))
         markdown = render_markdown(merged, rerun_command=self.rerun_command(merged))

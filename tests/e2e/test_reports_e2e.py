@@ -7,6 +7,7 @@ from pathlib import Path
 import subprocess
 import sys
 
+import filelock
 import jsonschema
 import pytest
 
@@ -125,6 +126,32 @@ def test_report_dir_holds_only_the_last_run(pytester: pytest.Pytester, git_repo:
     assert [p.name for p in (pytester.path / "reports" / "modules").glob("*.json")] == [
         "test_alpha.py.json"
     ]
+
+
+def test_a_run_whose_report_dir_another_run_holds_writes_to_its_own(
+    pytester: pytest.Pytester, git_repo: GitRepo
+) -> None:
+    pytester.makepyfile(test_one="def test_one(): pass\n")
+    reports = pytester.path / "reports"
+    reports.mkdir()
+    (reports / "report.json").write_text("the other run's\n")
+    # This test plays the other run: it holds the directory's lock.
+    with filelock.FileLock(str(reports / ".lock"), timeout=0):
+        result = pytester.runpytest_subprocess(
+            "--parallel-modules=1", "--module-report-dir=reports", timeout=60
+        )
+    result.assert_outcomes(passed=1)
+    (own,) = pytester.path.glob("reports-*")
+    result.stdout.fnmatch_lines(
+        [
+            f"parallel-modules: another run is writing its reports to *reports; this run writes to *{own.name}"
+        ]
+    )
+    assert (reports / "report.json").read_text() == "the other run's\n"
+    merged = json.loads((own / "report.json").read_text())
+    validate_merged(merged)
+    assert [module["module"] for module in merged["modules"]] == ["test_one.py"]
+    assert [path.name for path in (own / "modules").glob("*.json")] == ["test_one.py.json"]
 
 
 def test_shards_cover_every_module_once_and_merge_to_the_unsharded_run(
