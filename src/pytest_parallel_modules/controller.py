@@ -764,10 +764,22 @@ class ParallelSession:
                 module=group.module,
                 nodeids=list(group.nodeids),
                 prefetch=self._is_quick(group),
-                # Both decide what follows a module from its last report, which the
-                # controller must have before it hands the worker anything else.
-                ask_in_last_teardown=not (self.options.fail_fast or self.options.retries),
+                ask_in_last_teardown=not self._decides_from_last_report,
             ),
+        )
+
+    @property
+    def _decides_from_last_report(self) -> bool:
+        """Whether a module's last report may stop the run or bring a retry.
+
+        Then a worker asks for its next module only once it reported the module whole:
+        ``-x``/``--maxfail`` and ``--fail-fast-modules`` must count the last test's
+        failure, and ``--module-retries`` decide on a retry, before the worker is handed
+        anything else. Otherwise it asks as the last test's teardown starts (see
+        :class:`pytest_parallel_modules.worker.RunModulePayload`).
+        """
+        return bool(
+            self.options.fail_fast or self.options.retries or self.config.getoption("maxfail", 0)
         )
 
     def _is_quick(self, group: ModuleGroup) -> bool:

@@ -122,7 +122,8 @@ class RunModulePayload(TypedDict):
     #: Ask for the next module when the last test's teardown starts, and tear down
     #: only what the next module does not share (as pytest does with its real next
     #: test); otherwise tear down all but the session and ask once idle. Off with
-    #: --fail-fast-modules and --module-retries, which decide after the last report.
+    #: -x/--maxfail, --fail-fast-modules and --module-retries, which decide what
+    #: follows from the module's last report.
     ask_in_last_teardown: bool
 
 
