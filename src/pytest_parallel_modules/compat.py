@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Mapping
+from collections.abc import MutableMapping
 import os
 from pathlib import Path
 import socket
@@ -68,6 +69,9 @@ RANDOMLY_PLUGIN_NAME: Final = "randomly"
 HYPOTHESIS_STORAGE_KEY: Final = "parallel_modules_hypothesis_storage"
 #: Hypothesis reads its storage directory (``.hypothesis``) from this variable.
 HYPOTHESIS_STORAGE_ENV: Final = "HYPOTHESIS_STORAGE_DIRECTORY"
+#: Set by a worker next to :data:`HYPOTHESIS_STORAGE_ENV`, to the same value: says that
+#: the worker, not the user, set it (see :func:`forget_inherited_worker_settings`).
+HYPOTHESIS_STORAGE_SET_BY_WORKER_ENV: Final = "PYTEST_PARALLEL_MODULES_HYPOTHESIS_STORAGE"
 
 testrunuid_key: Final = pytest.StashKey[str]()
 
@@ -151,6 +155,20 @@ def node_down(
         hook(node=node, error=None)
 
 
+def forget_inherited_worker_settings(environ: MutableMapping[str, str]) -> None:
+    """Drop what a worker set for itself from the environment a process inherited from it.
+
+    Called as every pytest process with this plugin configures. A test that starts
+    pytest in a subprocess (pytester does) inherits the worker's environment; the
+    Hypothesis storage the worker set would send that pytest's examples to the outer
+    run's ``.hypothesis`` rather than its own directory's, as in a plain run. A value
+    the user set is kept: only one equal to the worker's marker is dropped.
+    """
+    marker = environ.pop(HYPOTHESIS_STORAGE_SET_BY_WORKER_ENV, None)
+    if marker is not None and environ.get(HYPOTHESIS_STORAGE_ENV) == marker:
+        del environ[HYPOTHESIS_STORAGE_ENV]
+
+
 def prepare_worker(config: pytest.Config) -> None:
     """Inside a worker, at configure time: apply what the controller asked in ``workerinput``."""
     workerinput: Mapping[str, Any] = getattr(config, "workerinput", {})
@@ -158,6 +176,7 @@ def prepare_worker(config: pytest.Config) -> None:
     if isinstance(storage, str) and os.environ.get(HYPOTHESIS_STORAGE_ENV) is None:
         # Hypothesis reads this when it first opens its database, after configure.
         os.environ[HYPOTHESIS_STORAGE_ENV] = storage
+        os.environ[HYPOTHESIS_STORAGE_SET_BY_WORKER_ENV] = storage
     config.pluginmanager.register(WorkerCompat(config), WORKER_COMPAT_PLUGIN_NAME)
     output.register_worker_capture(config, workerinput)
 

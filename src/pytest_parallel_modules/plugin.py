@@ -8,6 +8,7 @@ convention) the plugin only adapts the worker for other plugins
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from typing import Final
 from typing import TYPE_CHECKING
@@ -64,6 +65,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 # trylast: the terminal reporter must be registered before we adjust it.
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
+    compat.forget_inherited_worker_settings(os.environ)
     if _is_worker(config):
         compat.prepare_worker(config)
         return

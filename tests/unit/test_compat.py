@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_parallel_modules.compat import checkout_path_map
+from pytest_parallel_modules.compat import forget_inherited_worker_settings
 from pytest_parallel_modules.compat import restore_terminal_repr
 from pytest_parallel_modules.compat import TERMINAL_REPR_KEY
 from pytest_parallel_modules.compat import TextRepr
@@ -88,3 +89,26 @@ def test_workeroutput_keeps_only_what_execnet_can_send() -> None:
         "bad": object(),
     }
     assert _portable(output) == {k: v for k, v in output.items() if k != "bad"}
+
+
+def test_a_pytest_started_inside_a_worker_forgets_the_workers_hypothesis_storage() -> None:
+    inherited = {
+        "HYPOTHESIS_STORAGE_DIRECTORY": "/checkout/.hypothesis",
+        "PYTEST_PARALLEL_MODULES_HYPOTHESIS_STORAGE": "/checkout/.hypothesis",
+        "PATH": "/bin",
+    }
+    forget_inherited_worker_settings(inherited)
+    assert inherited == {"PATH": "/bin"}
+
+
+def test_a_hypothesis_storage_the_user_set_is_kept() -> None:
+    users = {"HYPOTHESIS_STORAGE_DIRECTORY": "/mine"}
+    forget_inherited_worker_settings(users)
+    assert users == {"HYPOTHESIS_STORAGE_DIRECTORY": "/mine"}
+    # The user changed it after the worker set it: theirs wins.
+    changed = {
+        "HYPOTHESIS_STORAGE_DIRECTORY": "/mine",
+        "PYTEST_PARALLEL_MODULES_HYPOTHESIS_STORAGE": "/checkout/.hypothesis",
+    }
+    forget_inherited_worker_settings(changed)
+    assert changed == {"HYPOTHESIS_STORAGE_DIRECTORY": "/mine"}
