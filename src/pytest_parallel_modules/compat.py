@@ -55,6 +55,8 @@ from _pytest._io import TerminalWriter
 import pytest
 
 from pytest_parallel_modules import output
+from pytest_parallel_modules.worker import WORKER_COUNT_ENV
+from pytest_parallel_modules.worker import WORKER_ID_ENV
 
 
 if TYPE_CHECKING:
@@ -167,6 +169,17 @@ def forget_inherited_worker_settings(environ: MutableMapping[str, str]) -> None:
     marker = environ.pop(HYPOTHESIS_STORAGE_SET_BY_WORKER_ENV, None)
     if marker is not None and environ.get(HYPOTHESIS_STORAGE_ENV) == marker:
         del environ[HYPOTHESIS_STORAGE_ENV]
+
+
+def forget_outer_worker_identity(environ: MutableMapping[str, str]) -> None:
+    """A parallel run's controller is no worker, even when a worker of an outer run started it.
+
+    Called as a parallel run's controller configures. Its own workers get their names
+    when they start; without this, the modules it imports to collect them would see
+    the outer worker's name in ``PYTEST_PARALLEL_MODULES_WORKER``.
+    """
+    for name in (WORKER_ID_ENV, WORKER_COUNT_ENV):
+        environ.pop(name, None)
 
 
 def prepare_worker(config: pytest.Config) -> None:

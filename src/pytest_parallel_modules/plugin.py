@@ -71,6 +71,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     options = Options.from_config(config)
     config.stash[options_key] = options
+    if options.active:
+        compat.forget_outer_worker_identity(os.environ)
     if not options.active or config.option.collectonly:
         return
     session = ParallelSession(config, options)

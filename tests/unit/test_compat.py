@@ -9,6 +9,7 @@ import pytest
 
 from pytest_parallel_modules.compat import checkout_path_map
 from pytest_parallel_modules.compat import forget_inherited_worker_settings
+from pytest_parallel_modules.compat import forget_outer_worker_identity
 from pytest_parallel_modules.compat import restore_terminal_repr
 from pytest_parallel_modules.compat import TERMINAL_REPR_KEY
 from pytest_parallel_modules.compat import TextRepr
@@ -112,3 +113,14 @@ def test_a_hypothesis_storage_the_user_set_is_kept() -> None:
     }
     forget_inherited_worker_settings(changed)
     assert changed == {"HYPOTHESIS_STORAGE_DIRECTORY": "/mine"}
+
+
+def test_a_parallel_controller_started_inside_a_worker_is_no_worker() -> None:
+    inherited = {
+        "PYTEST_PARALLEL_MODULES_WORKER": "w2",
+        "PYTEST_PARALLEL_MODULES_WORKER_COUNT": "4",
+        "PATH": "/bin",
+    }
+    forget_outer_worker_identity(inherited)
+    assert inherited == {"PATH": "/bin"}
+    forget_outer_worker_identity(inherited)  # nothing to forget: no error
