@@ -299,7 +299,6 @@ def _is_outcome(value: Any) -> bool:
 
 _NUMBER_TYPES: Final = frozenset({int, float})
 _INT_TYPES: Final = frozenset({int})
-_FLOAT_TYPES: Final = frozenset({float})
 _STR_TYPES: Final = frozenset({str})
 
 

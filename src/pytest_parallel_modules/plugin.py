@@ -134,13 +134,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     report_directory = session.config.stash.get(report_directory_key, None)
-    if report_directory is None:
-        return
-    try:
+    if report_directory is not None:
         report_directory.claim()
-    except OSError:
-        # Not writable: writing the reports fails later with the real error, as before.
-        report_directory.path = report_directory.requested
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:

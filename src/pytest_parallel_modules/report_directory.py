@@ -39,29 +39,25 @@ class ReportDirectory:
     def claim(self) -> Path:
         """Lock the requested directory, or a directory of this run's own if another run holds it.
 
-        Idempotent: the reporting plugin and the output relay both call it as the
-        session starts, whichever comes first.
-
-        :raises OSError: if no directory can be created or locked.
+        Idempotent: called as the session starts, before the header is printed. A
+        directory that cannot be created or locked is used as it is, without a lock:
+        writing the reports into it then fails with the real error, as without a claim.
         """
         if self.path is not None:
             return self.path
-        self.requested.mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(str(self.requested / LOCK_NAME), timeout=0)
+        self.path = self.requested
         try:
-            lock.acquire()
-        except filelock.Timeout:
-            own = self.requested.with_name(f"{self.requested.name}-{os.getpid()}")
-            own.mkdir(parents=True, exist_ok=True)
-            lock = filelock.FileLock(str(own / LOCK_NAME), timeout=0)
-            lock.acquire()
-            self.notice = (
-                f"another run is writing its reports to {self.requested}; this run writes to {own}"
-            )
-            self.path = own
-        else:
-            self.path = self.requested
-        self._lock = lock
+            self._lock = _locked(self.requested)
+            if self._lock is None:
+                own = self.requested.with_name(f"{self.requested.name}-{os.getpid()}")
+                self._lock = _locked(own)
+                self.path = own
+                self.notice = (
+                    f"another run is writing its reports to {self.requested}; "
+                    f"this run writes to {own}"
+                )
+        except OSError:
+            pass
         return self.path
 
     def release(self) -> None:
@@ -69,3 +65,17 @@ class ReportDirectory:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def _locked(directory: Path) -> filelock.FileLock | None:
+    """Create ``directory`` and take its lock without waiting; ``None`` if another run holds it.
+
+    :raises OSError: if the directory or its lock file cannot be created.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(directory / LOCK_NAME), timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        return None
+    return lock

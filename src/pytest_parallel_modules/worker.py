@@ -213,14 +213,16 @@ class _AfterLastTest:
     whose last test is long never holds one another worker could run.
     """
 
-    def __init__(self, worker: WorkerSession, session: pytest.Session, batch: _Batch) -> None:
+    def __init__(
+        self, worker: WorkerSession, session: pytest.Session, batch: _Batch, *, asked: bool
+    ) -> None:
         self.worker = worker
         self.session = session
         self.config = session.config
         self.nodeid = ""
         self.batch = batch
-        #: Whether NEED_WORK was sent for the module after this one.
-        self.asked = batch.asked_ahead
+        #: Whether NEED_WORK was sent for the module after this one (ahead, or by listchain).
+        self.asked = asked
         #: Whether the controller's answer was received; then ``assignment`` holds it.
         self.answered = False
         self.assignment: RunModulePayload | None = None
@@ -253,8 +255,6 @@ class _Batch:
         self.collect_s = collect_s
         self.run_s = 0.0
         self.executed = 0
-        #: Whether NEED_WORK was sent as the module started (``prefetch``).
-        self.asked_ahead = False
 
 
 class WorkerSession:
@@ -453,10 +453,10 @@ class WorkerSession:
 
     def _run_batch(self, session: pytest.Session, batch: _Batch) -> _Batch | None:
         """Run one module's items; then ask for, collect and return the next module (or None)."""
-        batch.asked_ahead = batch.prefetch and not self.stop_requested
-        if batch.asked_ahead:
+        asked_ahead = batch.prefetch and not self.stop_requested
+        if asked_ahead:
             self.send(NEED_WORK, {})
-        after_last = _AfterLastTest(self, session, batch)
+        after_last = _AfterLastTest(self, session, batch, asked=asked_ahead)
         for index, item in enumerate(batch.items):
             if self._poll_stop():
                 break

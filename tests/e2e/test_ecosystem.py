@@ -659,3 +659,64 @@ def test_pytest_html_writes_one_report_with_every_test(
     expected = html_results(pytester.path / "plain.html")
     assert len(expected) == 6
     assert html_results(pytester.path / "parallel.html") == expected
+
+
+def test_a_pytest_a_test_starts_sees_what_it_would_under_a_plain_run(
+    pytester: pytest.Pytester, git_repo: GitRepo
+) -> None:
+    """A test that runs pytest in a subprocess (as pytester does) inside a worker: the
+    nested run keeps Hypothesis' database in its own directory, and a nested parallel
+    controller does not collect as if it were the outer run's worker."""
+    pytester.makeini(INI)
+    seen = pytester.path / "seen.log"
+    inner = pytester.path / "inner"
+    inner.mkdir()
+    (inner / "pytest.ini").write_text(INI)
+    (inner / "test_inner.py").write_text(
+        textwrap.dedent(
+            f"""
+            import os
+
+            # Module level: runs where the module is collected, in a controller too.
+            with open({str(seen)!r}, "a") as log:
+                log.write(
+                    f"collected by {{os.environ.get('PYTEST_PARALLEL_MODULES_WORKER', 'no worker')}}\\n"
+                )
+
+            def test_inner():
+                with open({str(seen)!r}, "a") as log:
+                    log.write(f"storage {{os.environ.get('HYPOTHESIS_STORAGE_DIRECTORY')}}\\n")
+            """
+        )
+    )
+    pytester.makepyfile(
+        test_outer=textwrap.dedent(
+            f"""
+            import subprocess
+            import sys
+
+            def run(*args):
+                command = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *args]
+                subprocess.run(command, cwd={str(inner)!r}, check=True)
+
+            def test_plain_inner():
+                run()
+
+            def test_parallel_inner():
+                run("--parallel-modules=1", "--module-isolation=none")
+            """
+        )
+    )
+    git_repo.commit_all("suite")
+    parallel(pytester, "test_outer.py", workers=1).assert_outcomes(passed=2)
+    lines = seen.read_text().splitlines()
+    assert lines == [
+        # The plain inner run: collected and run in a process the outer worker started.
+        "collected by w1",
+        "storage None",
+        # The inner parallel run: its controller collects as no worker, its worker as w1,
+        # and its worker keeps Hypothesis' database in the inner run's directory.
+        "collected by no worker",
+        "collected by w1",
+        f"storage {inner / '.hypothesis'}",
+    ], lines

@@ -55,3 +55,13 @@ def _can_take(lock: filelock.FileLock) -> bool:
         return False
     lock.release()
     return True
+
+
+def test_a_directory_that_cannot_be_created_is_used_as_it_is(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    claimed = ReportDirectory(blocker / "report")
+    # Writing the reports there fails later, with the real error; the claim does not.
+    assert claimed.claim() == blocker / "report"
+    assert claimed.notice is None
+    claimed.release()
