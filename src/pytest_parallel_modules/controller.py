@@ -286,7 +286,6 @@ class ParallelSession:
             worker.COLLECTED: self._on_collected,
             worker.LOGSTART: self._on_logstart,
             worker.LOGFINISH: self._on_logfinish,
-            worker.COLLECT_REPORT: self._on_collect_report,
             worker.WARNING: self._on_warning,
             worker.MODULE_FINISHED: self._on_module_finished,
             worker.EXIT_REQUESTED: self._on_exit_requested,
@@ -829,6 +828,9 @@ class ParallelSession:
             "The worker runs a copy of the working tree; a file it needs may be ignored "
             "by git or generated at collection time (see the known limitations in the docs)."
         )
+        error = payload.get("error")
+        if error:
+            message += f"\nThe worker's collection error:\n{error}"
         run.done.update(missing)
         self.config.hook.pytest_collectreport(
             report=pytest.CollectReport(
@@ -896,10 +898,6 @@ class ParallelSession:
         if record.assigned:
             record.assigned[0].done.add(payload["nodeid"])
         self._emit(record, "logfinish", (payload["nodeid"], tuple(payload["location"])))
-
-    def _on_collect_report(self, record: WorkerRecord, payload: worker.ReportPayload) -> None:
-        report = self._deserialize(record, payload["data"])
-        self.config.hook.pytest_collectreport(report=report)
 
     def _on_warning(self, record: WorkerRecord, payload: worker.WarningPayload) -> None:
         if payload["when"] == "config":

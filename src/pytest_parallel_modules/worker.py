@@ -6,8 +6,8 @@ imports only the standard library, pytest and execnet -- never
 payload types from here (the same "the other way around" arrangement as
 pytest-xdist's ``remote.py``).
 
-The protocol, worker -> controller: ``READY`` once the session has started; then
-per module ``COLLECTED``, a ``LOGSTART`` / ``LOGFINISH`` pair per test (the
+The protocol, worker -> controller: ``READY`` once the session has collected
+what a plain run with the same arguments collects; then per module ``COLLECTED``, a ``LOGSTART`` / ``LOGFINISH`` pair per test (the
 test's serialized reports travel with its ``LOGFINISH``), ``MODULE_FINISHED``,
 and ``NEED_WORK``: as the module's last test starts its teardown, so that
 teardown keeps what the next module shares, as pytest's does with its next
@@ -26,6 +26,7 @@ import signal
 import sys
 import time
 from typing import Any
+from typing import cast
 from typing import Final
 from typing import TYPE_CHECKING
 from typing import TypedDict
@@ -34,6 +35,7 @@ import pytest
 
 
 if TYPE_CHECKING:
+    from collections.abc import Generator
     from collections.abc import Sequence
     import warnings
 
@@ -45,7 +47,6 @@ READY: Final = "ready"
 COLLECTED: Final = "collected"
 LOGSTART: Final = "logstart"
 LOGFINISH: Final = "logfinish"
-COLLECT_REPORT: Final = "collect_report"
 WARNING: Final = "warning"
 NEED_WORK: Final = "need_work"
 MODULE_FINISHED: Final = "module_finished"
@@ -60,7 +61,6 @@ WORKER_MESSAGES: Final = frozenset(
         COLLECTED,
         LOGSTART,
         LOGFINISH,
-        COLLECT_REPORT,
         WARNING,
         NEED_WORK,
         MODULE_FINISHED,
@@ -111,6 +111,8 @@ class ReadyPayload(TypedDict):
     pid: int
     python: str
     rootdir: str
+    #: How many items the worker collected (the whole selection, before any test ran).
+    collected: int
 
 
 class RunModulePayload(TypedDict):
@@ -132,15 +134,13 @@ class CollectedPayload(TypedDict):
     #: Node ids the controller asked for that this worker did not collect.
     missing: list[str]
     collect_s: float
+    #: This worker's collection error for the module, when it could not collect it.
+    error: str | None
 
 
 class LogPayload(TypedDict):
     nodeid: str
     location: tuple[str, int | None, str]
-
-
-class ReportPayload(TypedDict):
-    data: dict[str, Any]
 
 
 class LogFinishPayload(LogPayload):
@@ -188,19 +188,6 @@ class SessionFinishedPayload(TypedDict):
     workeroutput: dict[str, Any]
 
 
-def _parents(path: str) -> list[str]:
-    """Every directory above ``path``, up to the filesystem root."""
-    parents = []
-    parent = os.path.dirname(path)
-    while parent and parent not in parents:
-        parents.append(parent)
-        next_parent = os.path.dirname(parent)
-        if next_parent == parent:
-            break
-        parent = next_parent
-    return parents
-
-
 class _AfterLastTest:
     """Stands in for "the next test" after a module's last test, which this worker learns late.
 
@@ -208,9 +195,10 @@ class _AfterLastTest:
     collectors of ``nextitem.listchain()``, and asks for that chain when the last
     test's teardown starts -- after its call, the long part. Only then does this
     stand-in ask the controller for the next module (see
-    :meth:`WorkerSession.chain_after_module`), so the chain it answers is the next
-    module's: package fixtures it shares stay up, as in a plain run, and a module
-    whose last test is long never holds one another worker could run.
+    :meth:`WorkerSession.chain_after_module`), so the chain it answers is that of
+    the next module's first test: package fixtures it shares stay up, as in a
+    plain run, and a module whose last test is long never holds one another
+    worker could run.
     """
 
     def __init__(
@@ -226,6 +214,8 @@ class _AfterLastTest:
         #: Whether the controller's answer was received; then ``assignment`` holds it.
         self.answered = False
         self.assignment: RunModulePayload | None = None
+        #: The next module's items, picked when the answer arrived.
+        self.next_batch: _Batch | None = None
         self._chain: list[pytest.Collector] | None = None
 
     def listchain(self) -> list[pytest.Collector]:
@@ -255,6 +245,8 @@ class _Batch:
         self.collect_s = collect_s
         self.run_s = 0.0
         self.executed = 0
+        #: Node ids the controller asked for that this worker did not collect.
+        self.missing: list[str] = []
 
 
 class WorkerSession:
@@ -271,11 +263,12 @@ class WorkerSession:
         self.setup = setup
         self.stop_requested = False
         self.config: pytest.Config | None = None
-        #: Directory nodes by path, reused by every later collection (see
-        #: pytest_collect_directory).
-        self.directories: dict[str, pytest.Directory] = {}
-        #: While collecting: the assigned module's path and its directories.
-        self.collecting: tuple[str, set[str]] | None = None
+        #: Every item this worker collected, by node id (a node id may repeat).
+        self.items_by_nodeid: dict[str, list[pytest.Item]] = {}
+        #: Seconds spent collecting each file (a module's node id), for the history.
+        self.collect_seconds: dict[str, float] = {}
+        #: This worker's collection errors, by the failing collector's file.
+        self.collect_errors: dict[str, str] = {}
         #: Answers to NEED_WORK that arrived while a module was running.
         self.answers: list[tuple[str, Any]] = []
         #: Serialized reports of the test running now, sent with its logfinish.
@@ -324,53 +317,49 @@ class WorkerSession:
         if reporter is not None:
             config.pluginmanager.unregister(reporter)
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_collect_directory(
-        self, path: Any, parent: pytest.Collector
-    ) -> pytest.Directory | None:
-        # Each module is collected by its own perform_collect(), and pytest (9.2)
-        # binds a conftest's fixtures to the Directory *node object* collected
-        # first: a new node for the same directory would not see them. Hand
-        # back the node made the first time, so the tree stays one tree.
-        cached = self.directories.get(str(path))
-        if cached is not None and cached.parent is parent:
-            return cached
-        return None
+    # The worker collects what a plain run with the same arguments collects, once,
+    # before it runs anything: every module of the selection is imported before
+    # any test runs, as in a plain run and under pytest-xdist, and each file is
+    # collected with the run's own rules (python_files, conftest collectors,
+    # --ignore, testpaths). Suites depend on both: a module may use what another
+    # module imported at collection time, and a conftest may collect *.py data
+    # files as non-Python items (see docs/how-it-works.md).
 
-    def pytest_collectstart(self, collector: pytest.Collector) -> None:
-        if isinstance(collector, pytest.Directory):
-            self.directories.setdefault(str(collector.path), collector)
+    @pytest.hookimpl(wrapper=True)
+    def pytest_make_collect_report(
+        self, collector: pytest.Collector
+    ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+        if not isinstance(collector, pytest.File):
+            return (yield)
+        started = _perf()
+        report = yield
+        self.collect_seconds[collector.nodeid] = _perf() - started
+        return report
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_ignore_collect(self, collection_path: Any) -> bool | None:
-        # pytest forgets its collected nodes after every perform_collect(), so
-        # collecting one module walks its whole directory again and builds a
-        # node for every sibling file: quadratic in the directory's size (500
-        # modules in one directory: 18.5 s against 0.6 s plain). Only the
-        # assigned module and the directories above it are worth visiting.
-        if self.collecting is None:
-            return None
-        target, ancestors = self.collecting
-        path = os.path.abspath(collection_path)
-        if path == target or path in ancestors:
-            return None
-        return True
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_collection(self, session: pytest.Session) -> bool:
-        # The controller collected the whole suite; this worker collects one module
-        # at a time, when it is handed one.
-        return True
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        index = self.items_by_nodeid
+        for item in session.items:
+            index.setdefault(item.nodeid, []).append(item)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
         config = session.config
+        # The controller counts collection errors and failures across workers (and
+        # stops the run); what this worker's collection counted must not stop it.
+        session.testsfailed = 0
+        session.shouldfail = False
+        session.shouldstop = False
         self.send(
             READY,
-            ReadyPayload(pid=os.getpid(), python=sys.executable, rootdir=str(config.rootpath)),
+            ReadyPayload(
+                pid=os.getpid(),
+                python=sys.executable,
+                rootdir=str(config.rootpath),
+                collected=len(session.items),
+            ),
         )
         try:
-            batch = self._collect(session, self._wait_for_assignment())
+            batch = self._take(session, self._wait_for_assignment())
             while batch is not None:
                 batch = self._run_batch(session, batch)
         except pytest.exit.Exception as exc:
@@ -412,47 +401,58 @@ class WorkerSession:
                 raise RuntimeError(f"unexpected message from the controller: {name!r}")
         return self.stop_requested
 
-    def _collect(
-        self, session: pytest.Session, assignment: RunModulePayload | None
+    def _take(
+        self, session: pytest.Session, assignment: RunModulePayload | None, *, announce: bool = True
     ) -> _Batch | None:
-        """Collect the assigned module and pick the requested items, in the controller's order."""
+        """The collected items the assignment names, in the controller's order."""
         if assignment is None:
             return None
         module = assignment["module"]
-        started = _perf()
-        target = os.path.abspath(session.config.rootpath / module)
-        self.collecting = (target, {os.path.dirname(target), *_parents(target)})
-        try:
-            collected: Sequence[pytest.Item] = session.perform_collect([target])
-        except pytest.UsageError:
-            # "file or directory not found": the module is not in this worker's
-            # tree; reported below as missing node ids.
-            collected = []
-        finally:
-            self.collecting = None
-        collect_s = _perf() - started
-        by_nodeid: dict[str, list[pytest.Item]] = {}
-        for item in collected:
-            by_nodeid.setdefault(item.nodeid, []).append(item)
         items: list[pytest.Item] = []
         missing: list[str] = []
+        taken: dict[str, int] = {}
         for nodeid in assignment["nodeids"]:
-            candidates = by_nodeid.get(nodeid)
-            if candidates:
-                items.append(candidates.pop(0))
+            # The k-th request of a repeated node id takes its k-th item.
+            position = taken.get(nodeid, 0)
+            candidates = self.items_by_nodeid.get(nodeid, ())
+            if position < len(candidates):
+                items.append(candidates[position])
+                taken[nodeid] = position + 1
             else:
                 missing.append(nodeid)
-        self.send(COLLECTED, CollectedPayload(module=module, missing=missing, collect_s=collect_s))
-        return _Batch(
+        batch = _Batch(
             module=module,
             items=items,
-            collect_s=collect_s,
+            collect_s=self.collect_seconds.get(module, 0.0),
             prefetch=assignment["prefetch"],
             ask_in_last_teardown=assignment["ask_in_last_teardown"],
         )
+        batch.missing = missing
+        if announce:
+            self._announce(batch)
+        return batch
+
+    def _announce(self, batch: _Batch) -> None:
+        """Tell the controller a module starts here, and which of its tests this worker lacks."""
+        error = None
+        if batch.missing:
+            error = next(
+                (
+                    text
+                    for nodeid, text in self.collect_errors.items()
+                    if nodeid == batch.module or nodeid.startswith(batch.module + "::")
+                ),
+                None,
+            )
+        self.send(
+            COLLECTED,
+            CollectedPayload(
+                module=batch.module, missing=batch.missing, collect_s=batch.collect_s, error=error
+            ),
+        )
 
     def _run_batch(self, session: pytest.Session, batch: _Batch) -> _Batch | None:
-        """Run one module's items; then ask for, collect and return the next module (or None)."""
+        """Run one module's items; then ask for and return the next module (or None)."""
         asked_ahead = batch.prefetch and not self.stop_requested
         if asked_ahead:
             self.send(NEED_WORK, {})
@@ -479,7 +479,10 @@ class WorkerSession:
             return None
         if not after_last.asked:
             assignment = self._request_work()
-        return self._collect(session, assignment)
+        if after_last.next_batch is not None:
+            self._announce(after_last.next_batch)
+            return after_last.next_batch
+        return self._take(session, assignment)
 
     def chain_after_module(self, after_last: _AfterLastTest) -> list[pytest.Collector]:
         """The collector chain a module's last test tears down to; asks for the next module.
@@ -489,8 +492,9 @@ class WorkerSession:
         * ``[]`` when this worker runs nothing more (stopping, or no more work):
           everything is torn down, session fixtures too, as after a plain run's
           last test;
-        * the session and the directories and packages the next module shares
-          with this one, once the controller has sent it;
+        * the chain of the next module's first test, once the controller has sent
+          it: pytest keeps exactly what the two tests share (the session, common
+          packages and directories), as in a plain run;
         * the session alone when the batch may not ask this early
           (``ask_in_last_teardown`` off): module, class and package fixtures go.
         """
@@ -508,25 +512,11 @@ class WorkerSession:
             return []
         if not after_last.batch.ask_in_last_teardown:
             return [session]
-        return self._directory_chain(session, after_last.assignment["module"])
-
-    def _directory_chain(self, session: pytest.Session, module: str) -> list[pytest.Collector]:
-        """The session and the directory nodes the collection of ``module`` will reuse, top down.
-
-        A cached directory node is reused when its parent is the node collected above
-        it (see :meth:`pytest_collect_directory`); the chain stops where that breaks,
-        so it never holds a node the next module's tests would not have.
-        """
-        chain: list[pytest.Collector] = [session]
-        target = os.path.abspath(session.config.rootpath / module)
-        for path in reversed(_parents(target)):
-            node = self.directories.get(path)
-            if node is None and len(chain) == 1:
-                continue  # above the first directory pytest collects
-            if node is None or node.parent is not chain[-1]:
-                break
-            chain.append(node)
-        return chain
+        after_last.next_batch = self._take(session, after_last.assignment, announce=False)
+        if after_last.next_batch is None or not after_last.next_batch.items:
+            return [session]
+        # Everything above the item itself: its collectors, the session first.
+        return cast("list[pytest.Collector]", after_last.next_batch.items[0].listchain()[:-1])
 
     def _request_work(self) -> RunModulePayload | None:
         self.send(NEED_WORK, {})
@@ -560,10 +550,11 @@ class WorkerSession:
         self.pending_reports.append(self._serialize(report))
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        # Successful collect reports carry nothing the controller lacks (it
-        # collected the same modules); failures are errors the user must see.
+        # The controller collected the same files and reported its own errors; an
+        # error of this worker's alone (a file its snapshot lacks...) is named when
+        # the controller hands it a module it could not collect (see _announce).
         if report.failed:
-            self.send(COLLECT_REPORT, ReportPayload(data=self._serialize(report)))
+            self.collect_errors[report.nodeid] = report.longreprtext
 
     def _serialize(self, report: pytest.TestReport | pytest.CollectReport) -> dict[str, Any]:
         assert self.config is not None, "reports arrive only after pytest_cmdline_main"
