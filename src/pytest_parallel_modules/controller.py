@@ -1,11 +1,16 @@
 """The run loop that replaces pytest's own when ``--parallel-modules`` is active. Runs in the controller.
 
 The controller collects as pytest always does (so ``-k``, ``-m``, ``--lf``,
-``--deselect`` and node ids select exactly as in a plain run), groups the
-selected items by module, and hands one module at a time to whichever worker
-asks for work. Workers stream every report back; the controller replays them
-into its own hooks, so the terminal, junitxml, the ``--lf`` cache and other
-reporting plugins see a normal run.
+``--deselect`` and node ids select exactly as in a plain run), plans the
+selected tests as units of work, and hands one unit at a time to whichever
+worker asks. It is hooks, the event loop and dispatch only: the
+:class:`~pytest_parallel_modules.ledger.RunLedger` decides what becomes of every
+unit, the :class:`~pytest_parallel_modules.workers.WorkerFleet` holds every
+worker's state and how many to start, the
+:class:`~pytest_parallel_modules.replay.Replayer` turns worker messages into
+calls of pytest's hooks, and the
+:class:`~pytest_parallel_modules.worker_pool.WorkerStarter` places and spawns
+workers on a thread of its own, so nothing here waits on git.
 
 All worker messages arrive on one queue and are handled on the main thread
 through :attr:`ParallelSession.handlers`, an explicit table checked against
@@ -17,21 +22,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
-import enum
-import importlib
 import os
 from pathlib import Path
 import queue
 import signal
 import sys
 import tempfile
-import threading
-import time
 from typing import Any
 from typing import Final
 from typing import final
 from typing import TYPE_CHECKING
-import warnings
 
 import pytest
 
@@ -42,38 +42,37 @@ from pytest_parallel_modules import worktrees
 from pytest_parallel_modules.grouping import group_by_module
 from pytest_parallel_modules.grouping import module_of
 from pytest_parallel_modules.grouping import ModuleGroup
+from pytest_parallel_modules.grouping import units_of
+from pytest_parallel_modules.grouping import WorkUnit
 from pytest_parallel_modules.history import History
 from pytest_parallel_modules.history import load_history
 from pytest_parallel_modules.history import LoadedHistory
-from pytest_parallel_modules.history import MeasuredModule
-from pytest_parallel_modules.history import MeasuredRun
-from pytest_parallel_modules.history import MeasuredTest
 from pytest_parallel_modules.history import save_history
-from pytest_parallel_modules.isolation import restore_checkout_paths
 from pytest_parallel_modules.isolation import WorkerPlacer
 from pytest_parallel_modules.last_failed import load_failed_modules
 from pytest_parallel_modules.last_failed import save_failed_modules
-from pytest_parallel_modules.last_failed import verdict
-from pytest_parallel_modules.reports import AttemptRecord
+from pytest_parallel_modules.ledger import Decisions
+from pytest_parallel_modules.ledger import LossKind
+from pytest_parallel_modules.ledger import RunLedger
+from pytest_parallel_modules.replay import Replayer
 from pytest_parallel_modules.reports import build_merged_report
-from pytest_parallel_modules.reports import build_module_report
-from pytest_parallel_modules.reports import FailureRecord
-from pytest_parallel_modules.reports import fold_test_reports
 from pytest_parallel_modules.reports import MergedReport
-from pytest_parallel_modules.reports import ModuleOutcome
-from pytest_parallel_modules.reports import ModuleReport
-from pytest_parallel_modules.scheduling import DispatchQueue
+from pytest_parallel_modules.scheduling import build_plan
+from pytest_parallel_modules.scheduling import check_plan
 from pytest_parallel_modules.scheduling import estimate_modules
-from pytest_parallel_modules.scheduling import failed_first
 from pytest_parallel_modules.scheduling import ModuleEstimates
 from pytest_parallel_modules.scheduling import partition_shards
-from pytest_parallel_modules.scheduling import plan_slowest_first
 from pytest_parallel_modules.worker_pool import CHANNEL_CLOSED
 from pytest_parallel_modules.worker_pool import kill_process_group
 from pytest_parallel_modules.worker_pool import START_FAILED
+from pytest_parallel_modules.worker_pool import StartCancelled
 from pytest_parallel_modules.worker_pool import WorkerEvent
 from pytest_parallel_modules.worker_pool import WorkerLaunch
 from pytest_parallel_modules.worker_pool import WorkerPool
+from pytest_parallel_modules.worker_pool import WorkerStarter
+from pytest_parallel_modules.workers import WorkerFleet
+from pytest_parallel_modules.workers import WorkerRecord
+from pytest_parallel_modules.workers import WorkerState
 
 
 if TYPE_CHECKING:
@@ -84,133 +83,43 @@ if TYPE_CHECKING:
 
 #: Seconds a stopping worker gets to exit on its own before it is killed.
 TERMINATE_TIMEOUT: Final = 10.0
-
-
-class WorkerState(enum.Enum):
-    """Where a worker is in its life. Transitions happen only in :meth:`ParallelSession._set_state`."""
-
-    STARTING = "starting"  # process spawned, pytest session not ready yet
-    RUNNING = "running"  # has (or is about to get) a module
-    DRAINING = "draining"  # told there is no more work; finishing its session
-    DONE = "done"  # channel closed after a normal session end
-    CRASHED = "crashed"  # channel closed without a normal end, or never started
-
-
-_FINAL_STATES: Final = frozenset({WorkerState.DONE, WorkerState.CRASHED})
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class GatewayName:
-    """The part of ``report.node`` pytest's terminal reads: ``report.node.gateway.id``."""
-
-    id: str
+#: A unit estimated under this many seconds lets its worker ask for the next one ahead.
+PREFETCH_BELOW_S: Final = 0.5
+#: How much of a lost worker's stderr file a crash report shows.
+STDERR_TAIL_BYTES: Final = 12_000
+#: Seconds to wait for a worker's stack dump before the kill.
+STACK_DUMP_WAIT_S: Final = 1.0
+#: Seconds running workers get to finish their current test after Ctrl-C.
+INTERRUPT_GRACE_S: Final = 3.0
+#: Workers started while the controller collects, when the history knows no module.
+EARLY_STARTS_WITHOUT_HISTORY: Final = 2
+#: A test is reported as unusually slow past this many times its unit's estimate ...
+SLOW_FACTOR: Final = 10.0
+#: ... and this many seconds (never killed for it: see --module-timeout).
+SLOW_MIN_S: Final = 60.0
+#: Seconds between two looks at timeouts and deadlines while no message arrives.
+POLL_S: Final = 0.25
 
 
 @final
-class WorkerNode:
-    """What a replayed report carries as ``report.node``.
-
-    pytest's terminal and junitxml recognise reports from parallel workers by this
-    attribute (the pytest-xdist convention): ``-v`` lines say which worker ran the
-    test, a failure's section starts with a line naming the worker, and junitxml
-    keeps interleaved reports of different tests apart. pytest reads
-    ``node.gateway.id`` and ``node.workerinfo``, and caches on the object.
-    """
-
-    def __init__(self, worker_id: str) -> None:
-        self.gateway = GatewayName(worker_id)
-        self.workerinput: dict[str, Any] = {"workerid": worker_id}
-        #: The controller's config, for plugins' ``pytest_configure_node``.
-        self.config: pytest.Config | None = None
-        self.workerinfo = {
-            "id": worker_id,
-            "sysplatform": sys.platform,
-            "version_info": tuple(sys.version_info),
-            "executable": sys.executable,
-        }
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, WorkerNode) and other.gateway == self.gateway
-
-    def __hash__(self) -> int:
-        return hash(self.gateway)
-
-
 @dataclass(slots=True)
-class ModuleRun:
-    """The controller's record of one module handed to a worker."""
+class RunView:
+    """What the reporting and display plugins may read of a run, as the controller publishes it."""
 
-    group: ModuleGroup
-    worker_id: str
-    started: float
-    finished: float | None = None
-    collect_s: float = 0.0
-    run_s: float = 0.0
-    completed: bool = False
-    crashed: bool = False
-    #: Node ids whose logfinish arrived: they ran to the end of their teardown.
-    done: set[str] = field(default_factory=set)
-    reports: list[pytest.TestReport] = field(default_factory=list)
-    #: The attempt this one continues (its worker crashed), if any.
-    previous: ModuleRun | None = None
-    #: perf() when the worker began it (for --module-timeout).
-    began: float | None = None
-    #: With --module-retries: the failed attempt this run retries.
-    retry_of: ModuleRun | None = None
-    #: With --module-retries: events held back until the module's fate is known
-    #: (("logstart"|"logfinish", (nodeid, location)) or ("report", report)).
-    held: list[tuple[str, Any]] = field(default_factory=list)
-    #: Set once the held events were replayed (or the module is final).
-    settled: bool = False
-
-    def retries(self) -> list[ModuleRun]:
-        """Every attempt of this module under --module-retries, oldest first."""
-        chain = [self]
-        while chain[0].retry_of is not None:
-            chain.insert(0, chain[0].retry_of)
-        return chain
-
-    def has_failures(self) -> bool:
-        return any(report.failed and not hasattr(report, "wasxfail") for report in self.reports)
-
-    #: The module's report, once the module is finished.
-    report: ModuleReport | None = None
-
-    def attempts(self) -> list[ModuleRun]:
-        """Every attempt at this module, oldest first."""
-        chain = [self]
-        while chain[0].previous is not None:
-            chain.insert(0, chain[0].previous)
-        return chain
-
-    def remainder(self, *, exclude: Iterable[str] = ()) -> ModuleGroup | None:
-        """The tests of this module that did not run, as a group of their own (None if none)."""
-        skip = self.done | set(exclude)
-        left = tuple(nodeid for nodeid in self.group.nodeids if nodeid not in skip)
-        return ModuleGroup(self.group.module, left) if left else None
-
-
-@dataclass(slots=True)
-class WorkerRecord:
-    """The controller's view of one worker."""
-
-    worker_id: str
-    state: WorkerState = WorkerState.STARTING
-    #: Modules sent to the worker and not finished yet, oldest first (at most the
-    #: current one and the next one, asked for before the current one's last test).
-    assigned: list[ModuleRun] = field(default_factory=list)
-    running_nodeid: str | None = None
-    session_finished: bool = False
-    internal_error: str | None = None
-    exitstatus: int | None = None
-    pid: int | None = None
-    #: Set when the controller killed the worker for running past --module-timeout.
-    timed_out_after: float | None = None
-    #: perf() after which a worker told to stop (fail-fast) is killed.
-    stop_deadline: float | None = None
-    #: Set when the worker was killed because it did not stop in time.
-    killed_after_stop: bool = False
+    #: The plan, in the order units are handed out.
+    units: tuple[WorkUnit, ...] = ()
+    #: Estimated seconds per module.
+    estimates: dict[str, float] = field(default_factory=dict)
+    #: Whether the history knew at least one module of the plan.
+    estimates_known: bool = False
+    #: ``N``.
+    workers: int = 1
+    #: Worker id -> its state's name, as the fleet holds it.
+    worker_states: dict[str, str] = field(default_factory=dict)
+    #: The merged report, once the run ended (built once, in ``pytest_sessionfinish``).
+    merged: MergedReport | None = None
+    #: The command that reruns only what failed, once the run ended.
+    rerun_modules: tuple[str, ...] = ()
 
 
 @final
@@ -224,52 +133,38 @@ class ParallelSession:
     def __init__(self, config: pytest.Config, options: Options) -> None:
         self.config = config
         self.options = options
+        self.view = RunView(workers=max(1, options.workers or 1))
         self.events: queue.Queue[WorkerEvent] = queue.Queue()
         self.pool = WorkerPool(self.events)
-        self.workers: dict[str, WorkerRecord] = {}
-        self.modules: list[ModuleRun] = []
-        self.queue = DispatchQueue(())
-        self.plan: tuple[ModuleGroup, ...] = ()
+        limit = max(1, options.workers or 1)
+        self.fleet = WorkerFleet(
+            limit=limit,
+            # By default a crashed worker is replaced at most once per worker of the run.
+            restart_budget=limit if options.worker_restarts is None else options.worker_restarts,
+        )
+        #: Normal (not replacement, not retry) starts left: ``min(N, units)`` once planned.
+        self._initial_starts_left = limit
+        self.ledger = RunLedger((), retries=options.retries, strict_retries=options.retries_strict)
         self.estimates: ModuleEstimates | None = None
-        self.history_warning: str | None = None
-        #: The history as loaded at the start of the run; read once, merged into at its end.
+        self._measured_modules: frozenset[str] = frozenset()
         self._loaded_history: LoadedHistory | None = None
-        self.crashed_nodeids: set[str] = set()
-        #: Why the last worker that could not start failed, for the final report.
+        self.rerun_message: str | None = None
+        #: Modules that failed in the last recorded run.
+        self.last_failed: frozenset[str] = frozenset()
+        self.stopping = False
+        #: Why the run stops early (fail-fast), as pytest's ``shouldfail`` says it.
+        self.stop_reason: str | None = None
+        self.exit_request: worker.ExitPayload | None = None
         self.last_start_failure: str | None = None
         self.workers_exhausted = False
         self.session: pytest.Session | None = None
-        #: Modules whose duration the history measured in a complete run.
-        self._measured_modules: frozenset[str] = frozenset()
-        #: Worker id -> the failed attempt it was started to retry.
-        self._retry_assignments: dict[str, ModuleRun] = {}
-        self.rerun_message: str | None = None
-        #: Modules that failed in the last recorded run.
-        self.last_failed: frozenset[str] = (
-            frozenset()
-            if options.failed_modules_path is None
-            else load_failed_modules(options.failed_modules_path)
-        )
-        self._restart_budget = 0
-        #: Module -> its crashed attempt, until the rest of the module runs.
-        self._crashed_attempts: dict[str, ModuleRun] = {}
-        #: Reports of every finished module, in the order they finished.
-        self.module_reports: list[ModuleReport] = []
-        self.stopping = False
-        self.stop_reason: str | bool = False
-        self.exit_request: worker.ExitPayload | None = None
-        self.restarts_left = 0
-        self.started_at = 0.0
-        self.wall_s = 0.0
-        self._worker_count = 0
-        self._locations: dict[str, tuple[str, int | None, str]] = {}
-        self._starter: threading.Thread | None = None
-        self._cancel_start = threading.Event()
+        self._planned = False
+        self._finished = False
         self._terminated = False
-        self._nodes: dict[str, WorkerNode] = {}
+        self._started_perf = timing.perf()
+        self._loop_started_perf: float | None = None
+        self.wall_s = 0.0
         self._basetemp_dir = Path()
-        #: Worker id -> its worktree root (isolated runs only).
-        self.worktrees: dict[str, Path] = {}
         self.placer = WorkerPlacer(
             mode=options.isolation,
             repo_root=worktrees.find_repo_root(config.invocation_params.dir)
@@ -280,6 +175,9 @@ class ParallelSession:
             sys_path=sys.path,
             copy_patterns=options.worktree_copy,
         )
+        self.replayer = Replayer(config, self.placer.repo_root)
+        self.starter = WorkerStarter(self.events, self._start_one)
+        self._previous_sigterm: Any = None
         self.handlers: Final[dict[str, Callable[[WorkerRecord, Any], None]]] = {
             worker.READY: self._on_ready,
             worker.NEED_WORK: self._on_need_work,
@@ -295,13 +193,22 @@ class ParallelSession:
             START_FAILED: self._on_start_failed,
         }
 
-    # -- pytest hooks ---------------------------------------------------------
+    # -- pytest hooks: configure to collection ------------------------------------
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
+        # SIGTERM ends the run like Ctrl-C (workers stopped, partial summary, exit 2)
+        # from the moment the session starts, collection included.
+        self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_collection(self, session: pytest.Session) -> Generator[None, object, object]:
-        # Workers boot (interpreter, plugins, conftest files) while the
-        # controller collects, so their start-up costs no wall time.
-        self._start_workers()
+        # The first workers boot (worktree, interpreter, plugins, their own collection)
+        # while the controller collects, so their start-up costs little wall time.
+        self._basetemp_dir = self._basetemp()
+        if self.options.failed_modules_path is not None:
+            self.last_failed = self._load_failed_modules(self.options.failed_modules_path)
+        self._start_workers(self._early_starts(), "initial")
         return (yield)
 
     @pytest.hookimpl(trylast=True)
@@ -355,80 +262,58 @@ class ParallelSession:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         groups = group_by_module(item.nodeid for item in session.items)
         loaded = self._load_history()
-        self.history_warning = loaded.warning
         self._measured_modules = frozenset(
             module for module, record in loaded.history.modules.items() if record.runs > 0
         )
         self.estimates = estimate_modules(groups, loaded.history, self._file_sizes(groups))
-        self.plan = plan_slowest_first(groups, self.estimates)
+        first: frozenset[str] = frozenset()
         if self.options.fail_fast:
-            self.plan = failed_first(self.plan, self.last_failed)
+            first = self.last_failed
         if self.config.getoption("failedfirst", False):
             # --ff: pytest put the last failures first among the items; a module holding
             # one starts first too, as Jest runs the files that failed last time first.
-            self.plan = failed_first(self.plan, self._modules_failed_last_time())
-        changed = self.config.hook.pytest_parallel_modules_plan(
-            config=self.config, plan=list(self.plan)
-        )
+            first = first | self._modules_failed_last_time()
+        plan = build_plan(groups, self.estimates, first=first)
+        changed = self.config.hook.pytest_parallel_modules_plan(config=self.config, plan=list(plan))
         if changed is not None:
-            self.plan = _checked_plan(self.plan, changed)
+            try:
+                plan = check_plan(plan, changed)
+            except ValueError as exc:
+                raise pytest.UsageError(str(exc)) from None
+        units = units_of(plan)
+        self.ledger = RunLedger(
+            units, retries=self.options.retries, strict_retries=self.options.retries_strict
+        )
+        self.view.units = units
+        self.view.estimates = dict(self.estimates.seconds)
+        self.view.estimates_known = self.estimates.known_modules > 0
+        self._planned = True
 
     def pytest_report_collectionfinish(self) -> list[str]:
         lines: list[str] = []
         if self.rerun_message is not None:
             lines.append(self.rerun_message)
-        if self.history_warning is not None:
-            lines.append(f"parallel-modules: WARNING: {self.history_warning}")
+        warning = self._load_history().warning
+        if warning is not None:
+            lines.append(f"parallel-modules: WARNING: {warning}")
         path = self.options.history_path
+        modules = len({unit.module for unit in self.view.units})
         if path is None:
             source = "no history (pytest's cache is disabled)"
         else:
             known = self.estimates.known_modules if self.estimates is not None else 0
-            source = (
-                f"durations from {self._shown_path(path)} ({known}/{len(self.plan)} modules known)"
-            )
+            source = f"durations from {self._shown_path(path)} ({known}/{modules} modules known)"
         if self.config.get_verbosity() < 0:
             return lines
-        workers = self.options.workers or 1
+        workers = self.fleet.limit
         lines.append(f"parallel-modules: {self.placer.describe()}")
         lines.append(
-            f"parallel-modules: {_plural(len(self.plan), 'module')} on {min(workers, max(1, len(self.plan)))} "
+            f"parallel-modules: {_plural(modules, 'module')} on {min(workers, max(1, len(self.view.units)))} "
             f"of {_plural(workers, 'worker')}, slowest first; {source}"
         )
         return lines
 
-    def _shown_path(self, path: Path) -> str:
-        try:
-            return str(path.relative_to(self.config.invocation_params.dir))
-        except ValueError:
-            return str(path)
-
-    def _modules_failed_last_time(self) -> frozenset[str]:
-        """Modules of the tests pytest's cache remembers as failed (what ``--lf``/``--ff`` use)."""
-        cache: pytest.Cache | None = getattr(self.config, "cache", None)  # -p no:cacheprovider
-        if cache is None:
-            return frozenset()
-        lastfailed: object = cache.get("cache/lastfailed", {})
-        if not isinstance(lastfailed, dict):
-            return frozenset()
-        return frozenset(module_of(nodeid) for nodeid in lastfailed if isinstance(nodeid, str))
-
-    def _load_history(self) -> LoadedHistory:
-        if self._loaded_history is None:
-            path = self.options.history_path
-            self._loaded_history = (
-                LoadedHistory(history=History()) if path is None else load_history(path)
-            )
-        return self._loaded_history
-
-    def _file_sizes(self, groups: Iterable[ModuleGroup]) -> dict[str, int]:
-        sizes: dict[str, int] = {}
-        for group in groups:
-            try:
-                sizes[group.module] = (self.config.rootpath / group.module).stat().st_size
-            except OSError:
-                sizes[group.module] = 0
-        return sizes
+    # -- pytest hooks: the run -----------------------------------------------------
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
@@ -438,20 +323,16 @@ class ParallelSession:
             raise session.Interrupted(
                 f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} during collection"
             )
-        self.session = session
-        self.started_at = timing.perf()
-        self._locations = {item.nodeid: item.location for item in session.items}
-        self.queue = DispatchQueue(self.plan)
-        previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        self._loop_started_perf = timing.perf()
         try:
+            self._retire_surplus()
+            self._top_up()
             self._drain_events(session)
         except KeyboardInterrupt:
             self._interrupt()
             raise
         finally:
-            signal.signal(signal.SIGTERM, previous_sigterm)
-            self._terminate()
-            self.wall_s = timing.perf() - self.started_at
+            self.wall_s = timing.perf() - self._loop_started_perf
         if self.exit_request is not None:
             pytest.exit(self.exit_request["message"], self.exit_request["returncode"])
         if session.shouldfail:
@@ -460,151 +341,121 @@ class ParallelSession:
             raise session.Interrupted(session.shouldstop)
         return True
 
-    def pytest_sessionfinish(self) -> None:
-        # Collection may have failed before the run loop started its workers' work.
+    # tryfirst: the merged report exists before any other plugin's sessionfinish and
+    # before the terminal reporter's summary (printed after every sessionfinish impl).
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
         self._terminate()
+        if self._finished:
+            return
+        self._finished = True
+        self._apply(self.ledger.finish())
+        if self.workers_exhausted:
+            self._report_unrun()
+        if self._planned and (self.ledger.module_reports or self.view.units):
+            self.view.merged = self._merged_report()
         self._save_history()
         self._save_failed_modules()
 
-    def _save_failed_modules(self) -> None:
-        """Update which modules failed, the way --lf updates its state (controller only)."""
-        path = self.options.failed_modules_path
-        if path is None or not self.module_reports:
-            return
-        verdicts = {
-            report["module"]: verdict(
-                report["outcome"], report["counts"]["failed"], report["counts"]["errors"]
-            )
-            for report in self.module_reports
-        }
-        try:
-            save_failed_modules(path, verdicts)
-        except Exception as exc:  # the state cannot be saved: say so, keep the run's result
-            self._say(
-                f"parallel-modules: WARNING: could not save the failed modules to {path}: {exc}"
-            )
-
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        for worker_id, path in sorted(self.worktrees.items()):
-            if path in self.kept_worktrees():
+        for record in self.fleet:
+            if record.worktree is not None and record.worktree in self.kept_worktrees():
                 terminalreporter.write_line(
-                    f"parallel-modules: kept the worktree of worker {worker_id} (it ran a failed module): {path}"
+                    f"parallel-modules: kept the worktree of worker {record.worker_id} "
+                    f"(it ran a failed module): {record.worktree}"
                 )
 
-    def _save_history(self) -> None:
-        """Merge what this run measured into the history (controller only, R5)."""
-        path = self.options.history_path
-        if path is None or not self.modules:
-            return
-        try:
-            # loaded=: when no other run saved meanwhile, the file is not parsed a second time.
-            save_history(
-                path,
-                self._measurements(),
-                now=timing.now(),
-                create_parents=True,
-                loaded=self._loaded_history,
-            )
-        except Exception as exc:  # a history that cannot be saved must not fail the run
-            self._say(
-                f"parallel-modules: WARNING: could not save the duration history to {path}: {exc}"
-            )
+    # -- starting workers ---------------------------------------------------------
 
-    def _measurements(self) -> MeasuredRun:
-        """What this run measured; only what ran to its end counts as complete."""
-        tests: dict[str, MeasuredTest] = {}
-        modules: dict[str, MeasuredModule] = {}
-        for run in self.modules:
-            for record in fold_test_reports(run.reports):
-                outcome = record["outcome"]
-                if record["subtest"] is not None or outcome == "not_run":
-                    continue
-                nodeid = record["nodeid"]
-                tests[nodeid] = MeasuredTest(
-                    duration_s=record["duration_s"],
-                    outcome=outcome,
-                    complete=nodeid in run.done and nodeid not in self.crashed_nodeids,
+    def _early_starts(self) -> int:
+        """How many workers to start while collecting: as many as the history says are useful."""
+        history = self._load_history().history
+        known = len(history.modules)
+        wanted = known if known else EARLY_STARTS_WITHOUT_HISTORY
+        return max(1, min(self.fleet.limit, wanted))
+
+    def _start_workers(self, count: int, reason: Any, *, retry: bool = False) -> None:
+        for _ in range(count):
+            record = self.fleet.add("retry" if retry else reason)
+            self._publish_states()
+            if retry:
+                self._say(
+                    f"parallel-modules: starting worker {record.worker_id} for a retry "
+                    "(--module-retries)"
                 )
-            if run.done:
-                modules[run.group.module] = MeasuredModule(
-                    total_s=run.collect_s + run.run_s,
-                    collect_s=run.collect_s,
-                    complete=run.completed and not run.crashed,
-                )
-        return MeasuredRun(tests=tests, modules=modules)
-
-    # -- starting workers -----------------------------------------------------
-
-    def _start_workers(self) -> None:
-        count = self.options.workers or 1
-        self._worker_count = count
-        # By default a crashed worker is replaced at most once per worker of the run.
-        self._restart_budget = (
-            count if self.options.worker_restarts is None else self.options.worker_restarts
-        )
-        self.restarts_left = self._restart_budget
-        self._basetemp_dir = self._basetemp()
-        worker_ids = [f"w{index}" for index in range(1, count + 1)]
-        for worker_id in worker_ids:
-            self.workers[worker_id] = WorkerRecord(worker_id)
-        self._starter = threading.Thread(
-            target=self._start_all, args=(worker_ids,), name="parallel-modules-starter", daemon=True
-        )
-        self._starter.start()
-
-    def _start_all(self, worker_ids: list[str]) -> None:
-        """Runs on the starter thread while the main thread collects."""
-        for worker_id in worker_ids:
-            if self._cancel_start.is_set():
-                # The run ended before it began (collection error, Ctrl-C):
-                # a worker not started yet is one less to stop.
-                self.events.put(WorkerEvent(worker_id, START_FAILED, None))
-                continue
-            self._start_one(worker_id)
+            self.starter.request(record.worker_id)
 
     def _start_one(self, worker_id: str) -> None:
-        """Place one worker (its worktree, when isolated) and start it; failures become events."""
-        try:
-            placement = self.placer.place()
+        """Place one worker (its worktree, when isolated) and start it. Runs on the starter thread."""
+        placement = self.placer.place()
+        record = self.fleet[worker_id]
+        if self.starter.cancelled(worker_id):
             if placement.worktree is not None:
-                self.worktrees[worker_id] = placement.worktree
-                self.config.hook.pytest_parallel_modules_worktree_ready(
-                    config=self.config, worktree=placement.worktree, worker_id=worker_id
-                )
-        except Exception as exc:  # git, the pool, or a hook implementation: the run reports it
-            self.events.put(
-                WorkerEvent(worker_id, START_FAILED, {"error": f"{type(exc).__name__}: {exc}"})
+                self.placer.release_one(placement.worktree)
+            raise StartCancelled(worker_id)
+        record.worktree = placement.worktree
+        self.replayer.worker_placed(worker_id, placement.worktree)
+        if placement.worktree is not None:
+            self.config.hook.pytest_parallel_modules_worktree_ready(
+                config=self.config, worktree=placement.worktree, worker_id=worker_id
             )
-            return
-        try:
-            workerinput = self._configure_node(worker_id)
-        except Exception as exc:  # a plugin's pytest_configure_node failed
-            self.events.put(
-                WorkerEvent(worker_id, START_FAILED, {"error": f"{type(exc).__name__}: {exc}"})
-            )
-            return
+        node = self.replayer.node(worker_id)
+        workerinput = compat.configure_node(self.config, node)
         setup = worker.WorkerSetup(
             worker_id=worker_id,
-            worker_count=self._worker_count,
+            worker_count=self.fleet.limit,
             args=compat.worker_args(self.config, placement.args),
             sys_path=placement.sys_path,
             basetemp=str(self._basetemp_dir / f"worker-{worker_id}"),
             path_map=placement.path_map,
-            workerinput=workerinput,
+            workerinput={key: value for key, value in workerinput.items() if key != "workerid"},
             stderr_path=str(self._stderr_path(worker_id)),
         )
         self.pool.start(WorkerLaunch(cwd=placement.cwd, setup=setup))
 
-    def _configure_node(self, worker_id: str) -> dict[str, Any]:
-        """Let plugins add to the worker's ``config.workerinput``, as pytest-xdist lets them.
+    def _top_up(self, *, after_crash: bool = False) -> None:
+        """Start the workers the work left needs: never more than N at once, nor than units left."""
+        if not self._planned or self.stopping or self.ledger.stopped:
+            return
+        wanted = self.fleet.starts_wanted(self.ledger.pending())
+        initial = min(wanted, self._initial_starts_left)
+        self._initial_starts_left -= initial
+        replacements = min(wanted - initial, self.fleet.restarts_left) if after_crash else 0
+        self.fleet.restarts_left -= replacements
+        self._start_workers(initial, "initial")
+        self._start_workers(replacements, "replacement")
+        self._start_workers(
+            self.fleet.retry_starts_wanted(self.ledger.awaiting_retry()), "retry", retry=True
+        )
+        if self.fleet.may_run_work() == 0 and (
+            self.ledger.pending() or self.ledger.awaiting_retry()
+        ):
+            self.workers_exhausted = True
+            self._say(
+                f"parallel-modules: no worker left (--module-worker-restarts={self.fleet.restart_budget} "
+                "used up); the modules left are not run"
+            )
+            self._stop()
 
-        pytest-rerunfailures, pytest-cov and others implement pytest-xdist's
-        ``pytest_configure_node(node)`` to pass values to their worker side through
-        ``node.workerinput``; they then expect those keys in every worker.
-        """
-        node = self._nodes.setdefault(worker_id, WorkerNode(worker_id))
-        workerinput = compat.configure_node(self.config, node)
-        return {key: value for key, value in workerinput.items() if key != "workerid"}
+    def _retire_surplus(self) -> None:
+        """Once planned: workers started while collecting beyond ``min(N, units)`` are not needed."""
+        needed = min(self.fleet.limit, len(self.view.units))
+        self._initial_starts_left = max(0, needed - len(self.fleet))
+        surplus = self.fleet.may_run_work() - needed
+        for record in reversed(list(self.fleet)):
+            if surplus <= 0:
+                break
+            if record.state is WorkerState.STARTING:
+                # Nothing of the run is lost: it never ran a test.
+                record.kill_reason = "not needed"
+                self.starter.cancel(record.worker_id)
+                self.pool.kill(record.worker_id)
+                self.fleet.move(record, WorkerState.KILLED)
+                surplus -= 1
+        self._publish_states()
 
     def _basetemp(self) -> Path:
         """The directory under which each worker gets its own ``--basetemp``."""
@@ -617,161 +468,222 @@ class ParallelSession:
             return base
         return Path(tempfile.mkdtemp(prefix="pytest-parallel-modules-"))
 
-    def _replace(self, crashed: WorkerRecord) -> None:
-        """Start a fresh worker, in a clean worktree, to take over the crashed one's remaining work."""
-        self.restarts_left -= 1
-        worker_id = f"w{len(self.workers) + 1}"
-        self.workers[worker_id] = WorkerRecord(worker_id)
-        self._start_one(worker_id)
-
-    # -- the loop -------------------------------------------------------------
+    # -- the loop -----------------------------------------------------------------
 
     def _drain_events(self, session: pytest.Session) -> None:
-        limits = [self.options.module_timeout] if self.options.module_timeout is not None else []
-        if self.options.fail_fast:
-            limits.append(self.options.fail_fast_grace)
-        poll = min([1.0, *(limit / 4 for limit in limits)]) if limits else None
-        while any(record.state not in _FINAL_STATES for record in self.workers.values()):
+        while not self.fleet.all_gone():
             try:
-                event = self.events.get(timeout=poll)
+                event = self.events.get(timeout=POLL_S)
             except queue.Empty:
-                self._check_timeouts()
+                self._check_clocks()
                 continue
-            if poll is not None:
-                self._check_timeouts()
-            record = self.workers[event.worker_id]
-            self.handlers[event.name](record, event.payload)
+            self._handle(event)
+            self._check_clocks()
             if self.stopping:
-                if self.stop_reason and session.shouldfail:
+                if self.stop_reason is not None and session.shouldfail:
                     # Reports of tests that were already running keep arriving;
                     # the message names the limit that was hit, as in a plain run.
                     session.shouldfail = self.stop_reason
             elif session.shouldfail or session.shouldstop or self.exit_request:
-                self.stop_reason = session.shouldfail
+                if isinstance(session.shouldfail, str):
+                    self.stop_reason = session.shouldfail
                 self._stop()
-        for worker_id in list(self._retry_assignments):
-            self._abandon_retry(worker_id)
-        if self.queue.remaining() and (self.workers_exhausted or not self.stopping):
-            self._report_unrun(self.queue.remaining())
 
-    def _check_timeouts(self) -> None:
-        """Kill workers past their fail-fast grace; stop modules past ``--module-timeout``."""
+    def _handle(self, event: WorkerEvent) -> None:
+        record = self.fleet[event.worker_id]
+        self.handlers[event.name](record, event.payload)
+
+    def _check_clocks(self) -> None:
+        """Deadlines that pass while no message arrives: fail-fast grace, timeouts, slow tests."""
         now = timing.perf()
-        for record in self.workers.values():
-            deadline = record.stop_deadline
+        for record in self.fleet:
             if (
-                deadline is not None
-                and now > deadline
-                and record.state not in _FINAL_STATES
-                and record.pid
+                record.stop_deadline is not None
+                and now > record.stop_deadline
+                and record.state is WorkerState.STOPPING
             ):
-                record.killed_after_stop = True
                 record.stop_deadline = None
-                kill_process_group(record.pid)
-        limit = self.options.module_timeout
-        if limit is None:
+                record.kill_reason = (
+                    f"worker {record.worker_id} was still busy {self.options.fail_fast_grace:g}s "
+                    "after the fail-fast stop and was killed"
+                )
+                self._say(f"parallel-modules: {record.kill_reason}")
+                self._kill(record, WorkerState.KILLED)
+            elif record.state is WorkerState.TIMED_OUT and record.dump_requested is not None:
+                # Killed once its stack dump is written (its stderr file grew, then stopped
+                # growing between two looks), or after STACK_DUMP_WAIT_S.
+                size = _file_size(self._stderr_path(record.worker_id))
+                grown = record.dump_size is not None and size > record.dump_size
+                if now - record.dump_requested >= STACK_DUMP_WAIT_S or (
+                    grown and size == record.dump_last_size
+                ):
+                    record.dump_requested = None
+                    if record.pid is not None:
+                        kill_process_group(record.pid)
+                record.dump_last_size = size
+            elif record.state is WorkerState.BUSY:
+                self._check_busy(record, now)
+
+    def _check_busy(self, record: WorkerRecord, now: float) -> None:
+        attempt = self.ledger.current(record.worker_id)
+        if attempt is None or attempt.started_perf is None:
             return
-        for record in self.workers.values():
-            if record.state is not WorkerState.RUNNING or not record.assigned or record.pid is None:
-                continue
-            began = record.assigned[0].began
-            if began is None or now - began <= limit or record.timed_out_after is not None:
-                continue
+        limit = self.options.module_timeout
+        if limit is not None and now - attempt.started_perf > limit and record.pid is not None:
+            self.fleet.move(record, WorkerState.TIMED_OUT)
+            self._publish_states()
             record.timed_out_after = limit
             # Stacks first (faulthandler in the worker writes them to its stderr
-            # file), then the whole process group, children included.
+            # file); the whole process group is killed once they are written.
+            record.dump_requested = now
+            record.dump_size = _file_size(self._stderr_path(record.worker_id))
             try:
                 os.kill(record.pid, worker.DUMP_STACKS_SIGNAL)
             except ProcessLookupError:
-                continue
-            _wait_for_growth(self._stderr_path(record.worker_id), STACK_DUMP_WAIT_S)
-            kill_process_group(record.pid)
+                kill_process_group(record.pid)
+            return
+        running = attempt.running
+        if running is None or running == record.slow_warned or attempt.running_since is None:
+            return
+        estimate = self.view.estimates.get(module_of(running), 0.0)
+        elapsed = now - attempt.running_since
+        if elapsed > max(SLOW_MIN_S, SLOW_FACTOR * estimate):
+            record.slow_warned = running
+            hint = (
+                ""
+                if self.options.module_timeout is not None
+                else "; --module-timeout=SECONDS stops a module that runs too long"
+            )
+            self._say(
+                f"parallel-modules: {running} has been running for {elapsed:.0f}s on worker "
+                f"{record.worker_id} (its module was estimated at {estimate:.1f}s){hint}"
+            )
 
     def _interrupt(self) -> None:
-        """Ctrl-C or SIGTERM: keep what finished, stop everything within seconds.
+        """Ctrl-C or SIGTERM: keep what finishes within seconds, name what was running, stop.
 
         Running workers are told to stop after their current test and get
         :data:`INTERRUPT_GRACE_S` to do so (their reports are kept); a second Ctrl-C,
-        or the end of the grace period, kills every worker's process group.
+        or the end of the grace period, kills every worker's process group, after
+        asking busy ones for their stacks. Every test still running is reported
+        ``interrupted``, with those stacks; tests never started are ``not_run``.
         """
         self._stop()
         deadline = timing.perf() + INTERRUPT_GRACE_S
         try:
-            while any(record.state not in _FINAL_STATES for record in self.workers.values()):
+            while not self.fleet.all_gone():
                 remaining = deadline - timing.perf()
                 if remaining <= 0:
                     break
                 try:
-                    event = self.events.get(timeout=remaining)
+                    event = self.events.get(timeout=min(remaining, POLL_S))
                 except queue.Empty:
-                    break
-                record = self.workers[event.worker_id]
-                if event.name in (CHANNEL_CLOSED, START_FAILED):
-                    self._set_state(record, WorkerState.DONE)
-                elif event.name in (
-                    worker.LOGSTART,
-                    worker.LOGFINISH,
-                    worker.MODULE_FINISHED,
-                ):
-                    self.handlers[event.name](record, event.payload)
+                    continue
+                self._handle(event)
+            busy = [
+                record
+                for record in self.fleet
+                if record.state is not WorkerState.GONE and self.ledger.in_flight(record.worker_id)
+            ]
+            sizes: dict[Path, int] = {}
+            for record in busy:
+                if record.pid is not None:
+                    path = self._stderr_path(record.worker_id)
+                    sizes[path] = _file_size(path)
+                    try:
+                        os.kill(record.pid, worker.DUMP_STACKS_SIGNAL)
+                    except ProcessLookupError:
+                        del sizes[path]
+            if sizes:
+                _wait_for_dumps(sizes)
         except KeyboardInterrupt:
             pass  # a second Ctrl-C: kill at once
-        self._kill_all()
+        for record in self.fleet:
+            if record.state is not WorkerState.GONE:
+                self._kill(record, WorkerState.KILLED)
+                evidence = "interrupted (Ctrl-C or SIGTERM) while this test ran"
+                tail = self._stderr_tail(record.worker_id)
+                if tail:
+                    evidence += (
+                        f"\nStacks of worker {record.worker_id} when it was stopped:\n{tail}"
+                    )
+                self._apply(
+                    self.ledger.worker_lost(
+                        record.worker_id, LossKind.INTERRUPT, evidence, now=timing.now()
+                    )
+                )
+                self.fleet.move(record, WorkerState.GONE)
+        self._publish_states()
 
-    def _kill_all(self) -> None:
-        for record in self.workers.values():
-            if record.pid is not None:
-                kill_process_group(record.pid)
-
-    def _stop(self, keep_running: str | None = None) -> None:
-        """No module starts from now on; running workers (but ``keep_running``) stop after their current test."""
-        self.stopping = True
-        self.queue.stop()
-        for record in self.workers.values():
-            if record.state is WorkerState.RUNNING and record.worker_id != keep_running:
-                self.pool.send(record.worker_id, worker.STOP)
-
-    def _assign(self, record: WorkerRecord) -> None:
-        """Answer a worker's request for work: its next module, or no more work."""
-        retried = self._retry_assignments.pop(record.worker_id, None)
-        group = retried.group if retried is not None else self.queue.next_module()
-        if group is None:
-            self.pool.send(record.worker_id, worker.NO_MORE_WORK)
-            self._set_state(record, WorkerState.DRAINING)
+    def _stop(self) -> None:
+        """No unit starts from now on; running workers stop after their current test."""
+        if self.stopping:
             return
-        run = ModuleRun(
-            group=group,
-            worker_id=record.worker_id,
-            started=timing.now(),
-            previous=self._crashed_attempts.pop(group.module, None),
-            retry_of=retried,
-        )
-        if not record.assigned:
-            run.began = timing.perf()
-        self.modules.append(run)
-        record.assigned.append(run)
+        self.stopping = True
+        self.ledger.stop()
+        for record in self.fleet:
+            if record.state in (WorkerState.BUSY, WorkerState.IDLE):
+                self.pool.send(record.worker_id, worker.STOP)
+                self.fleet.move(record, WorkerState.STOPPING)
+            elif record.state is WorkerState.STARTING:
+                # Still collecting: it holds nothing; end it now rather than wait for it.
+                record.kill_reason = "not needed"
+                self.starter.cancel(record.worker_id)
+                self._kill(record, WorkerState.KILLED)
+        self._publish_states()
+
+    def _kill(self, record: WorkerRecord, state: WorkerState) -> None:
+        if record.pid is not None:
+            kill_process_group(record.pid)
+        self.pool.kill(record.worker_id)
+        if record.state is not WorkerState.GONE:
+            self.fleet.move(record, state)
+
+    def _dispatch(self, record: WorkerRecord) -> None:
+        """Answer a worker that asks for work: its next unit, or no more work."""
+        unit: WorkUnit | None = None
+        if not self.stopping:
+            if record.reason == "retry":
+                # A retry worker runs its retry and nothing else.
+                unit = self.ledger.next_retry() if record.retry_unit is None else None
+            else:
+                unit = self.ledger.next_unit()
+        if unit is None:
+            self.pool.send(record.worker_id, worker.NO_MORE_WORK)
+            if record.state is not WorkerState.STOPPING:
+                self.fleet.move(record, WorkerState.STOPPING)
+            self._publish_states()
+            # Its place may now go to a unit awaiting a retry.
+            self._top_up()
+            return
+        attempt = self.ledger.assign(unit, record.worker_id, timing.now())
+        if record.reason == "retry":
+            record.retry_unit = unit.id
+        self.fleet.move(record, WorkerState.BUSY)
+        self._publish_states()
         self.config.hook.pytest_parallel_modules_module_started(
             config=self.config,
-            module=group.module,
+            module=unit.module,
             worker_id=record.worker_id,
-            nodeids=list(group.nodeids),
+            nodeids=list(unit.nodeids),
         )
         self.pool.send(
             record.worker_id,
             worker.RUN_MODULE,
             worker.RunModulePayload(
-                module=group.module,
-                nodeids=list(group.nodeids),
-                prefetch=self._is_quick(group),
+                unit=unit.id,
+                module=unit.module,
+                nodeids=list(attempt.nodeids),
+                prefetch=self._is_quick(unit),
                 ask_in_last_teardown=not self._decides_from_last_report,
             ),
         )
 
     @property
     def _decides_from_last_report(self) -> bool:
-        """Whether a module's last report may stop the run or bring a retry.
+        """Whether a unit's last report may stop the run or bring a retry.
 
-        Then a worker asks for its next module only once it reported the module whole:
+        Then a worker asks for its next unit only once it reported the unit whole:
         ``-x``/``--maxfail`` and ``--fail-fast-modules`` must count the last test's
         failure, and ``--module-retries`` decide on a retry, before the worker is handed
         anything else. Otherwise it asks as the last test's teardown starts (see
@@ -781,43 +693,84 @@ class ParallelSession:
             self.options.fail_fast or self.options.retries or self.config.getoption("maxfail", 0)
         )
 
-    def _is_quick(self, group: ModuleGroup) -> bool:
-        """Whether a worker may ask for its next module as it starts this one.
+    def _is_quick(self, unit: WorkUnit) -> bool:
+        """Whether a worker may ask for its next unit as it starts this one.
 
-        Only behind a module expected to take under :data:`PREFETCH_BELOW_S`: the
-        module sent ahead waits at most that long, while a suite of many quick
+        Only behind a whole module expected to take under :data:`PREFETCH_BELOW_S`:
+        the unit sent ahead waits at most that long, while a suite of many quick
         modules loses no round trip per module to an idle worker.
         """
         if self.estimates is None or self.options.retries or self.options.fail_fast:
             return False
         # Only a measured estimate: without history every module looks quick.
-        if group.module not in self._measured_modules:
+        if unit.module not in self._measured_modules or unit.part != (1, 1):
             return False
-        return self.estimates.seconds.get(group.module, 0.0) < PREFETCH_BELOW_S
+        return self.estimates.seconds.get(unit.module, 0.0) < PREFETCH_BELOW_S
 
-    def _set_state(self, record: WorkerRecord, state: WorkerState) -> None:
-        record.state = state
+    def _apply(self, decisions: Decisions) -> None:
+        """Carry out what the ledger decided."""
+        for event in decisions.replay:
+            self.replayer.event(event)
+            if event.report is not None:
+                self._after_report(event.report, event.worker_id)
+        for report in decisions.finished_modules:
+            self.config.hook.pytest_parallel_modules_module_finished(
+                config=self.config, report=report
+            )
+        if decisions.retries:
+            for unit in decisions.retries:
+                self._say(
+                    f"parallel-modules: {unit.id} failed; it runs again on a fresh worker "
+                    f"(--module-retries={self.options.retries})"
+                )
+            self._top_up()
 
-    def _run_for(self, record: WorkerRecord, module: str) -> ModuleRun:
-        for run in record.assigned:
-            if run.group.module == module:
-                return run
-        raise LookupError(f"worker {record.worker_id} reported on {module}, which it was not sent")
+    def _after_report(self, report: pytest.TestReport, worker_id: str) -> None:
+        """``--fail-fast-modules``: the failing module runs to its end, everything else stops."""
+        if not self.options.fail_fast or not report.failed or self.stopping:
+            return
+        module = module_of(report.nodeid)
+        self.stop_reason = f"stopping after the first failed module (--fail-fast-modules): {module}"
+        self._stop()
+        deadline = timing.perf() + self.options.fail_fast_grace
+        for record in self.fleet:
+            if record.worker_id == worker_id:
+                continue
+            if record.state is WorkerState.STOPPING and self.ledger.in_flight(record.worker_id):
+                record.stop_deadline = deadline
+        if self.session is not None:
+            self.session.shouldfail = self.stop_reason
 
-    # -- handlers (one per message; see worker.py for the protocol) -----------
+    def _publish_states(self) -> None:
+        self.view.worker_states = {record.worker_id: record.state.value for record in self.fleet}
+
+    # -- handlers (one per message; see worker.py for the protocol) -----------------
 
     def _on_ready(self, record: WorkerRecord, payload: worker.ReadyPayload) -> None:
         record.pid = payload["pid"]
-        self._set_state(record, WorkerState.RUNNING)
-        self._assign(record)
+        if record.state is not WorkerState.STARTING:
+            # Killed (or told to stop) while it collected: it gets no work.
+            self.pool.send(record.worker_id, worker.NO_MORE_WORK)
+            return
+        self.fleet.move(record, WorkerState.IDLE)
+        self._dispatch(record)
 
     def _on_need_work(self, record: WorkerRecord, payload: object) -> None:
-        self._assign(record)
+        if record.state in (WorkerState.STOPPING, WorkerState.KILLED, WorkerState.TIMED_OUT):
+            self.pool.send(record.worker_id, worker.NO_MORE_WORK)
+            return
+        self._dispatch(record)
 
     def _on_collected(self, record: WorkerRecord, payload: worker.CollectedPayload) -> None:
-        run = self._run_for(record, payload["module"])
-        run.collect_s = payload["collect_s"]
         missing = payload["missing"]
+        self.ledger.started(
+            record.worker_id,
+            payload["unit"],
+            now=timing.now(),
+            perf=timing.perf(),
+            collect_s=payload["collect_s"],
+            missing=missing,
+        )
         if not missing:
             return
         # R10: the worker must run what the controller selected; say exactly what differs.
@@ -830,274 +783,47 @@ class ParallelSession:
         )
         error = payload.get("error")
         if error:
-            message += f"\nThe worker's collection error:\n{error}"
-        run.done.update(missing)
-        self.config.hook.pytest_collectreport(
-            report=pytest.CollectReport(
-                nodeid=payload["module"], outcome="failed", longrepr=message, result=[]
-            )
-        )
+            message += f"\nThe worker's collection error:\n{self.replayer.restore_paths(record.worker_id, error)}"
+        self.replayer.collection_error(payload["module"], message)
 
     def _on_logstart(self, record: WorkerRecord, payload: worker.LogPayload) -> None:
-        record.running_nodeid = payload["nodeid"]
-        self._emit(record, "logstart", (payload["nodeid"], tuple(payload["location"])))
-
-    def _emit(self, record: WorkerRecord, kind: str, value: Any) -> None:
-        """Replay one event into pytest's hooks, or hold it while a retry may follow."""
-        if self.options.retries and record.assigned:
-            record.assigned[0].held.append((kind, value))
-            return
-        self._replay(record.worker_id, kind, value)
-
-    def _replay(self, worker_id: str, kind: str, value: Any) -> None:
-        if kind == "logstart":
-            self.config.hook.pytest_runtest_logstart(nodeid=value[0], location=value[1])
-        elif kind == "logfinish":
-            self.config.hook.pytest_runtest_logfinish(nodeid=value[0], location=value[1])
-        else:
-            self.config.hook.pytest_runtest_logreport(report=value)
-            if self.options.fail_fast and value.failed and not self.stopping:
-                record = self.workers[worker_id]
-                module = module_of(value.nodeid)
-                self._fail_fast(record, module)
-
-    def _deserialize(self, record: WorkerRecord, data: dict[str, Any]) -> Any:
-        worktree = self.worktrees.get(record.worker_id)
-        if worktree is not None and self.placer.repo_root is not None and "longrepr" in data:
-            data = dict(data)
-            data["longrepr"] = restore_checkout_paths(
-                data["longrepr"], str(worktree), str(self.placer.repo_root)
-            )
-        return self.config.hook.pytest_report_from_serializable(config=self.config, data=data)
-
-    def _on_report(self, record: WorkerRecord, data: dict[str, Any]) -> None:
-        """One test report, from a test's LOGFINISH payload."""
-        self._replay_report(record, self._deserialize(record, data))
-
-    def _replay_report(self, record: WorkerRecord, report: pytest.TestReport) -> None:
-        report.node = self._nodes.setdefault(record.worker_id, WorkerNode(record.worker_id))  # type: ignore[attr-defined]  # the pytest-xdist convention
-        if record.assigned:
-            record.assigned[0].reports.append(report)
-        self._emit(record, "report", report)
-
-    def _fail_fast(self, record: WorkerRecord, module: str) -> None:
-        """``--fail-fast-modules``: the failing module runs to its end, everything else stops."""
-        self._stop(keep_running=record.worker_id)
-        deadline = timing.perf() + self.options.fail_fast_grace
-        for other in self.workers.values():
-            if other is not record and other.state is WorkerState.RUNNING:
-                other.stop_deadline = deadline
-        self.stop_reason = f"stopping after the first failed module (--fail-fast-modules): {module}"
-        if self.session is not None:
-            self.session.shouldfail = self.stop_reason
+        nodeid = payload["nodeid"]
+        location = tuple(payload["location"])
+        if self.ledger.test_started(record.worker_id, nodeid, location, at=timing.perf()):  # type: ignore[arg-type]  # a 3-tuple on the wire
+            self.replayer.logstart(nodeid, location)  # type: ignore[arg-type]  # a 3-tuple on the wire
 
     def _on_logfinish(self, record: WorkerRecord, payload: worker.LogFinishPayload) -> None:
-        for data in payload["reports"]:
-            self._on_report(record, data)
-        record.running_nodeid = None
-        if record.assigned:
-            record.assigned[0].done.add(payload["nodeid"])
-        self._emit(record, "logfinish", (payload["nodeid"], tuple(payload["location"])))
+        nodeid = payload["nodeid"]
+        location: Any = tuple(payload["location"])
+        worker_id = record.worker_id
+        reports = [self.replayer.rebuild(worker_id, data) for data in payload["reports"]]
+        if not self.ledger.test_finished(worker_id, nodeid, location, reports):
+            return
+        for report in reports:
+            self.replayer.logreport(report)
+            self._after_report(report, worker_id)
+        self.replayer.logfinish(nodeid, location)
 
     def _on_warning(self, record: WorkerRecord, payload: worker.WarningPayload) -> None:
-        if payload["when"] == "config":
-            # Every worker configures from the same files and options as the
-            # controller, which recorded these warnings once already.
-            return
-        worktree = self.worktrees.get(record.worker_id)
-        if worktree is not None and self.placer.repo_root is not None:
-            # The warnings summary names files as a plain run does (see _deserialize).
-            mapped: Any = restore_checkout_paths(payload, str(worktree), str(self.placer.repo_root))
-            payload = mapped
-        category = _warning_category(payload["category_module"], payload["category_name"])
-        try:
-            message: Warning | str = category(payload["message"])
-        except Exception:  # a category whose constructor takes other arguments
-            message = payload["message"]
-        warning_message = warnings.WarningMessage(
-            message=message,
-            category=category,
-            filename=payload["filename"],
-            lineno=payload["lineno"],
-        )
-        location = payload["location"]
-        self.config.hook.pytest_warning_recorded.call_historic(
-            kwargs={
-                "warning_message": warning_message,
-                "when": payload["when"],
-                "nodeid": payload["nodeid"],
-                "location": tuple(location) if location is not None else None,
-            }
-        )
+        self.replayer.warning(record.worker_id, payload)
 
     def _on_module_finished(
         self, record: WorkerRecord, payload: worker.ModuleFinishedPayload
     ) -> None:
-        run = self._run_for(record, payload["module"])
-        run.finished = timing.now()
-        run.collect_s = payload["collect_s"]
-        run.run_s = payload["run_s"]
-        run.completed = payload["completed"]
-        record.assigned.remove(run)
-        if record.assigned and record.assigned[0].began is None:
-            record.assigned[0].began = timing.perf()
-        self._finish_module(run)
-
-    def _finish_module(self, run: ModuleRun, outcome: ModuleOutcome | None = None) -> None:
-        """Build the module's report (all its attempts) and announce it.
-
-        With ``--module-retries``, a module with failures is first run again (in
-        full, on a fresh worker) while retries are left; only the last attempt is
-        replayed into pytest's hooks, so no test is counted twice.
-        """
-        if self.options.retries and not run.settled:
-            if self._wants_retry(run, outcome):
-                self._schedule_retry(run)
-                return
-            flaky = self._settle(run)
-        else:
-            flaky = []
-        attempts = run.attempts()
-        if outcome is None and any(attempt.crashed for attempt in attempts):
-            outcome = "crashed"
-        reports = [report for attempt in attempts for report in attempt.reports]
-        first = attempts[0]
-        run.report = build_module_report(
-            module=run.group.module,
-            worker=first.worker_id,
-            started=first.started,
-            finished=run.finished,
-            results=fold_test_reports(reports),
-            outcome=outcome,
-            expected_nodeids=first.group.nodeids,
+        decisions = self.ledger.unit_finished(
+            record.worker_id,
+            payload["unit"],
+            now=timing.now(),
+            collect_s=payload["collect_s"],
+            run_s=payload["run_s"],
+            completed=payload["completed"],
         )
-        if run.retry_of is not None:
-            run.report["attempts"] = [self._attempt_record(attempt) for attempt in run.retries()]
-            run.report["flaky"] = flaky
-        self.module_reports.append(run.report)
-        self.config.hook.pytest_parallel_modules_module_finished(
-            config=self.config, report=run.report
-        )
-
-    def _wants_retry(self, run: ModuleRun, outcome: ModuleOutcome | None) -> bool:
-        return (
-            run.has_failures()
-            and len(run.retries()) <= self.options.retries
-            and outcome is None
-            and run.previous is None
-            and not self.stopping
-        )
-
-    def _schedule_retry(self, run: ModuleRun) -> None:
-        """Run the module again, in full, on a fresh worker in a clean worktree."""
-        worker_id = f"w{len(self.workers) + 1}"
-        self.workers[worker_id] = WorkerRecord(worker_id)
-        self._retry_assignments[worker_id] = run
-        self._say(
-            f"parallel-modules: retrying {run.group.module} "
-            f"(attempt {len(run.retries()) + 1} of {self.options.retries + 1}) on worker {worker_id}"
-        )
-        self._start_one(worker_id)
-
-    def _abandon_retry(self, worker_id: str) -> None:
-        """The worker meant for a retry never ran it: the failed attempt is final."""
-        run = self._retry_assignments.pop(worker_id, None)
-        if run is not None:
-            run.settled = True
-            self._settle(run, final=True)
-            self._finish_module(run)
-
-    def _settle(self, run: ModuleRun, *, final: bool = False) -> list[str]:
-        """Replay the held events of the module's last attempt; return its flaky node ids."""
-        run.settled = True
-        earlier = run.retries()[:-1]
-        failed_before = {
-            report.nodeid
-            for attempt in earlier
-            for report in attempt.reports
-            if report.failed and not hasattr(report, "wasxfail")
-        }
-        failed_now = {report.nodeid for report in run.reports if report.failed}
-        flaky = sorted(
-            nodeid for nodeid in failed_before if nodeid not in failed_now and nodeid in run.done
-        )
-        for crashed in run.attempts()[:-1]:
-            # A crashed attempt whose remainder ran elsewhere: its events come first.
-            for kind, value in crashed.held:
-                self._replay(crashed.worker_id, kind, value)
-            crashed.held.clear()
-            crashed.settled = True
-        for kind, value in run.held:
-            if (
-                kind == "report"
-                and self.options.retries_strict
-                and value.nodeid in flaky
-                and value.when == "call"
-            ):
-                value = _strict_flaky_report(value, earlier)
-            self._replay(run.worker_id, kind, value)
-        run.held.clear()
-        return flaky
-
-    def _attempt_record(self, attempt: ModuleRun) -> AttemptRecord:
-        results = fold_test_reports(attempt.reports)
-        report = build_module_report(
-            module=attempt.group.module,
-            worker=attempt.worker_id,
-            started=attempt.started,
-            finished=attempt.finished,
-            results=results,
-            outcome="crashed" if attempt.crashed else None,
-            expected_nodeids=attempt.group.nodeids,
-        )
-        return AttemptRecord(
-            attempt=len(attempt.retries()),
-            worker=attempt.worker_id,
-            outcome=report["outcome"],
-            duration_s=report["duration_s"],
-            failures=[
-                FailureRecord(
-                    nodeid=result["nodeid"], when=result["when"], longrepr=result["longrepr"]
-                )
-                for result in results
-                if result["outcome"] in ("failed", "error")
-            ],
-        )
-
-    def merged_report(self) -> MergedReport:
-        """The run's merged report: every module that finished, and those never started."""
-        for group in self.queue.remaining():
-            attempt = self._crashed_attempts.pop(group.module, None)
-            if attempt is not None:  # its worker crashed and the rest never ran
-                self._finish_module(attempt, outcome="crashed")
-        modules = list(self.module_reports)
-        finished = {report["module"] for report in modules}
-        for group in self.queue.remaining():
-            if group.module in finished:
-                continue
-            modules.append(
-                build_module_report(
-                    module=group.module,
-                    worker=None,
-                    started=None,
-                    finished=None,
-                    results=[],
-                    outcome="not_run",
-                    expected_nodeids=group.nodeids,
-                )
-            )
-        snapshot = self.placer.snapshot.commit if self.placer.snapshot is not None else None
-        merged = build_merged_report(
-            modules=modules,
-            wall_s=self.wall_s,
-            workers=self._worker_count,
-            args=list(self.config.invocation_params.args),
-            rootdir=self.config.rootpath,
-            snapshot=snapshot,
-            created=timing.now(),
-        )
-        self.config.hook.pytest_parallel_modules_report(config=self.config, report=merged)
-        return merged
+        if record.state is WorkerState.BUSY and not self.ledger.in_flight(record.worker_id):
+            self.fleet.move(record, WorkerState.IDLE)
+            self._publish_states()
+        if decisions.requeued:
+            self._top_up()
+        self._apply(decisions)
 
     def _on_exit_requested(self, record: WorkerRecord, payload: worker.ExitPayload) -> None:
         self.exit_request = payload
@@ -1115,25 +841,80 @@ class ParallelSession:
         record.exitstatus = payload["exitstatus"]
         compat.node_down(
             self.config,
-            self._nodes.setdefault(record.worker_id, WorkerNode(record.worker_id)),
+            self.replayer.node(record.worker_id),
             payload["workeroutput"],
             worker_id=record.worker_id,
-            path_map=compat.checkout_path_map(
-                self.worktrees.get(record.worker_id), self.placer.repo_root
-            ),
+            path_map=compat.checkout_path_map(record.worktree, self.placer.repo_root),
         )
 
     def _on_channel_closed(self, record: WorkerRecord, payload: None) -> None:
         error = self.pool.closing_error(record.worker_id)
-        started = record.state is not WorkerState.STARTING
-        finished = started and record.session_finished and error is None
-        if record.pid is not None and not finished:
+        previous = record.state
+        clean = record.session_finished and error is None
+        if record.pid is not None and not clean:
             # Daemons and servers a test started live in the worker's process group.
             kill_process_group(record.pid)
-        if finished and not record.assigned:
-            self._set_state(record, WorkerState.DONE)
+        self.fleet.move(record, WorkerState.GONE)
+        self._publish_states()
+        if record.worktree is not None and record.worktree not in self.kept_worktrees():
+            self.placer.release_one(record.worktree)
+        if previous is WorkerState.STARTING and not self.ledger.in_flight(record.worker_id):
+            reason = self._reason(record, error)
+            self.last_start_failure = f"worker {record.worker_id} failed to start: {reason}"
+            self._say(f"parallel-modules: {self.last_start_failure.splitlines()[0]}")
+            self._top_up(after_crash=True)
             return
-        self._set_state(record, WorkerState.CRASHED)
+        if not self.ledger.in_flight(record.worker_id):
+            self._top_up()
+            return
+        if previous is WorkerState.KILLED:
+            evidence = record.kill_reason or "the worker was stopped"
+            tail = self._stderr_tail(record.worker_id)
+            if tail:
+                evidence += f"\nLast output of the worker on stderr:\n{tail}"
+            self._apply(
+                self.ledger.worker_lost(
+                    record.worker_id, LossKind.INTERRUPT, evidence, now=timing.now()
+                )
+            )
+            return
+        if previous is WorkerState.TIMED_OUT:
+            kind, what = LossKind.TIMEOUT, f"timed out after {record.timed_out_after:g}s"
+        else:
+            kind, what = LossKind.CRASH, "crashed"
+        attempt = self.ledger.current(record.worker_id)
+        running = attempt.running if attempt is not None else None
+        evidence = self._evidence(record, self._reason(record, error))
+        where = f"while running {running}" if running else "between tests"
+        decisions = self.ledger.worker_lost(
+            record.worker_id,
+            kind,
+            f"worker {record.worker_id} {what} {where}\n{evidence}",
+            now=timing.now(),
+        )
+        self._apply(decisions)
+        # A lost worker is replaced (within the restart budget) while work is left.
+        self._top_up(after_crash=True)
+
+    def _on_start_failed(self, record: WorkerRecord, payload: dict[str, str] | None) -> None:
+        self.fleet.move(record, WorkerState.GONE)
+        self._publish_states()
+        if payload is None:  # cancelled, not failed
+            return
+        self.last_start_failure = f"worker {record.worker_id} could not start: {payload['error']}"
+        self._say(f"parallel-modules: {self.last_start_failure}")
+        if self.fleet.may_run_work() == 0 and not any(
+            other.state is not WorkerState.GONE for other in self.fleet
+        ):
+            self.replayer.collection_error("", f"no worker could start: {payload['error']}")
+            self.workers_exhausted = False
+            self._stop()
+            return
+        self._top_up(after_crash=True)
+
+    # -- crashes ------------------------------------------------------------------
+
+    def _reason(self, record: WorkerRecord, error: str | None) -> str:
         if error is not None:
             reason = error
         elif record.session_finished:
@@ -1142,121 +923,7 @@ class ParallelSession:
             reason = "the worker process ended unexpectedly"
         if record.internal_error is not None:
             reason = f"{reason}\nINTERNALERROR in the worker:\n{record.internal_error}"
-        if not started:
-            self._abandon_retry(record.worker_id)
-            # Died before its session was ready: nothing of the run was lost, but
-            # the reason must reach the user (a plugin failing in the worker, ...).
-            self.last_start_failure = f"worker {record.worker_id} failed to start: {reason}"
-            self._say(f"parallel-modules: {self.last_start_failure.splitlines()[0]}")
-        self._report_crash(record, reason)
-
-    def _on_start_failed(self, record: WorkerRecord, payload: dict[str, str] | None) -> None:
-        self._set_state(record, WorkerState.CRASHED)
-        self._abandon_retry(record.worker_id)
-        if payload is not None:
-            self.last_start_failure = (
-                f"worker {record.worker_id} could not start: {payload['error']}"
-            )
-        if payload is None:  # cancelled, not failed
-            return
-        self._say(
-            f"parallel-modules: worker {record.worker_id} could not start: {payload['error']}"
-        )
-        if all(other.state is WorkerState.CRASHED for other in self.workers.values()):
-            self.config.hook.pytest_collectreport(
-                report=pytest.CollectReport(
-                    nodeid="",
-                    outcome="failed",
-                    longrepr=f"no worker could start: {payload['error']}",
-                    result=[],
-                )
-            )
-            self._stop()
-
-    # -- crashes --------------------------------------------------------------
-
-    def _report_crash(self, record: WorkerRecord, reason: str) -> None:
-        """Fail the test in flight, keep every other result, and requeue what did not run.
-
-        A crash (the worker died) requeues the rest of its module on a fresh
-        worker; a timeout (the controller killed it) does not: the module's other
-        tests are reported not run, and only a module the worker had collected
-        ahead goes back to the queue.
-        """
-        if record.killed_after_stop:
-            # Killed at the end of the --fail-fast-modules grace period: the test it
-            # was running is not a failure of its own; its module was interrupted.
-            for run in record.assigned:
-                run.finished = timing.now()
-                self._finish_module(run, outcome="interrupted")
-            record.assigned.clear()
-            self._say(
-                f"parallel-modules: worker {record.worker_id} was still busy "
-                f"{self.options.fail_fast_grace:g}s after the fail-fast stop and was killed"
-            )
-            return
-        timed_out = record.timed_out_after is not None
-        what = f"timed out after {record.timed_out_after:g}s" if timed_out else "crashed"
-        evidence = self._evidence(record, reason)
-        lost_nodeid = record.running_nodeid
-        if lost_nodeid is not None:
-            self.crashed_nodeids.add(lost_nodeid)
-            location = self._locations.get(lost_nodeid, (lost_nodeid, None, lost_nodeid))
-            report = pytest.TestReport(
-                nodeid=lost_nodeid,
-                location=location,
-                keywords={},
-                outcome="failed",
-                longrepr=f"worker {record.worker_id} {what} while running {lost_nodeid}\n{evidence}",
-                when="call",
-                sections=[],
-                duration=0.0,
-                user_properties=[],
-            )
-            self._replay_report(record, report)
-            self._on_logfinish(
-                record, worker.LogFinishPayload(nodeid=lost_nodeid, location=location, reports=[])
-            )
-        elif record.assigned:
-            module = record.assigned[0].group.module
-            self.config.hook.pytest_collectreport(
-                report=pytest.CollectReport(
-                    nodeid=module,
-                    outcome="failed",
-                    longrepr=f"worker {record.worker_id} {what} while collecting {module}\n{evidence}",
-                    result=[],
-                )
-            )
-            record.assigned[0].done.update(record.assigned[0].group.nodeids)
-        remainders: list[ModuleGroup] = []
-        for position, run in enumerate(record.assigned):
-            run.crashed = not timed_out
-            run.finished = timing.now()
-            if timed_out and position == 0:
-                self._finish_module(run, outcome="timeout")
-                continue
-            remainder = run.remainder(exclude=[lost_nodeid] if lost_nodeid else [])
-            if remainder is not None and not self.stopping:
-                remainders.append(remainder)
-                if run.reports or (run.crashed and run.done):
-                    self._crashed_attempts[run.group.module] = run
-            else:
-                self._finish_module(run, outcome="crashed" if run.crashed else "interrupted")
-        record.assigned.clear()
-        # The lost test is never run again; what is left of its module runs first.
-        for remainder in reversed(remainders):
-            self.queue.put_front(remainder)
-        if self.stopping or not len(self.queue):
-            return
-        if self.restarts_left > 0:
-            self._replace(record)
-        elif not any(other.state not in _FINAL_STATES for other in self.workers.values()):
-            self.workers_exhausted = True
-            self._say(
-                f"parallel-modules: no worker left (--module-worker-restarts={self._restart_budget} "
-                "used up); the modules left are not run"
-            )
-            self._stop()
+        return reason
 
     def _evidence(self, record: WorkerRecord, reason: str) -> str:
         """What the user needs to understand a lost worker: how it ended and its last words."""
@@ -1264,11 +931,7 @@ class ParallelSession:
         ended = self.pool.exit_description(record.worker_id)
         if ended is not None:
             lines.append(f"The worker process ended with {ended}.")
-        tail = _tail(self._stderr_path(record.worker_id), STDERR_TAIL_BYTES)
-        worktree = self.worktrees.get(record.worker_id)
-        if tail and worktree is not None and self.placer.repo_root is not None:
-            # Stacks name files as a plain run would (see _deserialize).
-            tail = str(restore_checkout_paths(tail, str(worktree), str(self.placer.repo_root)))
+        tail = self._stderr_tail(record.worker_id)
         if tail:
             lines.append(
                 f"Last output of the worker on stderr (Python stacks of every thread, when it could "
@@ -1276,22 +939,24 @@ class ParallelSession:
             )
         return "\n".join(lines)
 
+    def _stderr_tail(self, worker_id: str) -> str:
+        tail = _tail(self._stderr_path(worker_id), STDERR_TAIL_BYTES)
+        # Stacks name files as a plain run would.
+        return str(self.replayer.restore_paths(worker_id, tail)) if tail else ""
+
     def _stderr_path(self, worker_id: str) -> Path:
         return self._basetemp_dir / f"worker-{worker_id}.stderr"
 
-    def _report_unrun(self, groups: Iterable[ModuleGroup]) -> None:
+    def _report_unrun(self) -> None:
         """Say loudly which selected tests no worker ran (only when every worker was lost)."""
-        for group in groups:
-            self.config.hook.pytest_collectreport(
-                report=pytest.CollectReport(
-                    nodeid=group.module,
-                    outcome="failed",
-                    longrepr=(
-                        f"{len(group)} test(s) of {group.module} were not run: no worker was left to run them"
-                        + (f"\n{self.last_start_failure}" if self.last_start_failure else "")
-                    ),
-                    result=[],
-                )
+        for report in self.ledger.module_reports:
+            not_run = report["counts"]["not_run"]
+            if not not_run:
+                continue
+            self.replayer.collection_error(
+                report["module"],
+                f"{not_run} test(s) of {report['module']} were not run: no worker was left to run them"
+                + (f"\n{self.last_start_failure}" if self.last_start_failure else ""),
             )
 
     def _say(self, line: str) -> None:
@@ -1302,60 +967,127 @@ class ParallelSession:
             reporter.write_line(line, yellow=True)
 
     def _terminate(self) -> None:
+        """End every worker and the starter; give back every worktree slot. Idempotent."""
         if self._terminated:
             return
         self._terminated = True
-        self._cancel_start.set()
-        if self._starter is not None:
-            self._starter.join()
+        self.starter.stop()
         # Workers still waiting for work (the run ended before it began, or was
-        # interrupted) end their sessions cleanly when told; a worker that does
-        # not end within the timeout is killed.
-        for record in self.workers.values():
-            if record.state not in _FINAL_STATES:
+        # interrupted) end their sessions cleanly when told; one still starting holds
+        # nothing and is killed; one that does not end within the timeout is killed.
+        for record in self.fleet:
+            if record.state is WorkerState.STARTING:
+                self._kill(record, WorkerState.KILLED)
+            elif record.state is not WorkerState.GONE:
                 self.pool.send(record.worker_id, worker.STOP)
                 self.pool.send(record.worker_id, worker.NO_MORE_WORK)
         self.pool.terminate(timeout=TERMINATE_TIMEOUT)
         # Workers that finished normally exited on their own just now (their
         # atexit handlers ran: coverage.py measuring them saved its data); what
         # their tests started in their process groups goes now.
-        self._kill_all()
-        compat.remap_subprocess_coverage(self.worktrees, self.placer.repo_root)
+        for record in self.fleet:
+            if record.pid is not None:
+                kill_process_group(record.pid)
+        worktrees_by_worker = {r.worker_id: r.worktree for r in self.fleet if r.worktree}
+        compat.remap_subprocess_coverage(worktrees_by_worker, self.placer.repo_root)
         self.placer.release(keep=self.kept_worktrees())
 
     def kept_worktrees(self) -> list[Path]:
         """Worktrees left in place for inspection: those whose worker ran a failed module."""
         if not self.options.keep_failed_worktrees:
             return []
-        failed_workers = {
-            run.worker_id
-            for run in self.modules
-            if run.crashed or any(report.failed for report in run.reports)
-        }
-        return [path for worker_id, path in self.worktrees.items() if worker_id in failed_workers]
+        failed_workers = self.ledger.workers_of_failed_modules()
+        return [
+            record.worktree
+            for record in self.fleet
+            if record.worktree is not None and record.worker_id in failed_workers
+        ]
 
+    # -- the end: merged report, history, failed modules -------------------------
 
-def _warning_category(module: str, name: str) -> type[Warning]:
-    """Import a worker's warning category by name; fall back to UserWarning."""
-    try:
-        found: object = importlib.import_module(module)
-        for part in name.split("."):
-            found = getattr(found, part)
-    except (ImportError, AttributeError):
-        return UserWarning
-    if isinstance(found, type) and issubclass(found, Warning):
-        return found
-    return UserWarning
+    def _merged_report(self) -> MergedReport:
+        snapshot = self.placer.snapshot.commit if self.placer.snapshot is not None else None
+        merged = build_merged_report(
+            modules=self.ledger.module_reports,
+            wall_s=self.wall_s,
+            workers=self.fleet.limit,
+            args=list(self.config.invocation_params.args),
+            rootdir=self.config.rootpath,
+            snapshot=snapshot,
+            created=timing.now(),
+        )
+        self.config.hook.pytest_parallel_modules_report(config=self.config, report=merged)
+        return merged
 
+    def _save_history(self) -> None:
+        """Merge what this run measured into the history (controller only, R5)."""
+        path = self.options.history_path
+        if path is None or not self.ledger.module_reports:
+            return
+        try:
+            # loaded=: when no other run saved meanwhile, the file is not parsed a second time.
+            save_history(
+                path,
+                self.ledger.measurements(),
+                now=timing.now(),
+                create_parents=True,
+                loaded=self._loaded_history,
+            )
+        except Exception as exc:  # a history that cannot be saved must not fail the run
+            self._say(
+                f"parallel-modules: WARNING: could not save the duration history to {path}: {exc}"
+            )
 
-#: A module estimated under this many seconds lets its worker ask for the next one ahead.
-PREFETCH_BELOW_S: Final = 0.5
-#: How much of a lost worker's stderr file a crash report shows.
-STDERR_TAIL_BYTES: Final = 12_000
-#: Seconds to wait for a worker's stack dump before the kill.
-STACK_DUMP_WAIT_S: Final = 1.0
-#: Seconds running workers get to finish their current test after Ctrl-C.
-INTERRUPT_GRACE_S: Final = 3.0
+    def _save_failed_modules(self) -> None:
+        """Update which modules failed, the way --lf updates its state (controller only)."""
+        path = self.options.failed_modules_path
+        if path is None or not self.ledger.module_reports:
+            return
+        try:
+            save_failed_modules(path, self.ledger.module_verdicts())
+        except Exception as exc:  # the state cannot be saved: say so, keep the run's result
+            self._say(
+                f"parallel-modules: WARNING: could not save the failed modules to {path}: {exc}"
+            )
+
+    def _load_failed_modules(self, path: Path) -> frozenset[str]:
+        loaded = load_failed_modules(path)
+        if loaded.warning is not None:
+            self._say(f"parallel-modules: WARNING: {loaded.warning}")
+        return loaded.modules
+
+    def _load_history(self) -> LoadedHistory:
+        if self._loaded_history is None:
+            path = self.options.history_path
+            self._loaded_history = (
+                LoadedHistory(history=History()) if path is None else load_history(path)
+            )
+        return self._loaded_history
+
+    def _modules_failed_last_time(self) -> frozenset[str]:
+        """Modules of the tests pytest's cache remembers as failed (what ``--lf``/``--ff`` use)."""
+        cache: pytest.Cache | None = getattr(self.config, "cache", None)  # -p no:cacheprovider
+        if cache is None:
+            return frozenset()
+        lastfailed: object = cache.get("cache/lastfailed", {})
+        if not isinstance(lastfailed, dict):
+            return frozenset()
+        return frozenset(module_of(nodeid) for nodeid in lastfailed if isinstance(nodeid, str))
+
+    def _file_sizes(self, groups: Iterable[ModuleGroup]) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        for group in groups:
+            try:
+                sizes[group.module] = (self.config.rootpath / group.module).stat().st_size
+            except OSError:
+                sizes[group.module] = 0
+        return sizes
+
+    def _shown_path(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.config.invocation_params.dir))
+        except ValueError:
+            return str(path)
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
@@ -1379,62 +1111,28 @@ def _tail(path: Path, size: int) -> str:
     return text.strip()
 
 
-def _wait_for_growth(path: Path, timeout: float) -> None:
-    """Wait until ``path`` stops growing (a stack dump is complete), at most ``timeout`` s."""
-    deadline = timing.perf() + timeout
-    last = -1
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _wait_for_dumps(sizes: dict[Path, int]) -> None:
+    """Wait until each stack dump asked for is written: its file grew, then stopped growing.
+
+    ``sizes`` holds each stderr file's size before the dump was asked for; the wait
+    lasts at most :data:`STACK_DUMP_WAIT_S`.
+    """
+    deadline = timing.perf() + STACK_DUMP_WAIT_S
+    last = dict(sizes)
     while timing.perf() < deadline:
-        try:
-            size = path.stat().st_size
-        except OSError:
-            size = 0
-        if size == last and size > 0:
+        timing.sleep(0.05)
+        now = {path: _file_size(path) for path in sizes}
+        if all(now[path] > sizes[path] and now[path] == last[path] for path in sizes):
             return
-        last = size
-        time.sleep(0.1)
+        last = now
 
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def _strict_flaky_report(report: pytest.TestReport, earlier: list[ModuleRun]) -> pytest.TestReport:
-    """--module-retries-strict: the passing call of a flaky test, turned into a failure naming why."""
-    first_failure = next(
-        (
-            r
-            for attempt in earlier
-            for r in attempt.reports
-            if r.nodeid == report.nodeid and r.failed
-        ),
-        None,
-    )
-    text = "flaky (--module-retries-strict): failed in an earlier attempt, passed on a retry"
-    if first_failure is not None:
-        text += f"\n\nThe first failure:\n{first_failure.longreprtext}"
-    return pytest.TestReport(
-        nodeid=report.nodeid,
-        location=report.location,
-        keywords=dict(report.keywords),
-        outcome="failed",
-        longrepr=text,
-        when="call",
-        sections=list(report.sections),
-        duration=report.duration,
-        user_properties=list(report.user_properties),
-    )
-
-
-def _checked_plan(
-    original: Iterable[ModuleGroup], changed: Iterable[ModuleGroup]
-) -> tuple[ModuleGroup, ...]:
-    """A plan returned by ``pytest_parallel_modules_plan``, if it runs every test exactly once."""
-    changed = tuple(changed)
-    before = sorted(nodeid for group in original for nodeid in group.nodeids)
-    after = sorted(nodeid for group in changed for nodeid in group.nodeids)
-    if before != after or not all(isinstance(group, ModuleGroup) for group in changed):
-        raise pytest.UsageError(
-            "pytest_parallel_modules_plan must return ModuleGroups holding exactly the node ids "
-            f"it was given, each once ({len(before)} given, {len(after)} returned)"
-        )
-    return changed

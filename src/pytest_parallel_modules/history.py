@@ -70,13 +70,12 @@ import operator
 from operator import itemgetter
 import os
 from pathlib import Path
-import secrets
 import stat
-import time
 from typing import Any
 from typing import cast
 from typing import Final
 from typing import final
+from typing import get_args
 from typing import Literal
 from typing import NamedTuple
 from typing import TypedDict
@@ -85,6 +84,9 @@ from typing import TypeVar
 import filelock
 
 from pytest_parallel_modules import timing
+from pytest_parallel_modules.atomic_files import is_plain_file
+from pytest_parallel_modules.atomic_files import move_aside
+from pytest_parallel_modules.atomic_files import write_atomic
 
 
 #: Version of the file format written; other versions than this and
@@ -117,6 +119,15 @@ DEFAULT_HISTORY_PATH: Final = Path(".pytest_cache", "d", "parallel-modules", "du
 
 #: Outcome of one test, as pytest names them in its summary.
 Outcome = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed", "flaky"]
+
+#: Test outcomes a measurement can have: a test that never ran, or was interrupted, was not measured.
+_MEASURED_OUTCOMES: Final[frozenset[str]] = frozenset(get_args(Outcome))
+
+
+def measured_outcome(outcome: str) -> Outcome | None:
+    """PURE: ``outcome`` as the history records it; ``None`` for a test that was not measured."""
+    return cast("Outcome", outcome) if outcome in _MEASURED_OUTCOMES else None
+
 
 #: Every :data:`Outcome`, most severe first; a module's outcome is the most severe of its tests'.
 OUTCOMES_BY_SEVERITY: Final[tuple[Outcome, ...]] = (
@@ -794,27 +805,6 @@ def _lock(path: Path, timeout: float) -> filelock.FileLock:
     return filelock.FileLock(str(path) + ".lock", timeout=timeout)
 
 
-def _move_aside(path: Path, now: float) -> Path:
-    """Rename a bad history to ``<name>.corrupt-<timestamp>``; the caller holds the lock."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    suffix = 1
-    while target.exists():  # two bad files in the same second: keep both
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{suffix}")
-        suffix += 1
-    os.replace(path, target)
-    return target
-
-
-def _is_ours(path: Path) -> bool:
-    """Whether ``path`` is a regular file, not a link: the only kind we move aside or replace.
-
-    Renaming or replacing a device (a history path of ``/dev/null``) or a link would
-    damage what is not ours.
-    """
-    return path.is_file() and not path.is_symlink()
-
-
 def _digest(raw: bytes) -> bytes:
     # Not for security: only to tell whether a file changed. SHA-1 runs in OpenSSL at
     # about 2 GB/s, 6 ms for a 100,000-test history.
@@ -857,10 +847,10 @@ def _read_locked(path: Path, now: float, known: LoadedHistory | None = None) -> 
     result = _read(path, known)
     if isinstance(result, LoadedHistory):
         return result
-    if not _is_ours(path):
+    if not is_plain_file(path):
         return LoadedHistory(History(), f"ignored the duration history {path}: {result}")
     try:
-        moved = _move_aside(path, now)
+        moved = move_aside(path, now)
     except OSError as error:
         return LoadedHistory(
             History(),
@@ -899,7 +889,7 @@ def load_history(
     result = _read(path)
     if isinstance(result, LoadedHistory):
         return result
-    if not _is_ours(path):
+    if not is_plain_file(path):
         # Nothing to move aside, so no lock either: a lock file next to a link's target or
         # in /dev is not ours to create.
         return LoadedHistory(History(), f"ignored the duration history {path}: {result}")
@@ -913,19 +903,6 @@ def load_history(
             History(),
             f"ignored the duration history {path}: {result}; it could not be moved aside ({error})",
         )
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    # A unique temp name in the same directory (os.replace cannot cross file systems); "x"
-    # mode creates it with the umask's permissions, unlike tempfile.mkstemp's 0600.
-    temp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temp, "x", encoding="ascii", newline="\n") as stream:
-            stream.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
 
 
 def save_history(
@@ -980,5 +957,5 @@ def save_history(
                 current.history, run, now=now, alpha=alpha, max_unseen_runs=max_unseen_runs
             )
             text = serialize_history(merged)
-        _write_atomically(path, text)
+        write_atomic(path, text)
     return LoadedHistory(merged, current.warning)

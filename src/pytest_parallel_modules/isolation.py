@@ -169,6 +169,11 @@ class WorkerPlacer:
             worktree=worktree,
         )
 
+    def release_one(self, worktree: Path) -> None:
+        """Give one worker's slot back to the pool once the worker has exited."""
+        if self._pool is not None:
+            self._pool.release_slot(worktree)
+
     def release(self, keep: Collection[Path] = ()) -> None:
         """Unlock every worktree slot of this run; ``keep`` ones stay as they are, reserved until ``clean``."""
         if self._pool is not None:

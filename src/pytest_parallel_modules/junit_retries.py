@@ -12,11 +12,11 @@ Maven Surefire, read by Jenkins, GitLab and others): ``flakyFailure`` /
 from __future__ import annotations
 
 from collections.abc import Iterable
-import os
 from pathlib import Path
 import re
 import xml.etree.ElementTree as ET
 
+from pytest_parallel_modules.atomic_files import write_atomic
 from pytest_parallel_modules.reports import ModuleReport
 
 
@@ -71,6 +71,5 @@ def rewrite_junit_xml(
     tree = ET.parse(path)
     if not add_attempts(tree.getroot(), modules, prefix):
         return
-    temporary = path.with_name(f".{path.name}.tmp")
-    tree.write(temporary, encoding="utf-8", xml_declaration=True)
-    os.replace(temporary, path)
+    text = ET.tostring(tree.getroot(), encoding="unicode")
+    write_atomic(path, "<?xml version='1.0' encoding='utf-8'?>\n" + text)

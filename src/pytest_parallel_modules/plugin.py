@@ -81,13 +81,13 @@ def pytest_configure(config: pytest.Config) -> None:
     report_directory = None if options.report_dir is None else ReportDirectory(options.report_dir)
     if report_directory is not None:
         config.stash[report_directory_key] = report_directory
-    reporter_plugin = RunReporter(config, options, session, report_directory)
+    reporter_plugin = RunReporter(config, options, session.view, report_directory)
     config.stash[run_reporter_key] = reporter_plugin
     config.pluginmanager.register(reporter_plugin, REPORTING_PLUGIN_NAME)
     relay = output.ModuleOutputRelay(config, options, report_directory)
     config.stash[module_output_key] = relay
     config.pluginmanager.register(relay, output.RELAY_PLUGIN_NAME)
-    live = LiveProgress(config, session, reporter_plugin)
+    live = LiveProgress(config, session.view, reporter_plugin)
     # register() returns None for a name that -p no: blocked.
     if config.pluginmanager.register(live, LIVE_PLUGIN_NAME) is not None:
         config.stash[live_progress_key] = live

@@ -84,7 +84,7 @@ if TYPE_CHECKING:
 
     from rich.console import RenderableType
 
-    from pytest_parallel_modules.controller import ParallelSession
+    from pytest_parallel_modules.controller import RunView
     from pytest_parallel_modules.reporting import RunReporter
     from pytest_parallel_modules.reports import ModuleReport
 
@@ -107,10 +107,12 @@ SHOW_CURSOR: Final = "\x1b[?25h"
 #: What a worker line says when no module runs there, by controller worker state.
 _IDLE_WORDS: Final[Mapping[str, str]] = {
     "starting": "starting",
-    "running": "waiting for a module",
-    "draining": "finishing",
-    "done": "done",
-    "crashed": "crashed",
+    "idle": "waiting for a module",
+    "busy": "waiting for a module",
+    "stopping": "finishing",
+    "killed": "stopped",
+    "timed_out": "timed out",
+    "gone": "done",
 }
 
 
@@ -323,7 +325,7 @@ def _worker_row(record: WorkerProgress, now: float) -> tuple[Text, ...]:
     name = Text(record.worker_id, style="bold")
     if not record.modules:
         word = _IDLE_WORDS.get(record.status, record.status)
-        style = "red" if record.status == "crashed" else "dim"
+        style = "red" if record.status == "timed_out" else "dim"
         return (name, Text(word, style=style), Text(), Text(), Text())
     current = record.modules[0]
     elapsed = 0.0 if current.started is None else now - current.started
@@ -511,11 +513,10 @@ class LiveProgress:
     drawn when the first module is handed out.
     """
 
-    def __init__(
-        self, config: pytest.Config, session: ParallelSession, run_reporter: RunReporter
-    ) -> None:
+    def __init__(self, config: pytest.Config, view: RunView, run_reporter: RunReporter) -> None:
         self.config = config
-        self.session = session
+        #: What the controller publishes of the run.
+        self.view = view
         self.run_reporter = run_reporter
         #: Why the display does not run (set when the run loop starts); None if it runs.
         self.blocker: str | None = None
@@ -624,14 +625,14 @@ class LiveProgress:
         if self.blocker is not None:
             return
         self._reporter = reporter
-        estimates = self.session.estimates
+        view = self.view
         self.state = ProgressState(
             started=timing.perf(),
-            plan=tuple(group.module for group in self.session.plan),
-            estimates=estimates.seconds if estimates is not None else {},
-            estimates_known=estimates is not None and estimates.known_modules > 0,
-            worker_count=max(1, self.session.options.workers or 1),
-            tests_total=sum(len(group.nodeids) for group in self.session.plan),
+            plan=tuple(dict.fromkeys(unit.module for unit in view.units)),
+            estimates=view.estimates,
+            estimates_known=view.estimates_known,
+            worker_count=view.workers,
+            tests_total=sum(len(unit.nodeids) for unit in view.units),
         )
 
     def _begin(self) -> None:
@@ -668,9 +669,7 @@ class LiveProgress:
         assert self.state is not None and self._console is not None
         width, height = self._size()
         self._console.size = (width, height)
-        self.state.sync_workers(
-            (worker_id, record.state.value) for worker_id, record in self.session.workers.items()
-        )
+        self.state.sync_workers(self.view.worker_states.items())
         with self._console.capture() as capture:
             self._console.print(render_progress(self.state, timing.perf(), max_lines=height))
         return capture.get().splitlines()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_parallel_modules.atomic_files import write_atomic
 from pytest_parallel_modules.junit_retries import rewrite_junit_xml
 from pytest_parallel_modules.reports import failed_modules
 from pytest_parallel_modules.reports import module_report_filename
@@ -28,7 +29,9 @@ from pytest_parallel_modules.summary import render_markdown
 
 
 if TYPE_CHECKING:
-    from pytest_parallel_modules.controller import ParallelSession
+    from collections.abc import Callable
+
+    from pytest_parallel_modules.controller import RunView
     from pytest_parallel_modules.options import Options
     from pytest_parallel_modules.report_directory import ReportDirectory
     from pytest_parallel_modules.reports import MergedReport
@@ -47,19 +50,21 @@ class RunReporter:
         self,
         config: pytest.Config,
         options: Options,
-        session: ParallelSession,
+        view: RunView,
         report_directory: ReportDirectory | None = None,
     ) -> None:
         self.config = config
         self.options = options
-        self.session = session
+        #: What the controller publishes of the run.
+        self.view = view
         #: Where this run's reports go (``None``: nowhere, pytest's cache is off).
         self.report_directory = report_directory
         self.finished_count = 0
         #: False while a live display shows progress; module lines are printed otherwise.
         self.print_module_lines = True
-        self.merged: MergedReport | None = None
         self.written: list[str] = []
+        #: Module reports are no longer written after the first write failed (one warning).
+        self._module_writes_failed = False
 
     @property
     def report_dir(self) -> Path | None:
@@ -83,12 +88,15 @@ class RunReporter:
     def pytest_parallel_modules_module_finished(self, report: ModuleReport) -> None:
         self.finished_count += 1
         directory = self.modules_dir
-        if directory is not None:
-            write_json_atomic(directory / module_report_filename(report["module"]), report)
+        if directory is not None and not self._module_writes_failed:
+            path = directory / module_report_filename(report["module"])
+            if not self._write(path, lambda: write_json_atomic(path, report)):
+                self._module_writes_failed = True
         if self.print_module_lines:
             reporter = self.config.pluginmanager.get_plugin("terminalreporter")
             if reporter is not None:
-                total = max(len(self.session.plan), self.finished_count)
+                modules = len({unit.module for unit in self.view.units})
+                total = max(modules, self.finished_count)
                 # The reporter breaks a line only when it knows one is open; a run
                 # of dots (fspath hidden) is not, so say it is (as pytest-xdist does).
                 reporter.currentfspath = -2
@@ -96,7 +104,7 @@ class RunReporter:
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        merged = self._merged()
+        merged = self.view.merged
         if merged is None:
             return
         writer = self.config.get_terminal_writer()
@@ -118,41 +126,54 @@ class RunReporter:
         for path in self.written:
             terminalreporter.write_line(f"parallel-modules: report written to {path}")
 
-    def _merged(self) -> MergedReport | None:
-        """Build and write the merged report once (the summary and sessionfinish both need it)."""
-        if self.merged is not None or (not self.session.modules and not self.session.plan):
-            return self.merged
-        self.merged = merged = self.session.merged_report()
+    def pytest_sessionfinish(self) -> None:
+        # After the controller's (tryfirst) sessionfinish built the merged report; also
+        # under -p no:terminal, and after an interruption.
+        merged = self.view.merged
+        if merged is None:
+            return
         if self.report_dir is not None:
             path = self.report_dir / "report.json"
-            write_json_atomic(path, merged)
-            self.written.append(self._shown(path))
+            if self._write(path, lambda: write_json_atomic(path, merged)):
+                self.written.append(self._shown(path))
         markdown = render_markdown(merged, rerun_command=self.rerun_command(merged))
-        if self.options.report_md is not None:
-            self.options.report_md.write_text(markdown, encoding="utf-8")
-            self.written.append(self._shown(self.options.report_md))
+        report_md = self.options.report_md
+        if report_md is not None and self._write(
+            report_md, lambda: write_atomic(report_md, markdown)
+        ):
+            self.written.append(self._shown(report_md))
         step_summary = os.environ.get(GITHUB_STEP_SUMMARY_ENV)
         if step_summary:
-            with open(step_summary, "a", encoding="utf-8") as file:
-                file.write(markdown)
-        return merged
+            self._write(Path(step_summary), lambda: _append(Path(step_summary), markdown))
 
-    def pytest_sessionfinish(self) -> None:
-        # Also under -p no:terminal, and after an interruption (no terminal summary).
-        self._merged()
+    def _write(self, path: Path, write: Callable[[], None]) -> bool:
+        """Run ``write``; a failure is one warning line naming the path, never a lost run."""
+        try:
+            write()
+        except (OSError, ValueError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            self._warn(f"parallel-modules: WARNING: could not write {path}: {reason}")
+            return False
+        return True
+
+    def _warn(self, line: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(line, yellow=True)
 
     # trylast: after pytest's junitxml plugin has written the file.
     @pytest.hookimpl(trylast=True)
     def pytest_unconfigure(self) -> None:
-        if (
-            self.options.junit_xml is None
-            or self.merged is None
-            or not self.options.junit_xml.exists()
-        ):
+        merged = self.view.merged
+        junit_xml = self.options.junit_xml
+        if junit_xml is None or merged is None or not junit_xml.exists():
             return
-        retried = [module for module in self.merged["modules"] if module.get("attempts")]
+        retried = [module for module in merged["modules"] if module.get("attempts")]
         if retried:
-            rewrite_junit_xml(self.options.junit_xml, retried, self.options.junit_prefix)
+            self._write(
+                junit_xml, lambda: rewrite_junit_xml(junit_xml, retried, self.options.junit_prefix)
+            )
 
     def rerun_command(self, merged: MergedReport) -> str | None:
         failed = failed_modules(merged)
@@ -165,3 +186,8 @@ class RunReporter:
             return str(path.relative_to(self.config.invocation_params.dir))
         except ValueError:
             return str(path)
+
+
+def _append(path: Path, text: str) -> None:
+    with open(path, "a", encoding="utf-8") as file:
+        file.write(text)

@@ -39,7 +39,6 @@ import math
 import os
 from pathlib import Path
 import re
-import secrets
 from typing import Any
 from typing import cast
 from typing import Final
@@ -50,34 +49,28 @@ from typing import TypedDict
 
 import pytest
 
+from pytest_parallel_modules.atomic_files import write_atomic
 from pytest_parallel_modules.errors import ParallelModulesError
+from pytest_parallel_modules.outcomes import COUNT_FIELDS
+from pytest_parallel_modules.outcomes import COUNT_KEYS
+from pytest_parallel_modules.outcomes import MODULE_OUTCOMES
+from pytest_parallel_modules.outcomes import ModuleOutcome
+from pytest_parallel_modules.outcomes import PROBLEM_MODULE_OUTCOMES
+from pytest_parallel_modules.outcomes import RESULT_OUTCOMES
+from pytest_parallel_modules.outcomes import ResultOutcome
 from pytest_parallel_modules.scheduling import lower_bound
 from pytest_parallel_modules.timing import isoformat
 
 
-#: Version of the JSON shapes below. Bump it on any change a reader of version 1 could misread.
-SCHEMA_VERSION: Final = 1
+#: Version of the JSON shapes below. Bump it on any change a reader of an older version
+#: could misread. Version 2 added the ``interrupted`` test outcome and count, and the
+#: ``units`` of a module that ran as several units of work.
+SCHEMA_VERSION: Final = 2
+#: Versions :func:`load_report` reads (older ones are read as if written now).
+READABLE_SCHEMA_VERSIONS: Final = frozenset({1, 2})
 
-ResultOutcome = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed", "not_run"]
-ModuleOutcome = Literal["passed", "failed", "error", "crashed", "timeout", "interrupted", "not_run"]
 Phase = Literal["setup", "call", "teardown"]
-
-#: Every test outcome, in the order summaries list them.
-RESULT_OUTCOMES: Final[tuple[ResultOutcome, ...]] = get_args(ResultOutcome)
-#: Every module outcome.
-MODULE_OUTCOMES: Final[tuple[ModuleOutcome, ...]] = get_args(ModuleOutcome)
-#: Module outcomes that make a run unsuccessful even when no single test failed.
-PROBLEM_MODULE_OUTCOMES: Final[frozenset[ModuleOutcome]] = frozenset(
-    {"failed", "error", "crashed", "timeout", "interrupted"}
-)
 _PHASES: Final[tuple[Phase, ...]] = get_args(Phase)
-
-
-CountKey = Literal[
-    "tests", "passed", "failed", "errors", "skipped", "xfailed", "xpassed", "not_run"
-]
-#: Every key of :class:`Counts`.
-COUNT_FIELDS: Final[tuple[CountKey, ...]] = get_args(CountKey)
 
 
 class Counts(TypedDict):
@@ -90,19 +83,8 @@ class Counts(TypedDict):
     skipped: int
     xfailed: int
     xpassed: int
+    interrupted: int
     not_run: int
-
-
-#: Test outcome -> the :class:`Counts` key it is counted under.
-COUNT_KEYS: Final[Mapping[ResultOutcome, CountKey]] = {
-    "passed": "passed",
-    "failed": "failed",
-    "error": "errors",
-    "skipped": "skipped",
-    "xfailed": "xfailed",
-    "xpassed": "xpassed",
-    "not_run": "not_run",
-}
 
 
 class ResultRecord(TypedDict):
@@ -146,11 +128,27 @@ class AttemptRecord(TypedDict):
     failures: list[FailureRecord]
 
 
+class UnitRecord(TypedDict):
+    """One unit of work of a module that ran as several (its parts)."""
+
+    #: ``tests/test_x.py[2/3]``.
+    id: str
+    worker: str | None
+    started: str | None
+    finished: str | None
+    duration_s: float
+    outcome: ModuleOutcome
+    #: How many tests the unit held.
+    tests: int
+
+
 class _ModuleRetries(TypedDict, total=False):
     #: Every run of the module, oldest first (present when it was retried).
     attempts: list[AttemptRecord]
     #: Node ids that failed in an earlier attempt and passed in the last one.
     flaky: list[str]
+    #: The module's units of work, when it ran as more than one (schema version 2).
+    units: list[UnitRecord]
 
 
 class ModuleReport(_ModuleRetries):
@@ -217,7 +215,17 @@ class ReportError(ParallelModulesError):
 
 
 def _empty_counts() -> Counts:
-    return Counts(tests=0, passed=0, failed=0, errors=0, skipped=0, xfailed=0, xpassed=0, not_run=0)
+    return Counts(
+        tests=0,
+        passed=0,
+        failed=0,
+        errors=0,
+        skipped=0,
+        xfailed=0,
+        xpassed=0,
+        interrupted=0,
+        not_run=0,
+    )
 
 
 def _seconds(value: float) -> float:
@@ -457,11 +465,14 @@ def _add_counts(all_counts: Sequence[Counts]) -> Counts:
     return total
 
 
-def _derive_module_outcome(counts: Counts) -> ModuleOutcome:
+def derive_module_outcome(counts: Counts) -> ModuleOutcome:
+    """PURE: a module's outcome from its counts, when nothing else is known of how it ended."""
     if counts["failed"]:
         return "failed"
     if counts["errors"]:
         return "error"
+    if counts["interrupted"]:
+        return "interrupted"
     if counts["not_run"]:
         # Some tests never ran and the caller did not say why: the module was cut short.
         return "not_run" if counts["not_run"] == counts["tests"] else "interrupted"
@@ -479,6 +490,7 @@ def build_module_report(
     results: Sequence[ResultRecord],
     outcome: ModuleOutcome | None = None,
     expected_nodeids: Sequence[str] = (),
+    duration_s: float | None = None,
 ) -> ModuleReport:
     """Build the report of one module. PURE.
 
@@ -496,18 +508,22 @@ def build_module_report(
         ``not_run`` (none ran) or ``interrupted`` (some did), else ``passed``.
     :param expected_nodeids: node ids the module should have run; those without a
         record are added as ``not_run``.
+    :param duration_s: the module's duration, when it is not ``finished - started``
+        (the sum of its units' when it ran as several).
     """
     records = list(results)
     seen = {record["nodeid"] for record in records}
     records.extend(not_run_record(nodeid) for nodeid in expected_nodeids if nodeid not in seen)
     counts = count_results(records)
-    if started is not None and finished is not None:
+    if duration_s is not None:
+        duration = duration_s
+    elif started is not None and finished is not None:
         duration = finished - started
     else:
         duration = math.fsum(record["duration_s"] for record in records)
     return ModuleReport(
         module=module,
-        outcome=outcome if outcome is not None else _derive_module_outcome(counts),
+        outcome=outcome if outcome is not None else derive_module_outcome(counts),
         worker=worker,
         started=isoformat(started) if started is not None else None,
         finished=isoformat(finished) if finished is not None else None,
@@ -704,32 +720,15 @@ def module_report_filename(module: str) -> str:
 def write_json_atomic(path: Path, data: Mapping[str, object], *, durable: bool = False) -> None:
     """Write ``data`` as JSON to ``path``: readers see the old file or the new one, never half.
 
-    Runs in the controller. Writes a temporary file next to ``path`` (same file
-    system, so the rename is atomic) and moves it over ``path`` with
-    :func:`os.replace`; creates missing parent directories.
+    Runs in the controller, through :func:`~pytest_parallel_modules.atomic_files.write_atomic`.
 
-    :param durable: also ``fsync`` the file before the rename, so it survives a power
-        loss. Off by default: the controller writes one report per module on its main
-        thread, and an ``fsync`` each (6 ms here) made a 2,000-module run 14 s slower;
-        the rename alone already keeps readers from ever seeing half a file.
+    :param durable: also ``fsync`` the file before the rename (see ``write_atomic``).
     :raises ValueError: if ``data`` holds NaN or infinity, which JSON cannot represent.
     :raises OSError: if the directory is not writable.
     """
-    text = json.dumps(data, sort_keys=True, indent=2, allow_nan=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # os.open with 0o666 honours the umask; tempfile.mkstemp would leave the report 0600.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with open(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            if durable:
-                stream.flush()
-                os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    write_atomic(
+        path, json.dumps(data, sort_keys=True, indent=2, allow_nan=False) + "\n", durable=durable
+    )
 
 
 def load_report(path: str | os.PathLike[str]) -> MergedReport:
@@ -845,7 +844,8 @@ def _parse_counts(value: object, where: str) -> Counts:
     data = _object(value, where)
     counts = _empty_counts()
     for key in COUNT_FIELDS:
-        counts[key] = _int(data, key, where)
+        # Version 1 had no interrupted outcome.
+        counts[key] = _int(data, key, where) if key in data or key != "interrupted" else 0
     return counts
 
 
@@ -888,6 +888,8 @@ def _parse_module(value: object, where: str) -> ModuleReport:
     flaky = data.get("flaky")
     if isinstance(flaky, list):
         module["flaky"] = [str(nodeid) for nodeid in flaky]
+    if isinstance(data.get("units"), list):
+        module["units"] = cast("list[UnitRecord]", data["units"])
     return module
 
 
@@ -902,10 +904,11 @@ def _parse_merged_report(data: object) -> MergedReport:
             "not a pytest-parallel-modules report (expected a JSON object with 'schema_version')"
         )
     version = data["schema_version"]
-    if version != SCHEMA_VERSION or isinstance(version, bool):
+    if version not in READABLE_SCHEMA_VERSIONS or isinstance(version, bool):
+        readable = ", ".join(str(known) for known in sorted(READABLE_SCHEMA_VERSIONS))
         raise _ShapeError(
             f"schema_version {version!r} is not supported (this version of "
-            f"pytest-parallel-modules reads version {SCHEMA_VERSION}); "
+            f"pytest-parallel-modules reads versions {readable}); "
             "merge reports with the release that wrote them"
         )
     report = _object(data, where)

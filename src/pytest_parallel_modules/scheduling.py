@@ -218,60 +218,6 @@ def lower_bound(durations: Iterable[float], workers: int) -> float:
     return max(max(values), math.fsum(values) / workers)
 
 
-@final
-class DispatchQueue:
-    """The modules still to hand out, in plan order. Owned by the controller.
-
-    It only answers questions and records decisions: the controller asks it for a
-    worker's next module and sends that module itself. Once :meth:`stop` is
-    called (``--fail-fast-modules``, Ctrl-C) it hands out nothing more, and
-    :meth:`remaining` tells which modules never started, for the summary.
-    """
-
-    def __init__(self, plan: Iterable[ModuleGroup]) -> None:
-        """Queue ``plan`` (from :func:`plan_slowest_first`) front to back."""
-        self._pending: deque[ModuleGroup] = deque(plan)
-        self._stopped = False
-
-    def next_module(self) -> ModuleGroup | None:
-        """The module an idle worker should run next. Called when a worker asks for work.
-
-        :returns: the next module, removed from the queue; ``None`` once stopped or empty.
-        """
-        if self._stopped or not self._pending:
-            return None
-        return self._pending.popleft()
-
-    def put_front(self, group: ModuleGroup) -> None:
-        """Queue ``group`` to run next: the rest of a module whose worker crashed.
-
-        Called by the controller's crash handling, within its restart budget. After
-        :meth:`stop` the group is only recorded as never started.
-        """
-        self._pending.appendleft(group)
-
-    def stop(self) -> None:
-        """Hand out no more modules. Called on the first failure with ``--fail-fast-modules``."""
-        self._stopped = True
-
-    @property
-    def stopped(self) -> bool:
-        """Whether :meth:`stop` was called."""
-        return self._stopped
-
-    def remaining(self) -> tuple[ModuleGroup, ...]:
-        """The modules never handed out, in the order they would have run."""
-        return tuple(self._pending)
-
-    def __len__(self) -> int:
-        """How many modules :meth:`next_module` will still hand out (0 once stopped)."""
-        return 0 if self._stopped else len(self._pending)
-
-    def __repr__(self) -> str:
-        state = "stopped" if self._stopped else "running"
-        return f"<DispatchQueue {state}, {len(self._pending)} pending>"
-
-
 def failed_first(plan: Iterable[ModuleGroup], failed: Collection[str]) -> tuple[ModuleGroup, ...]:
     """PURE: modules that failed last time first, each part keeping the plan's order.
 
@@ -282,3 +228,45 @@ def failed_first(plan: Iterable[ModuleGroup], failed: Collection[str]) -> tuple[
     return tuple(group for group in plan if group.module in failed) + tuple(
         group for group in plan if group.module not in failed
     )
+
+
+def build_plan(
+    groups: Iterable[ModuleGroup],
+    estimates: ModuleEstimates,
+    *,
+    first: Collection[str] = (),
+) -> tuple[ModuleGroup, ...]:
+    """PURE: the run's plan -- slowest first, the modules in ``first`` ahead of the rest.
+
+    Called by the controller once collection is done. ``first`` holds the modules
+    that failed last time, for ``--fail-fast-modules`` (a known failure is found in
+    seconds) and ``--ff``; each part keeps the slowest-first order.
+    """
+    plan = plan_slowest_first(groups, estimates)
+    return failed_first(plan, first) if first else plan
+
+
+def check_plan(
+    original: Iterable[ModuleGroup], changed: Iterable[object]
+) -> tuple[ModuleGroup, ...]:
+    """PURE: a plan returned by ``pytest_parallel_modules_plan``, if it runs every test exactly once.
+
+    :raises ValueError: naming what is wrong, when it drops, adds or repeats a node id
+        or holds something that is not a :class:`ModuleGroup`.
+    """
+    changed = tuple(changed)
+    if not all(isinstance(group, ModuleGroup) for group in changed):
+        raise ValueError("pytest_parallel_modules_plan must return a list of ModuleGroup")
+    groups = tuple(group for group in changed if isinstance(group, ModuleGroup))
+    before = sorted(nodeid for group in original for nodeid in group.nodeids)
+    after = sorted(nodeid for group in groups for nodeid in group.nodeids)
+    if before != after or any(not group.nodeids for group in groups):
+        raise ValueError(
+            "pytest_parallel_modules_plan must return ModuleGroups holding exactly the node ids "
+            f"it was given, each once ({len(before)} given, {len(after)} returned)"
+        )
+    if any(module_of(nodeid) != group.module for group in groups for nodeid in group.nodeids):
+        raise ValueError(
+            "pytest_parallel_modules_plan must keep each node id in a group of its own module"
+        )
+    return groups

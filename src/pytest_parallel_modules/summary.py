@@ -29,13 +29,13 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from pytest_parallel_modules.reports import CountKey
+from pytest_parallel_modules.outcomes import CountKey
+from pytest_parallel_modules.outcomes import is_problem
+from pytest_parallel_modules.outcomes import ModuleOutcome
 from pytest_parallel_modules.reports import Counts
 from pytest_parallel_modules.reports import failed_modules
 from pytest_parallel_modules.reports import MergedReport
-from pytest_parallel_modules.reports import ModuleOutcome
 from pytest_parallel_modules.reports import ModuleReport
-from pytest_parallel_modules.reports import PROBLEM_MODULE_OUTCOMES
 from pytest_parallel_modules.reports import ResultRecord
 
 
@@ -91,6 +91,7 @@ _COUNT_WORDS: Final[tuple[tuple[CountKey, str, str, str], ...]] = (
     ("xfailed", "xfailed", "xfailed", "yellow"),
     ("xpassed", "xpassed", "xpassed", "yellow"),
     ("errors", "error", "errors", "red"),
+    ("interrupted", "interrupted", "interrupted", "yellow"),
     ("not_run", "not run", "not run", "yellow"),
 )
 
@@ -130,18 +131,15 @@ def pass_rate(counts: Counts) -> float | None:
     xfailed and xpassed tests count as passing, as they do for pytest's exit status;
     ``None`` when no test ran.
     """
-    ran = counts["tests"] - counts["skipped"] - counts["not_run"]
+    ran = counts["tests"] - counts["skipped"] - counts["not_run"] - counts["interrupted"]
     if ran <= 0:
         return None
     return (ran - counts["failed"] - counts["errors"]) / ran
 
 
 def _is_problem(module: ModuleReport) -> bool:
-    return (
-        module["outcome"] in PROBLEM_MODULE_OUTCOMES
-        or module["counts"]["failed"] > 0
-        or module["counts"]["errors"] > 0
-    )
+    counts = module["counts"]
+    return is_problem(module["outcome"], counts["failed"], counts["errors"])
 
 
 def order_modules(modules: Sequence[ModuleReport]) -> list[ModuleReport]:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from datetime import timezone
 from time import perf_counter
+from time import sleep as _sleep
 from time import time
 from typing import Final
 
@@ -20,6 +21,9 @@ perf: Final[Callable[[], float]] = perf_counter
 
 #: Wall-clock seconds since the epoch, for timestamps.
 now: Final[Callable[[], float]] = time
+
+#: Wait this many seconds (bound at import, like the clocks).
+sleep: Final[Callable[[float], None]] = _sleep
 
 
 def isoformat(timestamp: float) -> str:

@@ -116,6 +116,8 @@ class ReadyPayload(TypedDict):
 
 
 class RunModulePayload(TypedDict):
+    #: The unit of work's id, echoed in COLLECTED and MODULE_FINISHED.
+    unit: str
     module: str
     nodeids: list[str]
     #: The module is expected to be quick: ask for the next one as it starts,
@@ -130,6 +132,7 @@ class RunModulePayload(TypedDict):
 
 
 class CollectedPayload(TypedDict):
+    unit: str
     module: str
     #: Node ids the controller asked for that this worker did not collect.
     missing: list[str]
@@ -162,6 +165,7 @@ class WarningPayload(TypedDict):
 
 
 class ModuleFinishedPayload(TypedDict):
+    unit: str
     module: str
     collect_s: float
     #: Wall time of every test's setup, call and teardown (module fixtures included).
@@ -170,6 +174,8 @@ class ModuleFinishedPayload(TypedDict):
     executed: int
     #: True when every selected test ran; False when the run stopped inside the module.
     completed: bool
+    #: False for a unit handed out ahead and given back unstarted (the worker stopped).
+    started: bool
 
 
 class ExitPayload(TypedDict):
@@ -232,12 +238,14 @@ class _Batch:
 
     def __init__(
         self,
+        unit: str,
         module: str,
         items: list[pytest.Item],
         collect_s: float,
         prefetch: bool = False,
         ask_in_last_teardown: bool = False,
     ) -> None:
+        self.unit = unit
         self.module = module
         self.prefetch = prefetch
         self.ask_in_last_teardown = ask_in_last_teardown
@@ -263,6 +271,8 @@ class WorkerSession:
         self.setup = setup
         self.stop_requested = False
         self.config: pytest.Config | None = None
+        #: The worker's own process id: a process a test forked has another.
+        self.pid = os.getpid()
         #: Every item this worker collected, by node id (a node id may repeat).
         self.items_by_nodeid: dict[str, list[pytest.Item]] = {}
         #: Seconds spent collecting each file (a module's node id), for the history.
@@ -275,7 +285,22 @@ class WorkerSession:
         self.pending_reports: list[dict[str, Any]] = []
 
     def send(self, name: str, payload: Any) -> None:
+        self._leave_if_forked()
         self.channel.send((name, payload))
+
+    def _leave_if_forked(self) -> None:
+        """End a process a test forked, where the worker would talk to the controller.
+
+        A test that forks a child which raises instead of calling ``os._exit``
+        leaves that child in pytest's loop, where it reports the test and goes on.
+        In a plain run it then runs the rest of the session and exits. Here it
+        shares the worker's channel, which only the worker may use (a second
+        writer garbles the stream, and the child has no receiver thread to hear
+        the answer it would wait for). So the child ends where the worker would
+        speak next, with the exit status of a session that failed.
+        """
+        if os.getpid() != self.pid:
+            os._exit(1)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_cmdline_main(self, config: pytest.Config) -> None:
@@ -421,6 +446,7 @@ class WorkerSession:
             else:
                 missing.append(nodeid)
         batch = _Batch(
+            unit=assignment["unit"],
             module=module,
             items=items,
             collect_s=self.collect_seconds.get(module, 0.0),
@@ -447,7 +473,11 @@ class WorkerSession:
         self.send(
             COLLECTED,
             CollectedPayload(
-                module=batch.module, missing=batch.missing, collect_s=batch.collect_s, error=error
+                unit=batch.unit,
+                module=batch.module,
+                missing=batch.missing,
+                collect_s=batch.collect_s,
+                error=error,
             ),
         )
 
@@ -475,7 +505,8 @@ class WorkerSession:
             # The controller answers every request: a module it sent ahead is
             # reported back unstarted.
             if assignment is not None:
-                self._send_module_finished(_Batch(assignment["module"], [], 0.0), completed=False)
+                unstarted = _Batch(assignment["unit"], assignment["module"], [], 0.0)
+                self._send_module_finished(unstarted, completed=False, started=False)
             return None
         if not after_last.asked:
             assignment = self._request_work()
@@ -498,6 +529,7 @@ class WorkerSession:
         * the session alone when the batch may not ask this early
           (``ask_in_last_teardown`` off): module, class and package fixtures go.
         """
+        self._leave_if_forked()
         session = after_last.session
         if not after_last.batch.ask_in_last_teardown and not after_last.asked:
             return [session]
@@ -522,10 +554,14 @@ class WorkerSession:
         self.send(NEED_WORK, {})
         return self._wait_for_assignment()
 
-    def _send_module_finished(self, batch: _Batch, *, completed: bool) -> None:
+    def _send_module_finished(
+        self, batch: _Batch, *, completed: bool, started: bool = True
+    ) -> None:
         self.send(
             MODULE_FINISHED,
             ModuleFinishedPayload(
+                unit=batch.unit,
+                started=started,
                 module=batch.module,
                 collect_s=batch.collect_s,
                 run_s=batch.run_s,

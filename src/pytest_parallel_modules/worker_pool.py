@@ -19,6 +19,7 @@ import threading
 from typing import Any
 from typing import Final
 from typing import final
+from typing import TYPE_CHECKING
 
 import execnet
 
@@ -26,10 +27,16 @@ from pytest_parallel_modules import worker
 from pytest_parallel_modules.worker import WorkerSetup
 
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
 #: Pseudo message put on the event queue when a worker's channel closes.
 CHANNEL_CLOSED: Final = "channel_closed"
 #: Pseudo message put on the event queue when a worker could not be started.
 START_FAILED: Final = "start_failed"
+#: Seconds :meth:`WorkerStarter.stop` waits for a start under way.
+STOP_TIMEOUT_S: Final = 5.0
 
 
 @final
@@ -138,12 +145,10 @@ class WorkerPool:
 
     def exit_description(self, worker_id: str) -> str | None:
         """How a worker's process ended ("exit code 3", "killed by signal SIGSEGV"), once it has."""
-        with self._lock:
-            channel = self._channels.get(worker_id)
         # execnet keeps the Popen object of a popen gateway on its IO object and has
         # no public accessor for the exit status; without it a crash report could not
         # say "killed by SIGKILL" (likely out of memory) or "exit code 3".
-        popen = getattr(getattr(getattr(channel, "gateway", None), "_io", None), "popen", None)
+        popen = self._popen(worker_id)
         if popen is None:
             return None
         try:
@@ -152,9 +157,105 @@ class WorkerPool:
             return None
         return describe_returncode(returncode)
 
+    def kill(self, worker_id: str) -> None:
+        """Kill a worker's process at once (and its process group, once it made one). Never raises."""
+        popen = self._popen(worker_id)
+        if popen is None:
+            return
+        kill_process_group(popen.pid)
+        try:
+            popen.kill()
+        except OSError:
+            pass  # already gone
+
+    def _popen(self, worker_id: str) -> Any | None:
+        with self._lock:
+            channel = self._channels.get(worker_id)
+        # See exit_description: execnet has no public accessor for the process.
+        return getattr(getattr(getattr(channel, "gateway", None), "_io", None), "popen", None)
+
     def terminate(self, timeout: float) -> None:
         """Stop every worker: ask politely, then kill what is still running after ``timeout`` s."""
         self._group.terminate(timeout=timeout)
+
+
+class StartCancelled(Exception):
+    """Raised by a start function when the worker was cancelled while it was being placed."""
+
+
+@final
+class WorkerStarter:
+    """Places and spawns workers on a thread of its own, one at a time. Runs in the controller.
+
+    Every start -- the first workers, replacements, retry workers -- goes through
+    :meth:`request`, so the controller's event loop never waits on git (a snapshot,
+    a worktree checkout) or on a process start. ``start`` is called on the starter
+    thread with the worker id; whatever it raises becomes a ``START_FAILED`` event,
+    as does a request cancelled before it started (with no payload: nothing failed).
+    """
+
+    def __init__(self, events: queue.Queue[WorkerEvent], start: Callable[[str], None]) -> None:
+        self._events = events
+        self._start = start
+        self._requests: queue.Queue[str | None] = queue.Queue()
+        self._cancelled: set[str] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def request(self, worker_id: str) -> None:
+        """Start ``worker_id`` as soon as the workers asked for before it are started."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="parallel-modules-starter", daemon=True
+            )
+            self._thread.start()
+        self._requests.put(worker_id)
+
+    def cancel(self, worker_id: str) -> None:
+        """Do not start ``worker_id`` if it has not started yet."""
+        with self._lock:
+            self._cancelled.add(worker_id)
+
+    def cancelled(self, worker_id: str) -> bool:
+        """Whether ``worker_id`` was cancelled (or every start was, by :meth:`stop`)."""
+        with self._lock:
+            return self._stopping.is_set() or worker_id in self._cancelled
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Start nothing more; wait at most ``timeout`` s for a start under way to end."""
+        self._stopping.set()
+        self._requests.put(None)
+        if self._thread is not None:
+            # A placement may wait on git or on another run's pool lock: never for long.
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            worker_id = self._requests.get()
+            if worker_id is None:
+                self._cancel_rest()
+                return
+            if self.cancelled(worker_id):
+                self._events.put(WorkerEvent(worker_id, START_FAILED, None))
+                continue
+            try:
+                self._start(worker_id)
+            except StartCancelled:
+                self._events.put(WorkerEvent(worker_id, START_FAILED, None))
+            except Exception as exc:  # git, the pool, a hook or a plugin: the run reports it
+                self._events.put(
+                    WorkerEvent(worker_id, START_FAILED, {"error": f"{type(exc).__name__}: {exc}"})
+                )
+
+    def _cancel_rest(self) -> None:
+        while True:
+            try:
+                worker_id = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            if worker_id is not None:
+                self._events.put(WorkerEvent(worker_id, START_FAILED, None))
 
 
 def describe_returncode(returncode: int | None) -> str | None:

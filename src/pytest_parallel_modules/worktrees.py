@@ -737,6 +737,16 @@ class WorktreePool:
                 raise
             return slot
 
+    def release_slot(self, slot: Path) -> None:
+        """Unlock one slot as soon as its worker exits, so a later start (or run) may take it.
+
+        Never raises: it runs while the controller handles the worker's exit.
+        """
+        with self._state_lock:
+            lock = self._held.pop(slot, None)
+        if lock is not None:
+            lock.release()
+
     def release(self, keep: Collection[Path] = ()) -> list[Path]:
         """Unlock every slot this pool holds. Called by the controller at the end of a run.
 

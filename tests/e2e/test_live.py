@@ -306,12 +306,14 @@ def test_live_display_draws_then_leaves_a_clean_screen(
 def test_report_during_the_run_is_written_above_the_display(
     pytester: pytest.Pytester, git_repo: GitRepo
 ) -> None:
-    """A worker that crashes while collecting a module makes the controller report it
-    mid-run; the terminal reporter's line lands where the display was, unbroken."""
+    """A module a worker cannot collect makes the controller report it mid-run, when
+    the module is handed out; the terminal reporter's line lands where the display
+    was, unbroken."""
     write_suite(pytester)
-    # Five tests: planned first, so it is a worker's first module, collected while the
-    # display is up. The pause puts the report past the terminal reporter's 0.5s
-    # limit between two "collecting" lines, so the line is written every time.
+    # Five tests: planned first, so it is a worker's first module, handed out while the
+    # display is up. The pause (in the worker's own collection, which starts while the
+    # controller collects) puts the report past the terminal reporter's 0.5s limit
+    # between two "collecting" lines, so the line is written every time.
     pytester.makepyfile(
         test_crash="""
         import os
@@ -319,8 +321,8 @@ def test_report_during_the_run_is_written_above_the_display(
         import pytest
 
         if os.environ.get("PYTEST_PARALLEL_MODULES_WORKER"):
-            time.sleep(0.6)
-            os._exit(1)
+            time.sleep(1.0)
+            raise ImportError("only the workers lack this module's dependency")
 
         @pytest.mark.parametrize("n", range(5))
         def test_never(n):
@@ -342,7 +344,8 @@ def test_report_during_the_run_is_written_above_the_display(
     assert fnmatch.fnmatch(
         between[-1], "parallel-modules: 4/4 modules, 9/14 tests, 1 failed in *s *[[] 64%[]]"
     ), text
-    assert re.search(r"worker w\d crashed while collecting test_crash.py", text), text
+    assert re.search(r"worker w\d did not collect 5 test\(s\) of test_crash.py", text), text
+    assert "only the workers lack this module's dependency" in text
     assert re.fullmatch(r"=+ 1 failed, 8 passed, 1 error in [\d.]+s =+", lines[-1]), text
 
 

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from pytest_parallel_modules.grouping import ModuleGroup
 from pytest_parallel_modules.last_failed import load_failed_modules
 from pytest_parallel_modules.last_failed import save_failed_modules
 from pytest_parallel_modules.last_failed import update_failed_modules
-from pytest_parallel_modules.last_failed import verdict
+from pytest_parallel_modules.outcomes import module_verdict as verdict
 from pytest_parallel_modules.scheduling import failed_first
 
 
@@ -28,21 +30,36 @@ def test_update_adds_failures_removes_passes_and_keeps_the_rest() -> None:
     assert after == {"b.py", "c.py", "d.py"}
 
 
-def test_save_and_load_round_trip_and_tolerate_bad_files(tmp_path: Path) -> None:
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "state" / "failed-modules.json"
-    assert load_failed_modules(path) == frozenset()
+    missing = load_failed_modules(path)
+    assert (missing.modules, missing.warning) == (frozenset(), None)
     assert save_failed_modules(path, {"x.py": "failed"}) == {"x.py"}
     assert save_failed_modules(path, {"y.py": "failed"}) == {"x.py", "y.py"}
-    assert load_failed_modules(path) == {"x.py", "y.py"}
-    for bad in (
+    loaded = load_failed_modules(path)
+    assert (loaded.modules, loaded.warning) == ({"x.py", "y.py"}, None)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
         "",
         "{",
         "[]",
         '{"version": 2, "failed_modules": []}',
         '{"version": 1, "failed_modules": [1]}',
-    ):
-        path.write_text(bad)
-        assert load_failed_modules(path) == frozenset()
+    ],
+)
+def test_a_bad_file_is_moved_aside_with_one_warning(tmp_path: Path, bad: str) -> None:
+    path = tmp_path / "failed-modules.json"
+    path.write_text(bad)
+    loaded = load_failed_modules(path, now=0.0)
+    assert loaded.modules == frozenset()
+    assert loaded.warning is not None
+    assert loaded.warning.startswith(f"ignored the failed modules {path}: ")
+    assert "moved to failed-modules.json.corrupt-19700101T000000Z" in loaded.warning
+    assert not path.exists()
+    assert (tmp_path / "failed-modules.json.corrupt-19700101T000000Z").read_text() == bad
 
 
 def test_failed_first_keeps_the_plan_order_within_each_part() -> None:

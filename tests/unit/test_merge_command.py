@@ -15,7 +15,7 @@ from pytest_parallel_modules.reports import build_merged_report
 from pytest_parallel_modules.reports import build_module_report
 from pytest_parallel_modules.reports import MergedReport
 from pytest_parallel_modules.reports import ModuleReport
-from pytest_parallel_modules.reports import ResultOutcome
+from pytest_parallel_modules.outcomes import ResultOutcome
 from pytest_parallel_modules.reports import ResultRecord
 from pytest_parallel_modules.reports import write_json_atomic
 

@@ -69,7 +69,7 @@ def plain(renderable: object, width: int = 100) -> list[str]:
 def mid_run_state(clock: FakeClock) -> ProgressState:
     """w1 runs the slow module (2 of 10 done, 1 failed), w2 runs test_b, w3 is starting."""
     state = make_state()
-    state.sync_workers([("w1", "running"), ("w2", "running"), ("w3", "starting")])
+    state.sync_workers([("w1", "busy"), ("w2", "busy"), ("w3", "starting")])
     state.module_started("tests/test_slow.py", "w1", 10, clock.advance(0.5))
     state.module_started("tests/test_b.py", "w2", 3, clock.advance(0.1))
     state.test_reported("tests/test_slow.py::test_1", failed=True)
@@ -128,8 +128,8 @@ def test_render_orders_workers_by_number() -> None:
     ("status", "word"),
     [
         ("starting", "starting"),
-        ("running", "waiting for a module"),
-        ("draining", "finishing"),
+        ("idle", "waiting for a module"),
+        ("stopping", "finishing"),
         ("done", "done"),
         ("crashed", "crashed"),
     ],
@@ -143,7 +143,7 @@ def test_a_worker_without_a_module_shows_its_state(status: str, word: str) -> No
 def test_workers_beyond_the_height_are_summed_up_in_one_line() -> None:
     clock = FakeClock()
     state = make_state(workers=8)
-    state.sync_workers([(f"w{index}", "running") for index in range(1, 9)])
+    state.sync_workers([(f"w{index}", "busy") for index in range(1, 9)])
     state.module_started("tests/test_c.py", "w8", 2, clock())
     lines = plain(render_progress(state, clock(), max_lines=5))
     assert len(lines) == 5

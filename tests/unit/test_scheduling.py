@@ -21,11 +21,12 @@ import pytest
 from pytest_parallel_modules import scheduling
 from pytest_parallel_modules.grouping import group_by_module
 from pytest_parallel_modules.grouping import ModuleGroup
+from pytest_parallel_modules.grouping import units_of
+from pytest_parallel_modules.ledger import RunLedger
 from pytest_parallel_modules.history import History
 from pytest_parallel_modules.history import RecordedModule
 from pytest_parallel_modules.history import RecordedTest
 from pytest_parallel_modules.scheduling import DEFAULT_TEST_ESTIMATE_S
-from pytest_parallel_modules.scheduling import DispatchQueue
 from pytest_parallel_modules.scheduling import estimate_modules
 from pytest_parallel_modules.scheduling import lower_bound
 from pytest_parallel_modules.scheduling import ModuleEstimates
@@ -164,16 +165,16 @@ def _groups(count: int) -> list[ModuleGroup]:
 
 def run_plan(plan: Sequence[ModuleGroup], actual: Mapping[str, float], workers: int) -> float:
     """Simulate the controller: each idle worker takes the queue's next module. Return the makespan."""
-    queue = DispatchQueue(plan)
+    ledger = RunLedger(units_of(plan))
     # (time the worker becomes idle, worker index): events in time order.
     idle = [(0.0, worker) for worker in range(workers)]
     makespan = 0.0
     while idle:
         now, worker = heapq.heappop(idle)
         makespan = max(makespan, now)
-        module = queue.next_module()
-        if module is not None:
-            heapq.heappush(idle, (now + actual[module.module], worker))
+        unit = ledger.next_unit()
+        if unit is not None:
+            heapq.heappush(idle, (now + actual[unit.module], worker))
     return makespan
 
 
@@ -286,62 +287,6 @@ def test_partition_puts_every_module_in_exactly_one_balanced_deterministic_shard
     assert max(loads, default=0.0) <= graham_bound(durations, shard_count) + 1e-9
     for shard in shards:  # each shard runs slowest first
         assert list(shard) == list(plan_slowest_first(shard, estimates))
-
-
-# -- dispatch queue ----------------------------------------------------------------------------
-
-
-def test_queue_hands_out_the_plan_in_order_then_none() -> None:
-    a, b = group("a.py", "t"), group("b.py", "t")
-    queue = DispatchQueue([a, b])
-    assert len(queue) == 2
-    assert queue.next_module() == a
-    assert len(queue) == 1
-    assert queue.next_module() == b
-    assert queue.next_module() is None
-    assert len(queue) == 0
-    assert not queue
-    assert queue.remaining() == ()
-
-
-def test_queue_stop_hands_out_nothing_more_and_reports_what_never_started() -> None:
-    a, b, c = group("a.py", "t"), group("b.py", "t"), group("c.py", "t")
-    queue = DispatchQueue([a, b, c])
-    assert queue.next_module() == a
-    before = queue.stopped
-    queue.stop()
-    assert (before, queue.stopped) == (False, True)
-    assert queue.next_module() is None
-    assert len(queue) == 0
-    assert queue.remaining() == (b, c)
-    assert "stopped, 2 pending" in repr(queue)
-
-
-def test_queue_put_front_runs_a_remainder_next() -> None:
-    a, b = group("a.py", "t1", "t2", "t3"), group("b.py", "t")
-    queue = DispatchQueue([a, b])
-    assert queue.next_module() == a
-    rest = ModuleGroup("a.py", ("a.py::t3",))  # the worker crashed in t2
-    queue.put_front(rest)
-    assert len(queue) == 2
-    assert queue.next_module() == rest
-    assert queue.next_module() == b
-
-
-def test_queue_put_front_after_stop_only_records_the_remainder() -> None:
-    a = group("a.py", "t")
-    queue = DispatchQueue([])
-    queue.stop()
-    queue.put_front(a)
-    assert queue.next_module() is None
-    assert queue.remaining() == (a,)
-
-
-def test_queue_copies_its_plan() -> None:
-    plan = [group("a.py", "t")]
-    queue = DispatchQueue(plan)
-    plan.clear()
-    assert len(queue) == 1
 
 
 # -- purity ------------------------------------------------------------------------------------

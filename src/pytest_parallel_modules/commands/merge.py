@@ -24,6 +24,7 @@ import filelock
 from rich.console import Console
 
 from pytest_parallel_modules import timing
+from pytest_parallel_modules.history import measured_outcome
 from pytest_parallel_modules.history import MeasuredModule
 from pytest_parallel_modules.history import MeasuredRun
 from pytest_parallel_modules.history import MeasuredTest
@@ -94,8 +95,8 @@ def measurements_from_report(report: MergedReport) -> MeasuredRun:
     for module in report["modules"]:
         complete = module["outcome"] in ("passed", "failed", "error")
         for result in module["tests"]:
-            outcome = result["outcome"]
-            if result["subtest"] is not None or outcome == "not_run":
+            outcome = measured_outcome(result["outcome"])
+            if result["subtest"] is not None or outcome is None:
                 continue
             tests[result["nodeid"]] = MeasuredTest(
                 duration_s=result["duration_s"], outcome=outcome, complete=complete
