@@ -14,7 +14,6 @@ for any order; slowest first also keeps the one long module from starting last.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Collection
 from collections.abc import Iterable
 from collections.abc import Mapping

@@ -83,9 +83,7 @@ def test_data_files_a_conftest_collects_are_not_imported_as_python(
     examples = pytester.mkdir("examples")
     examples.joinpath("broken.py").write_text("this is not (python\n")
     examples.joinpath("undefined.py").write_text("print(undefined_name)\n")
-    examples.joinpath("effect.py").write_text(
-        f"open({str(marker)!r}, 'w').write('imported')\n"
-    )
+    examples.joinpath("effect.py").write_text(f"open({str(marker)!r}, 'w').write('imported')\n")
     pytester.makepyfile(test_real="def test_real():\n    pass\n")
     git_repo.commit_all()
     plain, parallel = run_both("-rA", "-p", "no:randomly", workers=2)

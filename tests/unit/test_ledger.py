@@ -60,7 +60,10 @@ def run_unit(
         location = (unit.module, 1, nodeid)
         ledger.test_started(worker, nodeid, location)
         ledger.test_finished(
-            worker, nodeid, location, test_phases(nodeid, "failed" if nodeid in failing else "passed")
+            worker,
+            nodeid,
+            location,
+            test_phases(nodeid, "failed" if nodeid in failing else "passed"),
         )
         ran += 1
 
@@ -173,7 +176,9 @@ def test_an_interrupt_names_the_running_test_and_counts_every_selected_test() ->
     ledger.test_finished("w1", "a.py::test_0", location, test_phases("a.py::test_0"))
     ledger.test_started("w1", "a.py::test_1", location)
     ledger.stop()
-    decisions = ledger.worker_lost("w1", LossKind.INTERRUPT, "Thread 0x1 (most recent call first)", now=2.0)
+    decisions = ledger.worker_lost(
+        "w1", LossKind.INTERRUPT, "Thread 0x1 (most recent call first)", now=2.0
+    )
     assert decisions.replay == []  # an interrupted test has no result to replay
     [module] = decisions.finished_modules
     assert module["outcome"] == "interrupted"
@@ -235,7 +240,7 @@ def test_a_retry_that_never_ran_leaves_the_failed_attempt_standing() -> None:
     decisions = ledger.finish()
     [module] = decisions.finished_modules
     assert module["outcome"] == "failed"
-    assert [event.kind for event in decisions.replay][0] == "logstart"
+    assert next(event.kind for event in decisions.replay) == "logstart"
 
 
 def test_strict_retries_turn_a_flaky_pass_into_a_failure() -> None:

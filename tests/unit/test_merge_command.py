@@ -11,11 +11,11 @@ import jsonschema  # type: ignore[import-untyped]  # the test environment has no
 import pytest
 
 from pytest_parallel_modules.commands import merge
+from pytest_parallel_modules.outcomes import ResultOutcome
 from pytest_parallel_modules.reports import build_merged_report
 from pytest_parallel_modules.reports import build_module_report
 from pytest_parallel_modules.reports import MergedReport
 from pytest_parallel_modules.reports import ModuleReport
-from pytest_parallel_modules.outcomes import ResultOutcome
 from pytest_parallel_modules.reports import ResultRecord
 from pytest_parallel_modules.reports import write_json_atomic
 

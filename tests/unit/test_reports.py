@@ -16,9 +16,9 @@ import jsonschema  # type: ignore[import-untyped]  # the test environment has no
 import pytest
 
 from pytest_parallel_modules.errors import ParallelModulesError
+from pytest_parallel_modules.outcomes import COUNT_FIELDS
 from pytest_parallel_modules.reports import build_merged_report
 from pytest_parallel_modules.reports import build_module_report
-from pytest_parallel_modules.outcomes import COUNT_FIELDS
 from pytest_parallel_modules.reports import Counts
 from pytest_parallel_modules.reports import failed_modules
 from pytest_parallel_modules.reports import fold_test_reports
@@ -429,7 +429,15 @@ def test_module_report_counts_and_times(validator: jsonschema.Draft202012Validat
     assert report["finished"] == "2025-01-01T00:00:03.210+00:00"
     assert report["duration_s"] == pytest.approx(3.21)
     assert report["counts"] == Counts(
-        tests=3, passed=1, failed=0, errors=0, skipped=1, xfailed=1, xpassed=0, interrupted=0, not_run=0
+        tests=3,
+        passed=1,
+        failed=0,
+        errors=0,
+        skipped=1,
+        xfailed=1,
+        xpassed=0,
+        interrupted=0,
+        not_run=0,
     )
     module_schema(validator).validate(report)
 

@@ -22,10 +22,10 @@ from pytest_parallel_modules import scheduling
 from pytest_parallel_modules.grouping import group_by_module
 from pytest_parallel_modules.grouping import ModuleGroup
 from pytest_parallel_modules.grouping import units_of
-from pytest_parallel_modules.ledger import RunLedger
 from pytest_parallel_modules.history import History
 from pytest_parallel_modules.history import RecordedModule
 from pytest_parallel_modules.history import RecordedTest
+from pytest_parallel_modules.ledger import RunLedger
 from pytest_parallel_modules.scheduling import DEFAULT_TEST_ESTIMATE_S
 from pytest_parallel_modules.scheduling import estimate_modules
 from pytest_parallel_modules.scheduling import lower_bound

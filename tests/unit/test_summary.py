@@ -9,12 +9,12 @@ import re
 import pytest
 from rich.console import Console
 
+from pytest_parallel_modules.outcomes import ModuleOutcome
+from pytest_parallel_modules.outcomes import ResultOutcome
 from pytest_parallel_modules.reports import build_merged_report
 from pytest_parallel_modules.reports import build_module_report
 from pytest_parallel_modules.reports import MergedReport
-from pytest_parallel_modules.outcomes import ModuleOutcome
 from pytest_parallel_modules.reports import ModuleReport
-from pytest_parallel_modules.outcomes import ResultOutcome
 from pytest_parallel_modules.reports import ResultRecord
 from pytest_parallel_modules.summary import advice
 from pytest_parallel_modules.summary import bottleneck
