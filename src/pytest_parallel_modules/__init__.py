@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pytest_parallel_modules.errors import ParallelModulesWarning
+from pytest_parallel_modules.grouping import ModuleGroup
+from pytest_parallel_modules.grouping import WorkUnit
 
 
 try:
@@ -10,4 +12,4 @@ try:
 except ImportError:  # pragma: no cover - only in a source tree that was never installed
     __version__ = "0.0.0"
 
-__all__ = ["ParallelModulesWarning", "__version__"]
+__all__ = ["ModuleGroup", "ParallelModulesWarning", "WorkUnit", "__version__"]

@@ -57,6 +57,7 @@ import pytest
 from pytest_parallel_modules import output
 from pytest_parallel_modules.worker import WORKER_COUNT_ENV
 from pytest_parallel_modules.worker import WORKER_ID_ENV
+from pytest_parallel_modules.worker import WORKER_PID_ENV
 
 
 if TYPE_CHECKING:
@@ -157,6 +158,15 @@ def node_down(
         hook(node=node, error=None)
 
 
+def inside_worker_process(environ: Mapping[str, str], pid: int) -> bool:
+    """Whether this process is a worker itself (a pytest run in-process inside one).
+
+    Such a nested run shares the worker's ``os.environ``: what it changed there would
+    stay changed for the worker's later tests, so it changes nothing.
+    """
+    return environ.get(WORKER_PID_ENV) == str(pid)
+
+
 def forget_inherited_worker_settings(environ: MutableMapping[str, str]) -> None:
     """Drop what a worker set for itself from the environment a process inherited from it.
 
@@ -178,7 +188,7 @@ def forget_outer_worker_identity(environ: MutableMapping[str, str]) -> None:
     when they start; without this, the modules it imports to collect them would see
     the outer worker's name in ``PYTEST_PARALLEL_MODULES_WORKER``.
     """
-    for name in (WORKER_ID_ENV, WORKER_COUNT_ENV):
+    for name in (WORKER_ID_ENV, WORKER_COUNT_ENV, WORKER_PID_ENV):
         environ.pop(name, None)
 
 

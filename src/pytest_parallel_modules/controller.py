@@ -91,6 +91,8 @@ STDERR_TAIL_BYTES: Final = 12_000
 STACK_DUMP_WAIT_S: Final = 1.0
 #: Seconds running workers get to finish their current test after Ctrl-C.
 INTERRUPT_GRACE_S: Final = 3.0
+#: After a second Ctrl-C, the longest wait for the stacks of what was running.
+SECOND_INTERRUPT_DUMP_WAIT_S: Final = 0.3
 #: Workers started while the controller collects, when the history knows no module.
 EARLY_STARTS_WITHOUT_HISTORY: Final = 2
 #: A test is reported as unusually slow past this many times its unit's estimate ...
@@ -570,6 +572,7 @@ class ParallelSession:
         """
         self._stop()
         deadline = timing.perf() + INTERRUPT_GRACE_S
+        dump_wait = STACK_DUMP_WAIT_S
         try:
             while not self.fleet.all_gone():
                 remaining = deadline - timing.perf()
@@ -580,32 +583,37 @@ class ParallelSession:
                 except queue.Empty:
                     continue
                 self._handle(event)
-            busy = [
-                record
-                for record in self.fleet
-                if record.state is not WorkerState.GONE and self.ledger.in_flight(record.worker_id)
-            ]
-            sizes: dict[Path, int] = {}
-            for record in busy:
-                if record.pid is not None:
-                    path = self._stderr_path(record.worker_id)
-                    sizes[path] = _file_size(path)
-                    try:
-                        os.kill(record.pid, worker.DUMP_STACKS_SIGNAL)
-                    except ProcessLookupError:
-                        del sizes[path]
-            if sizes:
-                _wait_for_dumps(sizes)
         except KeyboardInterrupt:
-            pass  # a second Ctrl-C: kill at once
+            dump_wait = SECOND_INTERRUPT_DUMP_WAIT_S  # a second Ctrl-C: only a glance at the stacks
+        busy = [
+            record
+            for record in self.fleet
+            if record.state is not WorkerState.GONE and self.ledger.in_flight(record.worker_id)
+        ]
+        sizes: dict[Path, int] = {}
+        for record in busy:
+            if record.pid is not None:
+                path = self._stderr_path(record.worker_id)
+                sizes[path] = _file_size(path)
+                try:
+                    os.kill(record.pid, worker.DUMP_STACKS_SIGNAL)
+                except ProcessLookupError:
+                    del sizes[path]
+        if sizes:
+            try:
+                _wait_for_dumps(sizes, dump_wait)
+            except KeyboardInterrupt:
+                pass  # yet another Ctrl-C: kill now
         for record in self.fleet:
             if record.state is not WorkerState.GONE:
                 self._kill(record, WorkerState.KILLED)
                 evidence = "interrupted (Ctrl-C or SIGTERM) while this test ran"
-                tail = self._stderr_tail(record.worker_id)
-                if tail:
+                path = self._stderr_path(record.worker_id)
+                stacks = _read_from(path, sizes[path]) if path in sizes else ""
+                if stacks:
+                    stacks = str(self.replayer.restore_paths(record.worker_id, stacks))
                     evidence += (
-                        f"\nStacks of worker {record.worker_id} when it was stopped:\n{tail}"
+                        f"\nStacks of worker {record.worker_id} when it was stopped:\n{stacks}"
                     )
                 self._apply(
                     self.ledger.worker_lost(
@@ -1111,6 +1119,16 @@ def _tail(path: Path, size: int) -> str:
     return text.strip()
 
 
+def _read_from(path: Path, offset: int) -> str:
+    """What was written to a text file after ``offset`` ("" if it cannot be read)."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(offset)
+            return file.read(STDERR_TAIL_BYTES).decode("utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+
+
 def _file_size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -1118,13 +1136,13 @@ def _file_size(path: Path) -> int:
         return 0
 
 
-def _wait_for_dumps(sizes: dict[Path, int]) -> None:
+def _wait_for_dumps(sizes: dict[Path, int], timeout: float) -> None:
     """Wait until each stack dump asked for is written: its file grew, then stopped growing.
 
     ``sizes`` holds each stderr file's size before the dump was asked for; the wait
-    lasts at most :data:`STACK_DUMP_WAIT_S`.
+    lasts at most ``timeout`` seconds.
     """
-    deadline = timing.perf() + STACK_DUMP_WAIT_S
+    deadline = timing.perf() + timeout
     last = dict(sizes)
     while timing.perf() < deadline:
         timing.sleep(0.05)

@@ -398,6 +398,12 @@ def _report_dir(config: pytest.Config) -> Path | None:
     return directory
 
 
+def _junit_xml_path(config: pytest.Config, raw: str) -> Path:
+    """Where pytest's junitxml plugin writes ``--junitxml=raw``: variables and ``~`` expanded."""
+    expanded = os.path.expanduser(os.path.expandvars(raw))
+    return Path(os.path.normpath(config.invocation_params.dir / expanded))
+
+
 def _writable_dir_path(path: Path, source: str, raw: str) -> Path:
     """Check that ``path`` is, or can be created as, a writable directory."""
     if path.exists() and not path.is_dir():
@@ -405,6 +411,10 @@ def _writable_dir_path(path: Path, source: str, raw: str) -> Path:
     existing = path
     while not existing.exists():
         existing = existing.parent
+    if not existing.is_dir():
+        raise pytest.UsageError(
+            f"{source}: {raw!r} cannot be created ({existing} is not a directory)"
+        )
     if not os.access(existing, os.W_OK):
         raise pytest.UsageError(
             f"{source}: {raw!r} cannot be created or written ({existing} is not writable)"
@@ -608,6 +618,6 @@ class Options:
             retries=retries,
             retries_strict=retries_strict,
             failed_modules_path=failed_modules_path,
-            junit_xml=None if xmlpath is None else config.invocation_params.dir / str(xmlpath),
+            junit_xml=None if xmlpath is None else _junit_xml_path(config, str(xmlpath)),
             junit_prefix=config.getoption("junitprefix", None),
         )

@@ -65,13 +65,17 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 # trylast: the terminal reporter must be registered before we adjust it.
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    compat.forget_inherited_worker_settings(os.environ)
+    # A pytest run in-process inside a worker shares the worker's environment: it must
+    # leave it as it found it (see compat.inside_worker_process).
+    nested = compat.inside_worker_process(os.environ, os.getpid())
+    if not nested:
+        compat.forget_inherited_worker_settings(os.environ)
     if _is_worker(config):
         compat.prepare_worker(config)
         return
     options = Options.from_config(config)
     config.stash[options_key] = options
-    if options.active:
+    if options.active and not nested:
         compat.forget_outer_worker_identity(os.environ)
     if not options.active or config.option.collectonly:
         return

@@ -81,6 +81,9 @@ _CONTROLLER_GONE: Final = "controller_gone"
 WORKER_ID_ENV: Final = "PYTEST_PARALLEL_MODULES_WORKER"
 #: The environment variable holding the number of workers of the run.
 WORKER_COUNT_ENV: Final = "PYTEST_PARALLEL_MODULES_WORKER_COUNT"
+#: The worker's process id: a pytest started *in* the worker's process (pytester's
+#: in-process runs) sees it equal to its own and leaves the environment alone.
+WORKER_PID_ENV: Final = "PYTEST_PARALLEL_MODULES_WORKER_PID"
 
 # Bound at import so a test that patches ``time`` cannot skew what we measure.
 _perf: Final = time.perf_counter
@@ -697,6 +700,7 @@ def run_worker(channel: execnet.Channel) -> None:
     _redirect_editable_installs(setup["path_map"])
     os.environ[WORKER_ID_ENV] = setup["worker_id"]
     os.environ[WORKER_COUNT_ENV] = str(setup["worker_count"])
+    os.environ[WORKER_PID_ENV] = str(os.getpid())
     inbox: queue.Queue[Any] = queue.Queue()
     # Incoming messages are queued by execnet's receiver thread, so the session
     # can check for STOP between tests without blocking.
