@@ -207,22 +207,28 @@ def test_retries_never_run_more_modules_at_once_than_workers(
     )
     counter = pytester.path.parent / f"{pytester.path.name}-attempts"
     pytester.makepyfile(
-        test_flaky=f"""
-        import os, time
-        def test_flaky():
-            time.sleep(0.3)
-            path = {str(counter)!r}
-            first = not os.path.exists(path)
-            open(path, "a").close()
-            assert not first
-        """,
-        **{f"test_m{i}": "import time\ndef test_a():\n    time.sleep(0.3)\n" for i in range(3)},
+        # The biggest file: planned first, so its retry is due while work is left.
+        test_flaky=textwrap.dedent(
+            f"""
+            import os, time
+            def test_flaky():
+                time.sleep(0.3)
+                path = {str(counter)!r}
+                first = not os.path.exists(path)
+                open(path, "a").close()
+                assert not first
+            """
+        )
+        + "# padding\n" * 50,
+        **{f"test_m{i}": "import time\ndef test_a():\n    time.sleep(1.0)\n" for i in range(5)},
     )
     git_repo.commit_all("suite")
-    result = pytester.runpytest_subprocess("--parallel-modules=1", "--module-retries=1", timeout=60)
-    result.assert_outcomes(passed=4)
+    result = pytester.runpytest_subprocess(
+        "--parallel-modules=1", "--module-retries=1", "-p", "no:randomly", timeout=60
+    )
+    result.assert_outcomes(passed=6)
     spans = [tuple(map(float, line.split())) for line in log.read_text().splitlines()]
-    assert len(spans) == 5  # four modules, one of them twice
+    assert len(spans) == 7  # six modules, one of them twice
     for index, (start, end) in enumerate(spans):
         for other_start, other_end in spans[index + 1 :]:
             assert end <= other_start or other_end <= start, f"overlapping modules: {spans}"
