@@ -55,6 +55,7 @@ from _pytest._io import TerminalWriter
 import pytest
 
 from pytest_parallel_modules import output
+from pytest_parallel_modules.worker import WORKER_COMPAT_PLUGIN_NAME
 from pytest_parallel_modules.worker import WORKER_COUNT_ENV
 from pytest_parallel_modules.worker import WORKER_ID_ENV
 from pytest_parallel_modules.worker import WORKER_PID_ENV
@@ -202,10 +203,6 @@ def prepare_worker(config: pytest.Config) -> None:
         os.environ[HYPOTHESIS_STORAGE_SET_BY_WORKER_ENV] = storage
     config.pluginmanager.register(WorkerCompat(config), WORKER_COMPAT_PLUGIN_NAME)
     output.register_worker_capture(config, workerinput)
-
-
-#: The name of :class:`WorkerCompat` in a worker's plugin manager.
-WORKER_COMPAT_PLUGIN_NAME: Final = "pytest_parallel_modules-worker-compat"
 
 
 @final

@@ -184,8 +184,7 @@ class ParallelSession:
             worker.READY: self._on_ready,
             worker.NEED_WORK: self._on_need_work,
             worker.COLLECTED: self._on_collected,
-            worker.LOGSTART: self._on_logstart,
-            worker.LOGFINISH: self._on_logfinish,
+            worker.TESTS: self._on_tests,
             worker.WARNING: self._on_warning,
             worker.MODULE_FINISHED: self._on_module_finished,
             worker.EXIT_REQUESTED: self._on_exit_requested,
@@ -383,11 +382,6 @@ class ParallelSession:
         for _ in range(count):
             record = self.fleet.add("retry" if retry else reason)
             self._publish_states()
-            if retry:
-                self._say(
-                    f"parallel-modules: starting worker {record.worker_id} for a retry "
-                    "(--module-retries)"
-                )
             self.starter.request(record.worker_id)
 
     def _start_one(self, worker_id: str) -> None:
@@ -415,6 +409,7 @@ class ParallelSession:
             path_map=placement.path_map,
             workerinput={key: value for key, value in workerinput.items() if key != "workerid"},
             stderr_path=str(self._stderr_path(worker_id)),
+            compact_reports=self.replayer.compact_reports,
         )
         self.pool.start(WorkerLaunch(cwd=placement.cwd, setup=setup))
 
@@ -667,6 +662,11 @@ class ParallelSession:
         attempt = self.ledger.assign(unit, record.worker_id, timing.now())
         if record.reason == "retry":
             record.retry_unit = unit.id
+            number = len(self.ledger.entries[unit.id].retries())
+            self._say(
+                f"parallel-modules: retrying {unit.id} (attempt {number} of "
+                f"{self.options.retries + 1}) on worker {record.worker_id}"
+            )
         self.fleet.move(record, WorkerState.BUSY)
         self._publish_states()
         self.config.hook.pytest_parallel_modules_module_started(
@@ -726,11 +726,6 @@ class ParallelSession:
                 config=self.config, report=report
             )
         if decisions.retries:
-            for unit in decisions.retries:
-                self._say(
-                    f"parallel-modules: {unit.id} failed; it runs again on a fresh worker "
-                    f"(--module-retries={self.options.retries})"
-                )
             self._top_up()
 
     def _after_report(self, report: pytest.TestReport, worker_id: str) -> None:
@@ -794,23 +789,30 @@ class ParallelSession:
             message += f"\nThe worker's collection error:\n{self.replayer.restore_paths(record.worker_id, error)}"
         self.replayer.collection_error(payload["module"], message)
 
-    def _on_logstart(self, record: WorkerRecord, payload: worker.LogPayload) -> None:
-        nodeid = payload["nodeid"]
-        location = tuple(payload["location"])
-        if self.ledger.test_started(record.worker_id, nodeid, location, at=timing.perf()):  # type: ignore[arg-type]  # a 3-tuple on the wire
-            self.replayer.logstart(nodeid, location)  # type: ignore[arg-type]  # a 3-tuple on the wire
-
-    def _on_logfinish(self, record: WorkerRecord, payload: worker.LogFinishPayload) -> None:
-        nodeid = payload["nodeid"]
-        location: Any = tuple(payload["location"])
+    def _on_tests(self, record: WorkerRecord, records: list[tuple[Any, ...]]) -> None:
+        """A batch of test events: starts, and ends with their reports (see worker._Outbox)."""
         worker_id = record.worker_id
-        reports = [self.replayer.rebuild(worker_id, data) for data in payload["reports"]]
-        if not self.ledger.test_finished(worker_id, nodeid, location, reports):
-            return
-        for report in reports:
-            self.replayer.logreport(report)
-            self._after_report(report, worker_id)
-        self.replayer.logfinish(nodeid, location)
+        ledger = self.ledger
+        replayer = self.replayer
+        for event in records:
+            nodeid = event[1]
+            location: Any = tuple(event[2])
+            tag = event[0]
+            if tag == worker.TEST_STARTED:
+                if ledger.test_started(worker_id, nodeid, location, at=timing.perf()):
+                    replayer.logstart(nodeid, location)
+                continue
+            if tag == worker.TEST_PASSED:
+                reports = replayer.rebuild_passed(worker_id, nodeid, location, event[3], event[4])
+            else:
+                reports = [replayer.rebuild(worker_id, data) for data in event[3]]
+            if not ledger.test_finished(worker_id, nodeid, location, reports):
+                continue
+            for report in reports:
+                replayer.logreport(report)
+                if report.failed:
+                    self._after_report(report, worker_id)
+            replayer.logfinish(nodeid, location)
 
     def _on_warning(self, record: WorkerRecord, payload: worker.WarningPayload) -> None:
         self.replayer.warning(record.worker_id, payload)

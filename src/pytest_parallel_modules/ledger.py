@@ -140,20 +140,21 @@ class Attempt:
     completed: bool = False
     #: How it ended; ``None`` while it runs.
     end: LossKind | Literal["finished"] | None = None
-    #: The node id running now, and since when (the controller's monotonic clock).
+    #: The node id running now, where it is, and since when (the controller's monotonic clock).
     running: str | None = None
+    running_location: Location | None = None
     running_since: float | None = None
     #: Node ids that ran to the end of their teardown (or were given up on).
     done: set[str] = field(default_factory=set)
-    #: Every report of the attempt, in the order they arrived.
-    reports: list[pytest.TestReport] = field(default_factory=list)
+    #: Every test of the attempt, its reports folded as it ended, in the order they ran.
+    results: list[ResultRecord] = field(default_factory=list)
     #: Events not replayed yet (``--module-retries``).
     held: list[ReplayEvent] = field(default_factory=list)
     #: Results the ledger decided itself (an interrupted test), by node id.
     overrides: dict[str, ResultRecord] = field(default_factory=dict)
 
     def has_failures(self) -> bool:
-        return any(report.failed and not hasattr(report, "wasxfail") for report in self.reports)
+        return any(result["outcome"] in ("failed", "error") for result in self.results)
 
     def left(self, *, exclude: Iterable[str] = ()) -> tuple[str, ...]:
         """The node ids of this attempt that did not run."""
@@ -174,6 +175,10 @@ class UnitEntry:
     results: tuple[ResultRecord, ...] = ()
     #: Node ids that failed in an earlier retry and passed in the last one.
     flaky: list[str] = field(default_factory=list)
+    #: What the final attempts measured, for the history (kept once reports are dropped).
+    measured: dict[str, MeasuredTest] = field(default_factory=dict)
+    #: ``(run_s, collect_s, complete)`` per final attempt that ran.
+    parts: list[tuple[float, float, bool]] = field(default_factory=list)
 
     def final_chain(self) -> list[Attempt]:
         """The last retry (or the first attempt) and the continuations after it."""
@@ -254,6 +259,8 @@ class RunLedger:
         for unit in units:
             self._units_of_module.setdefault(unit.module, []).append(unit.id)
         self._announced: set[str] = set()
+        #: Workers an attempt of which failed or crashed (kept once reports are dropped).
+        self._failed_workers: set[str] = set()
         #: Node ids lost with a crashed or timed-out worker: never run again, never measured.
         self.lost: set[str] = set()
         #: Module reports, in the order their modules became final.
@@ -351,6 +358,7 @@ class RunLedger:
         if attempt is None:
             return True
         attempt.running = nodeid
+        attempt.running_location = location
         attempt.running_since = at
         if self.retries:
             attempt.held.append(ReplayEvent("logstart", worker_id, nodeid, location))
@@ -368,7 +376,7 @@ class RunLedger:
         attempt = self._current_or_none(worker_id)
         if attempt is None:
             return True
-        attempt.reports.extend(reports)
+        attempt.results.extend(fold_test_reports(reports))
         attempt.running = None
         attempt.done.add(nodeid)
         if self.retries:
@@ -488,25 +496,9 @@ class RunLedger:
         tests: dict[str, MeasuredTest] = {}
         modules: dict[str, list[tuple[float, float, bool]]] = {}
         for entry in self.entries.values():
-            for attempt in entry.final_chain():
-                for record in fold_test_reports(attempt.reports):
-                    outcome = measured_outcome(record["outcome"])
-                    if record["subtest"] is not None or outcome is None:
-                        continue
-                    nodeid = record["nodeid"]
-                    tests[nodeid] = MeasuredTest(
-                        duration_s=record["duration_s"],
-                        outcome=outcome,
-                        complete=nodeid in attempt.done and nodeid not in self.lost,
-                    )
-                if attempt.done and attempt.started is not None:
-                    modules.setdefault(entry.unit.module, []).append(
-                        (
-                            attempt.run_s,
-                            attempt.collect_s,
-                            attempt.completed and attempt.end == "finished",
-                        )
-                    )
+            tests.update(entry.measured)
+            if entry.parts:
+                modules.setdefault(entry.unit.module, []).extend(entry.parts)
         measured_modules = {}
         for module, parts in modules.items():
             expected = len(self._units_of_module.get(module, ()))
@@ -530,12 +522,7 @@ class RunLedger:
 
     def workers_of_failed_modules(self) -> set[str]:
         """Workers that ran a test of a module that failed or crashed (``--keep-failed-worktrees``)."""
-        workers: set[str] = set()
-        for entry in self.entries.values():
-            for attempt in entry.attempts:
-                if attempt.end in (LossKind.CRASH, LossKind.TIMEOUT) or attempt.has_failures():
-                    workers.add(attempt.worker_id)
-        return workers
+        return set(self._failed_workers)
 
     def ran_before(self, module: str) -> dict[str, list[str]]:
         """Worker id -> the modules it started before ``module``'s first unit, in order.
@@ -593,7 +580,7 @@ class RunLedger:
         self, attempt: Attempt, nodeid: str, kind: LossKind, evidence: str
     ) -> list[ReplayEvent]:
         """The failed report of a test whose worker crashed or timed out under it."""
-        location = _location_of(attempt, nodeid)
+        location = attempt.running_location or (nodeid.split("::", 1)[0], None, nodeid)
         report = pytest.TestReport(
             nodeid=nodeid,
             location=location,
@@ -605,7 +592,7 @@ class RunLedger:
             duration=0.0,
             user_properties=[],
         )
-        attempt.reports.append(report)
+        attempt.results.extend(fold_test_reports([report]))
         events = [
             ReplayEvent("report", attempt.worker_id, nodeid, location, report),
             ReplayEvent("logfinish", attempt.worker_id, nodeid, location),
@@ -622,13 +609,16 @@ class RunLedger:
         chain = groups[-1] if groups else []
         earlier = [attempt for group in groups[:-1] for attempt in group]
         failed_before = {
-            report.nodeid
+            result["nodeid"]
             for attempt in earlier
-            for report in attempt.reports
-            if report.failed and not hasattr(report, "wasxfail")
+            for result in attempt.results
+            if result["outcome"] in ("failed", "error")
         }
         failed_now = {
-            report.nodeid for attempt in chain for report in attempt.reports if report.failed
+            result["nodeid"]
+            for attempt in chain
+            for result in attempt.results
+            if result["outcome"] in ("failed", "error")
         }
         done_now = {nodeid for attempt in chain for nodeid in attempt.done}
         entry.flaky = sorted(
@@ -645,7 +635,7 @@ class RunLedger:
                 ):
                     strict = _strict_flaky_report(event.report, earlier)
                     # The report says what pytest's hooks are told.
-                    attempt.reports[attempt.reports.index(event.report)] = strict
+                    attempt.overrides[event.nodeid] = fold_test_reports([strict])[0]
                     event = ReplayEvent(
                         "report", event.worker_id, event.nodeid, event.location, strict
                     )
@@ -655,7 +645,7 @@ class RunLedger:
             attempt.held.clear()
         results: list[ResultRecord] = []
         for attempt in chain:
-            folded = fold_test_reports(attempt.reports)
+            folded: tuple[ResultRecord, ...] = tuple(attempt.results)
             if attempt.overrides:
                 folded = tuple(
                     attempt.overrides.get(record["nodeid"], record)
@@ -667,6 +657,7 @@ class RunLedger:
                 folded += tuple(
                     record for nodeid, record in attempt.overrides.items() if nodeid not in seen
                 )
+            self._measure(entry, attempt, folded)
             results.extend(folded)
         entry.results = tuple(results)
         if outcome is None and any(attempt.end is LossKind.CRASH for attempt in chain):
@@ -678,6 +669,23 @@ class RunLedger:
             decisions.finished_modules.append(report)
         return decisions
 
+    def _measure(self, entry: UnitEntry, attempt: Attempt, folded: Sequence[ResultRecord]) -> None:
+        """Note what one attempt of a final unit measured, for :meth:`measurements`."""
+        for record in folded:
+            outcome = measured_outcome(record["outcome"])
+            if record["subtest"] is not None or outcome is None:
+                continue
+            nodeid = record["nodeid"]
+            entry.measured[nodeid] = MeasuredTest(
+                duration_s=record["duration_s"],
+                outcome=outcome,
+                complete=nodeid in attempt.done and nodeid not in self.lost,
+            )
+        if attempt.done and attempt.started is not None:
+            entry.parts.append(
+                (attempt.run_s, attempt.collect_s, attempt.completed and attempt.end == "finished")
+            )
+
     def _module_report_if_final(self, module: str) -> ModuleReport | None:
         unit_ids = self._units_of_module[module]
         entries = [self.entries[unit_id] for unit_id in unit_ids]
@@ -686,17 +694,17 @@ class RunLedger:
         self._announced.add(module)
         report = build_unit_module_report(module, entries)
         self.module_reports.append(report)
+        # The report holds what the run needs from here on: the reports of the module's
+        # attempts, often most of the controller's memory, go now rather than at exit.
+        for entry in entries:
+            for attempt in entry.attempts:
+                if attempt.end in (LossKind.CRASH, LossKind.TIMEOUT) or attempt.has_failures():
+                    self._failed_workers.add(attempt.worker_id)
+                attempt.results = []
+                attempt.held = []
+                attempt.overrides = {}
+            entry.results = ()
         return report
-
-
-def _location_of(attempt: Attempt, nodeid: str) -> Location:
-    for report in attempt.reports:
-        if report.nodeid == nodeid:
-            return report.location
-    for event in attempt.held:
-        if event.nodeid == nodeid:
-            return event.location
-    return (nodeid.split("::", 1)[0], None, nodeid)
 
 
 def _interrupted_record(nodeid: str, evidence: str) -> ResultRecord:
@@ -720,16 +728,16 @@ def _strict_flaky_report(
     """--module-retries-strict: the passing call of a flaky test, turned into a failure naming why."""
     first_failure = next(
         (
-            r
+            result
             for attempt in earlier
-            for r in attempt.reports
-            if r.nodeid == report.nodeid and r.failed
+            for result in attempt.results
+            if result["nodeid"] == report.nodeid and result["outcome"] in ("failed", "error")
         ),
         None,
     )
     text = "flaky (--module-retries-strict): failed in an earlier attempt, passed on a retry"
-    if first_failure is not None:
-        text += f"\n\nThe first failure:\n{first_failure.longreprtext}"
+    if first_failure is not None and first_failure["longrepr"]:
+        text += f"\n\nThe first failure:\n{first_failure['longrepr']}"
     return pytest.TestReport(
         nodeid=report.nodeid,
         location=report.location,
@@ -762,8 +770,7 @@ def _attempt_span(attempts: Sequence[Attempt]) -> tuple[float | None, float | No
 
 
 def _attempt_record(number: int, group: Sequence[Attempt], unit: WorkUnit) -> AttemptRecord:
-    reports = [report for attempt in group for report in attempt.reports]
-    results = fold_test_reports(reports)
+    results = [result for attempt in group for result in attempt.results]
     started, finished = _attempt_span(group)
     crashed = any(attempt.end is LossKind.CRASH for attempt in group)
     report = build_module_report(

@@ -17,13 +17,20 @@ import importlib
 from pathlib import Path
 import sys
 from typing import Any
+from typing import Final
 from typing import final
+from typing import Literal
 from typing import TYPE_CHECKING
 import warnings
 
 import pytest
 
 from pytest_parallel_modules.isolation import restore_checkout_paths
+from pytest_parallel_modules.worker import own_serialisation_only
+
+
+#: The plugin's entry-point name: its report-deserialisation wrapper never misses a report.
+PLUGIN_NAME: Final = "pytest_parallel_modules"
 
 
 if TYPE_CHECKING:
@@ -81,6 +88,12 @@ class Replayer:
         self._nodes: dict[str, WorkerNode] = {}
         #: Worker id -> its worktree root, as a string (isolated runs only).
         self._worktrees: dict[str, str] = {}
+        #: Whether workers may send plain passing tests as compact records: only when no
+        #: plugin of this process takes part in rebuilding reports (it would miss them).
+        self.compact_reports = own_serialisation_only(
+            config.hook.pytest_report_from_serializable.get_hookimpls(),
+            frozenset({PLUGIN_NAME}),
+        )
 
     def node(self, worker_id: str) -> WorkerNode:
         """The ``report.node`` of a worker's reports (one object per worker)."""
@@ -111,6 +124,40 @@ class Replayer:
         )
         report.node = self.node(worker_id)  # type: ignore[attr-defined]  # the pytest-xdist convention
         return report
+
+    def rebuild_passed(
+        self,
+        worker_id: str,
+        nodeid: str,
+        location: Location,
+        keywords: list[str],
+        phases: list[tuple[str, float, float, float]],
+    ) -> list[pytest.TestReport]:
+        """The reports of a test whose phases all passed with nothing to show (worker.TEST_PASSED).
+
+        Built directly: what pytest's deserialiser would build from the same fields,
+        without its generic walk over every key of a full serialisation.
+        """
+        node = self.node(worker_id)
+        marks: dict[str, Literal[1]] = dict.fromkeys(keywords, 1)
+        reports = []
+        for when, duration, start, stop in phases:
+            report = pytest.TestReport(
+                nodeid=nodeid,
+                location=location,
+                keywords=marks,
+                outcome="passed",
+                longrepr=None,
+                when=when,  # type: ignore[arg-type]  # "setup" | "call" | "teardown" on the wire
+                sections=[],
+                duration=duration,
+                start=start,
+                stop=stop,
+                user_properties=[],
+            )
+            report.node = node  # type: ignore[attr-defined]  # the pytest-xdist convention
+            reports.append(report)
+        return reports
 
     def logstart(self, nodeid: str, location: Location) -> None:
         self.hook.pytest_runtest_logstart(nodeid=nodeid, location=location)

@@ -164,7 +164,12 @@ class ModuleReport(_ModuleRetries):
     finished: str | None
     duration_s: float
     counts: Counts
+    #: Every test that did not simply pass (and every test with output or a message):
+    #: full records, in the order they ran.
     tests: list[ResultRecord]
+    #: Tests that passed with nothing to show, a few bytes each (schema version 2): the
+    #: node id after ``<module>::`` -> seconds. :func:`module_results` gives full records.
+    passed: dict[str, float]
 
 
 class Timing(TypedDict):
@@ -398,6 +403,9 @@ def fold_test_reports(reports: Sequence[pytest.TestReport]) -> tuple[ResultRecor
     :param reports: setup/call/teardown (and subtest) reports, as pytest produced them.
     :returns: one :class:`ResultRecord` per test, then one per subtest of it.
     """
+    plain = _plain_pass(reports)
+    if plain is not None:
+        return (plain,)
     tests: list[_TestPhases] = []
     current: dict[str, _TestPhases] = {}
     for report in reports:
@@ -421,6 +429,62 @@ def fold_test_reports(reports: Sequence[pytest.TestReport]) -> tuple[ResultRecor
             assert description is not None  # sorted into .subtests for having one
             records.append(_fold_subtest(report, description))
     return tuple(records)
+
+
+#: The fields pytest itself sets on a :class:`pytest.TestReport` (the same set as
+#: ``worker.PLAIN_REPORT_FIELDS``, which the self-contained worker module repeats).
+PLAIN_REPORT_FIELDS: Final = frozenset(
+    {
+        "nodeid",
+        "location",
+        "keywords",
+        "outcome",
+        "longrepr",
+        "when",
+        "user_properties",
+        "sections",
+        "duration",
+        "start",
+        "stop",
+    }
+)
+
+
+def _plain_pass(reports: Sequence[pytest.TestReport]) -> ResultRecord | None:
+    """The record of one test whose phases all passed with nothing to show, or None.
+
+    The common case, folded without the general walk: the controller folds every
+    test as it ends, so this runs once per test of the run.
+    """
+    if not reports or len(reports) > 3:
+        return None
+    nodeid = reports[0].nodeid
+    whens = set()
+    for report in reports:
+        if (
+            type(report) is not pytest.TestReport  # a subtest's report is a subclass
+            or report.outcome != "passed"
+            or report.longrepr is not None
+            or report.sections
+            or report.nodeid != nodeid
+            or report.when in whens
+            or not report.__dict__.keys() <= PLAIN_REPORT_FIELDS  # wasxfail, a plugin's field
+        ):
+            return None
+        whens.add(report.when)
+    if "call" not in whens:
+        return None  # the body never ran: not_run (see _fold_phases)
+    return ResultRecord(
+        nodeid=nodeid,
+        subtest=None,
+        outcome="passed",
+        duration_s=_seconds(math.fsum(report.duration for report in reports)),
+        when=reports[-1].when,
+        longrepr=None,
+        message=None,
+        stdout="",
+        stderr="",
+    )
 
 
 def _is_rerun(report: pytest.TestReport) -> bool:
@@ -521,6 +585,7 @@ def build_module_report(
         duration = finished - started
     else:
         duration = math.fsum(record["duration_s"] for record in records)
+    tests, passed = _compact(module, records)
     return ModuleReport(
         module=module,
         outcome=outcome if outcome is not None else derive_module_outcome(counts),
@@ -529,8 +594,91 @@ def build_module_report(
         finished=isoformat(finished) if finished is not None else None,
         duration_s=_seconds(duration),
         counts=counts,
-        tests=records,
+        tests=tests,
+        passed=passed,
     )
+
+
+def _compact(
+    module: str, records: Sequence[ResultRecord]
+) -> tuple[list[ResultRecord], dict[str, float]]:
+    """Split records into full ones and plain passes (``passed``: id within the module -> seconds).
+
+    A 62,000-test suite's reports were 62 MB of records saying "passed, no output"; a
+    plain pass now costs its id and duration. A node id seen twice (``--keep-duplicates``)
+    keeps full records, so none is lost.
+    """
+    prefix = module + "::"
+    seen: dict[str, int] = {}
+    for record in records:
+        seen[record["nodeid"]] = seen.get(record["nodeid"], 0) + 1
+    tests: list[ResultRecord] = []
+    passed: dict[str, float] = {}
+    for record in records:
+        nodeid = record["nodeid"]
+        if (
+            record["outcome"] == "passed"
+            and record["subtest"] is None
+            and not record["message"]
+            and not record["longrepr"]
+            and not record["stdout"]
+            and not record["stderr"]
+            and seen[nodeid] == 1
+            and nodeid.startswith(prefix)
+        ):
+            passed[nodeid[len(prefix) :]] = record["duration_s"]
+        else:
+            tests.append(record)
+    return tests, passed
+
+
+def module_results(module: ModuleReport) -> list[ResultRecord]:
+    """Every test (and subtest) of a module as full records: its ``tests``, then its ``passed``. PURE."""
+    prefix = module["module"] + "::"
+    return [
+        *module["tests"],
+        *(
+            ResultRecord(
+                nodeid=prefix + name,
+                subtest=None,
+                outcome="passed",
+                duration_s=seconds,
+                when="call",
+                longrepr=None,
+                message=None,
+                stdout="",
+                stderr="",
+            )
+            for name, seconds in module.get("passed", {}).items()
+        ),
+    ]
+
+
+#: Captured output longer than this is kept whole only in the module's own report file;
+#: the merged report keeps its start, so no output is stored twice.
+MERGED_OUTPUT_LIMIT: Final = 2_000
+
+
+def _without_long_output(module: ModuleReport) -> ModuleReport:
+    """The module as the merged report keeps it: long captured output cut, with a pointer."""
+    if not any(
+        len(test["stdout"]) > MERGED_OUTPUT_LIMIT or len(test["stderr"]) > MERGED_OUTPUT_LIMIT
+        for test in module["tests"]
+    ):
+        return module
+    where = f"modules/{module_report_filename(module['module'])}"
+    tests = []
+    for test in module["tests"]:
+        test = ResultRecord(**test)
+        for stream in ("stdout", "stderr"):
+            text = test[stream]
+            if len(text) > MERGED_OUTPUT_LIMIT:
+                test[stream] = (
+                    text[:MERGED_OUTPUT_LIMIT]
+                    + f"\n[... {len(text) - MERGED_OUTPUT_LIMIT} more characters: the whole {stream} is in {where}]"
+                )
+        tests.append(test)
+    return ModuleReport(**{**module, "tests": tests})
 
 
 def _assemble(
@@ -544,7 +692,9 @@ def _assemble(
     created: str,
     extra: Mapping[str, Any] | None = None,
 ) -> MergedReport:
-    ordered = sorted(modules, key=lambda report: report["module"])
+    ordered = sorted(
+        (_without_long_output(report) for report in modules), key=lambda report: report["module"]
+    )
     durations = [report["duration_s"] for report in ordered]
     total = math.fsum(durations)
     wall = _seconds(wall_s)
@@ -867,6 +1017,16 @@ def _parse_result(value: object, where: str) -> ResultRecord:
     )
 
 
+def _parse_passed(value: object, where: str) -> dict[str, float]:
+    data = _object(value, where)
+    passed: dict[str, float] = {}
+    for name, seconds in data.items():
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+            raise _ShapeError(f"{where}.{name}: expected seconds >= 0, got {seconds!r}")
+        passed[name] = float(seconds)
+    return passed
+
+
 def _parse_module(value: object, where: str) -> ModuleReport:
     data = _object(value, where)
     module = ModuleReport(
@@ -881,6 +1041,7 @@ def _parse_module(value: object, where: str) -> ModuleReport:
             _parse_result(test, f"{where}.tests[{index}]")
             for index, test in enumerate(_list(data, "tests", where))
         ],
+        passed=_parse_passed(data.get("passed", {}), f"{where}.passed"),
     )
     # Written by --module-retries; kept as they are (the schema describes them).
     if isinstance(data.get("attempts"), list):

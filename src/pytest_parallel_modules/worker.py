@@ -7,8 +7,9 @@ payload types from here (the same "the other way around" arrangement as
 pytest-xdist's ``remote.py``).
 
 The protocol, worker -> controller: ``READY`` once the session has collected
-what a plain run with the same arguments collects; then per module ``COLLECTED``, a ``LOGSTART`` / ``LOGFINISH`` pair per test (the
-test's serialized reports travel with its ``LOGFINISH``), ``MODULE_FINISHED``,
+what a plain run with the same arguments collects; then per module ``COLLECTED``,
+``TESTS`` batches of test events (each test's start, and its end with its
+reports; see :class:`_Outbox`), ``MODULE_FINISHED``,
 and ``NEED_WORK``: as the module's last test starts its teardown, so that
 teardown keeps what the next module shares, as pytest's does with its next
 test (see :class:`_AfterLastTest`), or once the module is done;
@@ -24,6 +25,7 @@ import os
 import queue
 import signal
 import sys
+import threading
 import time
 from typing import Any
 from typing import cast
@@ -45,8 +47,7 @@ if TYPE_CHECKING:
 # Worker -> controller.
 READY: Final = "ready"
 COLLECTED: Final = "collected"
-LOGSTART: Final = "logstart"
-LOGFINISH: Final = "logfinish"
+TESTS: Final = "tests"
 WARNING: Final = "warning"
 NEED_WORK: Final = "need_work"
 MODULE_FINISHED: Final = "module_finished"
@@ -59,8 +60,7 @@ WORKER_MESSAGES: Final = frozenset(
     {
         READY,
         COLLECTED,
-        LOGSTART,
-        LOGFINISH,
+        TESTS,
         WARNING,
         NEED_WORK,
         MODULE_FINISHED,
@@ -108,6 +108,9 @@ class WorkerSetup(TypedDict):
     #: What plugins added to ``config.workerinput`` in the controller (through
     #: pytest-xdist's ``pytest_configure_node`` hook, which the controller calls).
     workerinput: dict[str, Any]
+    #: Whether the controller rebuilds plain passing tests from :data:`TEST_PASSED`
+    #: records (no plugin of its own hooks report deserialisation).
+    compact_reports: bool
 
 
 class ReadyPayload(TypedDict):
@@ -144,16 +147,37 @@ class CollectedPayload(TypedDict):
     error: str | None
 
 
-class LogPayload(TypedDict):
-    nodeid: str
-    location: tuple[str, int | None, str]
+Location = tuple[str, "int | None", str]
 
+#: A ``TESTS`` record: a test started -- ``(TEST_STARTED, nodeid, location)``.
+TEST_STARTED: Final = "s"
+#: A ``TESTS`` record: a test ended -- ``(TEST_FINISHED, nodeid, location, reports)``, its
+#: reports serialized by ``pytest_report_to_serializable`` (setup, call, teardown, subtests).
+TEST_FINISHED: Final = "f"
+#: A ``TESTS`` record: a test whose every phase passed and carries nothing but the
+#: fields below ended -- ``(TEST_PASSED, nodeid, location, keywords, phases)`` with
+#: ``phases`` a list of ``(when, duration, start, stop)``. A few dozen bytes, where
+#: pytest's serialisation of its three reports takes a kilobyte and the controller's
+#: rebuild of them dominated its time on suites of quick tests.
+TEST_PASSED: Final = "p"
 
-class LogFinishPayload(LogPayload):
-    #: The test's reports (setup, call, teardown, subtests...), serialized: sent
-    #: with its logfinish rather than one message each, which halves the channel
-    #: traffic of a suite of quick tests.
-    reports: list[dict[str, Any]]
+#: The fields of a :class:`pytest.TestReport` that pytest itself sets; a report with
+#: any other (``wasxfail``, a plugin's) travels whole.
+PLAIN_REPORT_FIELDS: Final = frozenset(
+    {
+        "nodeid",
+        "location",
+        "keywords",
+        "outcome",
+        "longrepr",
+        "when",
+        "user_properties",
+        "sections",
+        "duration",
+        "start",
+        "stop",
+    }
+)
 
 
 class WarningPayload(TypedDict):
@@ -260,6 +284,71 @@ class _Batch:
         self.missing: list[str] = []
 
 
+#: Seconds a test event may wait in the outbox before it is sent.
+BATCH_WINDOW_S: Final = 0.05
+
+
+class _Outbox:
+    """Sends this worker's messages; test events go in batches. Runs inside a worker process.
+
+    A message per test event (and a pickled report per phase) cost the controller
+    more than running the tests did on suites of quick tests. Test events are
+    buffered here and sent as one ``TESTS`` message once the oldest has waited
+    :data:`BATCH_WINDOW_S` (a thread of its own sends them, so a long test's start
+    reaches the controller within that window and the live display moves), or
+    before any other message, which keeps the order of everything the controller
+    hears.
+    """
+
+    def __init__(self, channel: execnet.Channel, window: float = BATCH_WINDOW_S) -> None:
+        self.channel = channel
+        self.window = window
+        self._lock = threading.Lock()
+        self._records: list[tuple[Any, ...]] = []
+        self._oldest = 0.0
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._flush_late, name="parallel-modules-outbox", daemon=True
+        )
+        self._thread.start()
+
+    def add(self, record: tuple[Any, ...]) -> None:
+        with self._lock:
+            if not self._records:
+                self._oldest = _perf()
+            self._records.append(record)
+
+    def send(self, name: str, payload: Any) -> None:
+        with self._lock:
+            self._flush_locked()
+            self.channel.send((name, payload))
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush_locked()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.flush()
+
+    def _flush_locked(self) -> None:
+        if self._records:
+            records, self._records = self._records, []
+            self.channel.send((TESTS, records))
+
+    def _flush_late(self) -> None:
+        while not self._closed.wait(self.window / 2):
+            with self._lock:
+                if self._records and _perf() - self._oldest >= self.window:
+                    try:
+                        self._flush_locked()
+                    except (OSError, EOFError, ValueError):
+                        return  # the channel is gone: the worker is ending
+
+
 class WorkerSession:
     """The plugin that turns a pytest session into a worker. Runs inside a worker process.
 
@@ -270,6 +359,7 @@ class WorkerSession:
         self, channel: execnet.Channel, inbox: queue.Queue[Any], setup: WorkerSetup
     ) -> None:
         self.channel = channel
+        self.outbox = _Outbox(channel)
         self.inbox = inbox
         self.setup = setup
         self.stop_requested = False
@@ -284,12 +374,14 @@ class WorkerSession:
         self.collect_errors: dict[str, str] = {}
         #: Answers to NEED_WORK that arrived while a module was running.
         self.answers: list[tuple[str, Any]] = []
-        #: Serialized reports of the test running now, sent with its logfinish.
-        self.pending_reports: list[dict[str, Any]] = []
+        #: Reports of the test running now, sent with its logfinish.
+        self.pending_reports: list[pytest.TestReport] = []
+        #: Whether plain passing tests may travel as TEST_PASSED records (both sides agree).
+        self.compact_reports = False
 
     def send(self, name: str, payload: Any) -> None:
         self._leave_if_forked()
-        self.channel.send((name, payload))
+        self.outbox.send(name, payload)
 
     def _leave_if_forked(self) -> None:
         """End a process a test forked, where the worker would talk to the controller.
@@ -344,6 +436,13 @@ class WorkerSession:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             config.pluginmanager.unregister(reporter)
+        # Compact records skip pytest_report_to_serializable: only where no plugin
+        # (here or in the controller) takes part in report serialisation.
+        self.compact_reports = self.setup["compact_reports"] and own_serialisation_only(
+            config.hook.pytest_report_to_serializable.get_hookimpls(),
+            frozenset({WORKER_COMPAT_PLUGIN_NAME}),
+        )
+        self.outbox.start()
 
     # The worker collects what a plain run with the same arguments collects, once,
     # before it runs anything: every module of the selection is imported before
@@ -578,15 +677,23 @@ class WorkerSession:
         # this, an internal error in a worker would vanish.
         self.send(INTERNAL_ERROR, InternalErrorPayload(text=str(excrepr)))
 
-    def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
-        self.send(LOGSTART, LogPayload(nodeid=nodeid, location=location))
+    def pytest_runtest_logstart(self, nodeid: str, location: Location) -> None:
+        self._leave_if_forked()
+        self.outbox.add((TEST_STARTED, nodeid, location))
 
-    def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+    def pytest_runtest_logfinish(self, nodeid: str, location: Location) -> None:
+        self._leave_if_forked()
         reports, self.pending_reports = self.pending_reports, []
-        self.send(LOGFINISH, LogFinishPayload(nodeid=nodeid, location=location, reports=reports))
+        if self.compact_reports and all(_is_plain_pass(report) for report in reports):
+            keywords = list(reports[0].keywords) if reports else []
+            phases = [(r.when, r.duration, r.start, r.stop) for r in reports]
+            self.outbox.add((TEST_PASSED, nodeid, location, keywords, phases))
+        else:
+            serialized = [self._serialize(report) for report in reports]
+            self.outbox.add((TEST_FINISHED, nodeid, location, serialized))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.pending_reports.append(self._serialize(report))
+        self.pending_reports.append(report)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         # The controller collected the same files and reported its own errors; an
@@ -623,6 +730,32 @@ class WorkerSession:
                 location=location,
             ),
         )
+
+
+#: The name under which the plugin's worker-side fixes register (compat.py).
+WORKER_COMPAT_PLUGIN_NAME: Final = "pytest_parallel_modules-worker-compat"
+#: pytest's own plugins that (de)serialise reports: ``reports``, and ``subtests``, which
+#: only handles its own kind of report.
+PYTEST_SERIALISERS: Final = frozenset({"reports", "subtests"})
+
+
+def own_serialisation_only(impls: Sequence[Any], ours: frozenset[str]) -> bool:
+    """Whether only pytest itself and this plugin (the names in ``ours``) implement a
+    report (de)serialisation hook: then a compact record loses nothing any plugin sees."""
+    allowed = PYTEST_SERIALISERS | ours
+    return all(impl.plugin_name in allowed for impl in impls)
+
+
+def _is_plain_pass(report: pytest.TestReport) -> bool:
+    """Whether a report is a passed phase with nothing but pytest's own, empty-handed fields."""
+    return (
+        report.outcome == "passed"
+        and report.longrepr is None
+        and not report.sections
+        and not report.user_properties
+        and report.__dict__.keys() <= PLAIN_REPORT_FIELDS
+        and all(value == 1 for value in report.keywords.values())
+    )
 
 
 def _remap(path: str, path_map: Sequence[tuple[str, str]]) -> str:
@@ -707,6 +840,7 @@ def run_worker(channel: execnet.Channel) -> None:
     channel.setcallback(inbox.put, endmarker=(_CONTROLLER_GONE, None))
     session = WorkerSession(channel=channel, inbox=inbox, setup=setup)
     exitstatus = pytest.main(setup["args"], plugins=[session])
+    session.outbox.close()
     workeroutput = getattr(session.config, "workeroutput", {})
     channel.send(
         (

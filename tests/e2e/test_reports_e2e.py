@@ -66,6 +66,7 @@ def test_reports_summary_and_markdown(
         "skipped": 1,
         "xfailed": 1,
         "xpassed": 0,
+        "interrupted": 0,
         "not_run": 0,
     }
     assert [m["module"] for m in merged["modules"]] == [

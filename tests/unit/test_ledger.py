@@ -315,3 +315,10 @@ def test_reporting_on_a_unit_never_handed_out_is_an_error() -> None:
     ledger = RunLedger(units(("a.py", 1)))
     with pytest.raises(LookupError, match="not handed"):
         ledger.unit_finished("w1", "a.py", now=1.0, collect_s=0, run_s=0, completed=True)
+
+
+def test_the_worker_and_the_reports_agree_on_what_a_plain_report_is() -> None:
+    from pytest_parallel_modules import reports
+    from pytest_parallel_modules import worker
+
+    assert worker.PLAIN_REPORT_FIELDS == reports.PLAIN_REPORT_FIELDS

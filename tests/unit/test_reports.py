@@ -27,6 +27,7 @@ from pytest_parallel_modules.reports import load_report
 from pytest_parallel_modules.reports import merge_reports
 from pytest_parallel_modules.reports import MergedReport
 from pytest_parallel_modules.reports import module_report_filename
+from pytest_parallel_modules.reports import module_results
 from pytest_parallel_modules.reports import ModuleReport
 from pytest_parallel_modules.reports import not_run_record
 from pytest_parallel_modules.reports import ReportError
@@ -710,7 +711,7 @@ def test_report_round_trips_through_a_file(
 
 
 def test_load_ignores_unknown_keys(tmp_path: Path) -> None:
-    report = merged([module("a.py", "passed")])
+    report = merged([module("a.py", "failed", "passed")])
     data: dict[str, Any] = json.loads(json.dumps(report))
     data["from_the_future"] = 1
     data["modules"][0]["tests"][0]["extra"] = "x"
@@ -765,7 +766,7 @@ def test_load_rejects_bad_files(tmp_path: Path, content: bytes | None, message: 
 def test_load_names_the_bad_field(
     tmp_path: Path, path: tuple[str | int, ...], value: object, message: str
 ) -> None:
-    data: Any = json.loads(json.dumps(merged([module("a.py", "passed")])))
+    data: Any = json.loads(json.dumps(merged([module("a.py", "failed", "passed")])))
     target = data
     for key in path[:-1]:
         target = target[key]
@@ -854,3 +855,29 @@ def test_plain_paths_get_no_hash(components: list[str]) -> None:
     readable = path.replace("/", "__")
     if ".." not in path and len(readable) <= 120:
         assert module_report_filename(path) == readable + ".json"
+
+
+def test_plain_passes_cost_a_few_bytes_and_expand_back_to_full_records() -> None:
+    report = module("pkg/test_a.py", "passed", "failed", "passed")
+    assert [test["outcome"] for test in report["tests"]] == ["failed"]
+    assert sorted(report["passed"]) == ["test_0", "test_2"]
+    expanded = module_results(report)
+    assert sorted(record["nodeid"] for record in expanded) == [
+        "pkg/test_a.py::test_0",
+        "pkg/test_a.py::test_1",
+        "pkg/test_a.py::test_2",
+    ]
+    assert report["counts"]["passed"] == 2
+
+
+def test_long_output_is_stored_whole_only_in_the_module_file() -> None:
+    text = "x" * 50_000
+    record_ = record("a.py::test_0", "failed")
+    record_["stdout"] = text
+    report = build_module_report(
+        module="a.py", worker="w1", started=1.0, finished=2.0, results=[record_]
+    )
+    assert report["tests"][0]["stdout"] == text  # the module file keeps it whole
+    kept = merged([report])["modules"][0]["tests"][0]["stdout"]
+    assert len(kept) < 2_200
+    assert "the whole stdout is in modules/a.py.json" in kept

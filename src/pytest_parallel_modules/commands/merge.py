@@ -34,6 +34,7 @@ from pytest_parallel_modules.reports import has_failures
 from pytest_parallel_modules.reports import load_report
 from pytest_parallel_modules.reports import merge_reports
 from pytest_parallel_modules.reports import MergedReport
+from pytest_parallel_modules.reports import module_results
 from pytest_parallel_modules.reports import ReportError
 from pytest_parallel_modules.reports import write_json_atomic
 from pytest_parallel_modules.summary import render_markdown
@@ -94,7 +95,7 @@ def measurements_from_report(report: MergedReport) -> MeasuredRun:
     modules: dict[str, MeasuredModule] = {}
     for module in report["modules"]:
         complete = module["outcome"] in ("passed", "failed", "error")
-        for result in module["tests"]:
+        for result in module_results(module):
             outcome = measured_outcome(result["outcome"])
             if result["subtest"] is not None or outcome is None:
                 continue
