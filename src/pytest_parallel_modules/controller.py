@@ -22,12 +22,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
+import gc
+import math
 import os
 from pathlib import Path
 import queue
 import signal
 import sys
 import tempfile
+import threading
 from typing import Any
 from typing import Final
 from typing import final
@@ -47,6 +50,7 @@ from pytest_parallel_modules.grouping import WorkUnit
 from pytest_parallel_modules.history import History
 from pytest_parallel_modules.history import load_history
 from pytest_parallel_modules.history import LoadedHistory
+from pytest_parallel_modules.history import MeasuredRun
 from pytest_parallel_modules.history import save_history
 from pytest_parallel_modules.isolation import WorkerPlacer
 from pytest_parallel_modules.last_failed import load_failed_modules
@@ -54,6 +58,7 @@ from pytest_parallel_modules.last_failed import save_failed_modules
 from pytest_parallel_modules.ledger import Decisions
 from pytest_parallel_modules.ledger import LossKind
 from pytest_parallel_modules.ledger import RunLedger
+from pytest_parallel_modules.outcomes import ModuleVerdict
 from pytest_parallel_modules.replay import Replayer
 from pytest_parallel_modules.reports import build_merged_report
 from pytest_parallel_modules.reports import MergedReport
@@ -101,6 +106,13 @@ SLOW_FACTOR: Final = 10.0
 SLOW_MIN_S: Final = 60.0
 #: Seconds between two looks at timeouts and deadlines while no message arrives.
 POLL_S: Final = 0.25
+#: Under ``auto``, a selection estimated under this many seconds runs in this process:
+#: starting workers (a worktree, an interpreter, a collection each) costs about that
+#: much here, so they could only make it slower.
+IN_PROCESS_BELOW_S: Final = 1.0
+#: Options that narrow a run to a few tests: under ``auto``, no worker starts before the
+#: selection is known.
+_NARROWING_OPTIONS: Final = ("keyword", "markexpr", "lf", "stepwise", "deselect")
 
 
 @final
@@ -161,6 +173,8 @@ class ParallelSession:
         self.workers_exhausted = False
         self.session: pytest.Session | None = None
         self._planned = False
+        #: ``auto`` found the selection too small for workers: pytest's own loop runs it.
+        self.in_process = False
         self._finished = False
         self._terminated = False
         self._started_perf = timing.perf()
@@ -180,6 +194,8 @@ class ParallelSession:
         self.replayer = Replayer(config, self.placer.repo_root)
         self.starter = WorkerStarter(self.events, self._start_one)
         self._previous_sigterm: Any = None
+        self._persistence: threading.Thread | None = None
+        self._persistence_warnings: list[str] = []
         self.handlers: Final[dict[str, Callable[[WorkerRecord, Any], None]]] = {
             worker.READY: self._on_ready,
             worker.NEED_WORK: self._on_need_work,
@@ -209,7 +225,8 @@ class ParallelSession:
         self._basetemp_dir = self._basetemp()
         if self.options.failed_modules_path is not None:
             self.last_failed = self._load_failed_modules(self.options.failed_modules_path)
-        self._start_workers(self._early_starts(), "initial")
+        if not self._selection_may_be_tiny():
+            self._start_workers(self._early_starts(), "initial")
         return (yield)
 
     @pytest.hookimpl(trylast=True)
@@ -282,6 +299,10 @@ class ParallelSession:
             except ValueError as exc:
                 raise pytest.UsageError(str(exc)) from None
         units = units_of(plan)
+        if self._runs_in_process(units):
+            self.in_process = True
+            self._stop()
+            return
         self.ledger = RunLedger(
             units, retries=self.options.retries, strict_retries=self.options.retries_strict
         )
@@ -292,6 +313,13 @@ class ParallelSession:
 
     def pytest_report_collectionfinish(self) -> list[str]:
         lines: list[str] = []
+        if self.in_process:
+            total = sum(self.estimates.seconds.values()) if self.estimates is not None else 0.0
+            return [
+                f"parallel-modules: the selection is estimated at {total:.2f}s: running it in "
+                f"this process (workers would cost more than they save; {self.options.workers_source}; "
+                "--parallel-modules=N starts workers anyway)"
+            ]
         if self.rerun_message is not None:
             lines.append(self.rerun_message)
         warning = self._load_history().warning
@@ -317,7 +345,9 @@ class ParallelSession:
     # -- pytest hooks: the run -----------------------------------------------------
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+    def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        if self.in_process:
+            return None  # pytest's own loop runs the tests, here
         # The same guard as pytest's own loop: collection errors stop the run
         # unless --continue-on-collection-errors.
         if session.testsfailed and not session.config.option.continue_on_collection_errors:
@@ -350,7 +380,7 @@ class ParallelSession:
             signal.signal(signal.SIGTERM, self._previous_sigterm)
             self._previous_sigterm = None
         self._terminate()
-        if self._finished:
+        if self._finished or self.in_process:
             return
         self._finished = True
         self._apply(self.ledger.finish())
@@ -358,8 +388,10 @@ class ParallelSession:
             self._report_unrun()
         if self._planned and (self.ledger.module_reports or self.view.units):
             self.view.merged = self._merged_report()
-        self._save_history()
-        self._save_failed_modules()
+        self._join_persistence()
+        # What is left of the process is its exit: a full collection over the run's
+        # objects (collected items, reports) would only slow it down.
+        gc.freeze()
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         for record in self.fleet:
@@ -370,6 +402,32 @@ class ParallelSession:
                 )
 
     # -- starting workers ---------------------------------------------------------
+
+    def _selection_may_be_tiny(self) -> bool:
+        """Under ``auto``, whether the command line narrows the run (``-k``, ``--lf``, node ids...).
+
+        Then no worker starts before the selection is known: a run of a few tests may
+        run in this process, and a worker started for it would be waste.
+        """
+        if not self.options.auto:
+            return False
+        option = self.config.option
+        if any(getattr(option, name, None) for name in _NARROWING_OPTIONS):
+            return True
+        return any("::" in str(arg) for arg in self.config.invocation_params.args)
+
+    def _runs_in_process(self, units: tuple[WorkUnit, ...]) -> bool:
+        """Under ``auto``: a selection estimated under :data:`IN_PROCESS_BELOW_S` runs here.
+
+        Never with an explicit worker count, nor with what only workers provide
+        (``--fail-fast-modules``, ``--module-retries``, ``--module-timeout``).
+        """
+        options = self.options
+        if not options.auto or self.estimates is None:
+            return False
+        if options.fail_fast or options.retries or options.module_timeout is not None:
+            return False
+        return math.fsum(self.estimates.seconds.values()) < IN_PROCESS_BELOW_S or not units
 
     def _early_starts(self) -> int:
         """How many workers to start while collecting: as many as the history says are useful."""
@@ -476,6 +534,7 @@ class ParallelSession:
                 continue
             self._handle(event)
             self._check_clocks()
+            self._persist_when_final()
             if self.stopping:
                 if self.stop_reason is not None and session.shouldfail:
                     # Reports of tests that were already running keep arriving;
@@ -1029,36 +1088,62 @@ class ParallelSession:
         self.config.hook.pytest_parallel_modules_report(config=self.config, report=merged)
         return merged
 
-    def _save_history(self) -> None:
-        """Merge what this run measured into the history (controller only, R5)."""
-        path = self.options.history_path
-        if path is None or not self.ledger.module_reports:
-            return
-        try:
-            # loaded=: when no other run saved meanwhile, the file is not parsed a second time.
-            save_history(
-                path,
-                self.ledger.measurements(),
-                now=timing.now(),
-                create_parents=True,
-                loaded=self._loaded_history,
-            )
-        except Exception as exc:  # a history that cannot be saved must not fail the run
-            self._say(
-                f"parallel-modules: WARNING: could not save the duration history to {path}: {exc}"
-            )
+    def _persist_when_final(self) -> None:
+        """Once every unit is final, save the history and the failed modules on a thread.
 
-    def _save_failed_modules(self) -> None:
-        """Update which modules failed, the way --lf updates its state (controller only)."""
-        path = self.options.failed_modules_path
-        if path is None or not self.ledger.module_reports:
+        Workers then still tear down their sessions and exit, which can take seconds on
+        a big suite; the files are written meanwhile instead of after (R5: only the
+        controller writes them). :meth:`_join_persistence` waits for it.
+        """
+        if self._persistence is not None or not self.ledger.all_final():
             return
-        try:
-            save_failed_modules(path, self.ledger.module_verdicts())
-        except Exception as exc:  # the state cannot be saved: say so, keep the run's result
-            self._say(
-                f"parallel-modules: WARNING: could not save the failed modules to {path}: {exc}"
-            )
+        if not self.ledger.module_reports:
+            return
+        measured = self.ledger.measurements()
+        verdicts = self.ledger.module_verdicts()
+        self._persistence = threading.Thread(
+            target=self._persist,
+            args=(measured, verdicts),
+            name="parallel-modules-persistence",
+            daemon=True,
+        )
+        self._persistence.start()
+
+    def _join_persistence(self) -> None:
+        """Save what is left to save (or wait for the thread that does); warn about failures."""
+        if self._persistence is None and self.ledger.module_reports:
+            self._persist(self.ledger.measurements(), self.ledger.module_verdicts())
+        elif self._persistence is not None:
+            self._persistence.join()
+        for warning in self._persistence_warnings:
+            self._say(f"parallel-modules: WARNING: {warning}")
+        self._persistence_warnings.clear()
+
+    def _persist(self, measured: MeasuredRun, verdicts: dict[str, ModuleVerdict]) -> None:
+        """Merge this run into the history and the failed-modules state. May run on a thread."""
+        history_path = self.options.history_path
+        if history_path is not None:
+            try:
+                # loaded=: when no other run saved meanwhile, the file is not parsed again.
+                save_history(
+                    history_path,
+                    measured,
+                    now=timing.now(),
+                    create_parents=True,
+                    loaded=self._loaded_history,
+                )
+            except Exception as exc:  # a history that cannot be saved must not fail the run
+                self._persistence_warnings.append(
+                    f"could not save the duration history to {history_path}: {exc}"
+                )
+        failed_path = self.options.failed_modules_path
+        if failed_path is not None:
+            try:
+                save_failed_modules(failed_path, verdicts)
+            except Exception as exc:  # the state cannot be saved: say so, keep the result
+                self._persistence_warnings.append(
+                    f"could not save the failed modules to {failed_path}: {exc}"
+                )
 
     def _load_failed_modules(self, path: Path) -> frozenset[str]:
         loaded = load_failed_modules(path)

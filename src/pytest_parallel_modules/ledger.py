@@ -297,6 +297,10 @@ class RunLedger:
         """Hand out nothing more (``-x``, ``--fail-fast-modules``, Ctrl-C, no worker left)."""
         self._stopped = True
 
+    def all_final(self) -> bool:
+        """Whether every unit of the plan is final (nothing runs, waits or is queued)."""
+        return all(entry.state is UnitState.FINAL for entry in self.entries.values())
+
     def never_started(self) -> tuple[WorkUnit, ...]:
         """Units (or rests of units) still queued: what no worker will run once stopped."""
         return (*self._queue, *self._retry_queue)

@@ -457,6 +457,9 @@ class Options:
     workers: int | None
     #: How the worker count was given, for the header (``"--parallel-modules=auto"``).
     workers_source: str
+    #: The count is ``auto`` (given, or implied by an option that needs the controller):
+    #: a selection too small to gain from workers may run in this process.
+    auto: bool = False
     #: The duration history file; None when the run keeps no history (no cache directory).
     history_path: Path | None = None
     #: Where workers run (``worktree`` falls back to in place outside a git work tree).
@@ -602,6 +605,7 @@ class Options:
         return cls(
             workers=workers,
             workers_source=shown,
+            auto=str(raw).strip().lower() == "auto",
             history_path=history_path,
             isolation=isolation,
             worktree_copy=worktree_copy,
