@@ -304,6 +304,7 @@ def render_summary(
         parts.append(
             Text(f"Flaky (failed, then passed on a retry): {', '.join(flaky)}", style="yellow")
         )
+    parts.extend(Text(line, style="yellow") for line in ran_before_lines(merged))
     if verbosity >= 0:
         parts.extend(Text(line) for line in _timing_lines(merged))
         parts.extend(Text(tip, style="yellow") for tip in advice(merged))
@@ -512,3 +513,57 @@ def render_markdown(merged: MergedReport, *, rerun_command: str | None = None) -
 def _markdown_tip(tip: str) -> str:
     # Tips are plain text; the only Markdown-active characters they can hold come from paths.
     return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", tip)
+
+
+#: At most this many failing modules get a line naming what ran before them.
+RAN_BEFORE_MAX_MODULES: Final = 5
+#: At most this many earlier modules are named per line.
+RAN_BEFORE_MAX_NAMES: Final = 4
+
+
+def ran_before(merged: MergedReport, module: ModuleReport) -> list[str]:
+    """The modules that started on ``module``'s worker before it did, oldest first. PURE.
+
+    A worker runs modules one after another in one process: what one of them leaves
+    behind (a global changed, a monkeypatch not undone, a cache filled) is what the
+    next one finds. A plain run has the same kind of order, but another one.
+    """
+    worker, started = module["worker"], module["started"]
+    if worker is None or started is None:
+        return []
+    earlier = [
+        (other["started"], other["module"])
+        for other in merged["modules"]
+        if other["worker"] == worker
+        and other["started"] is not None
+        and other["started"] < started
+        and other["module"] != module["module"]
+    ]
+    return [name for _, name in sorted(earlier)]
+
+
+def ran_before_lines(merged: MergedReport) -> list[str]:
+    """For each failing module, the modules that ran before it in the same worker. PURE.
+
+    So a user can tell a real failure from state leaking between modules: if the
+    module passes alone (``pytest <module>``), look at those.
+    """
+    lines = []
+    failing = [
+        module
+        for module in order_modules(merged["modules"])
+        if module["outcome"] in ("failed", "error")
+    ]
+    for module in failing[:RAN_BEFORE_MAX_MODULES]:
+        names = ran_before(merged, module)
+        if not names:
+            continue
+        shown = ", ".join(names[-RAN_BEFORE_MAX_NAMES:])
+        more = len(names) - RAN_BEFORE_MAX_NAMES
+        prefix = f"{more} more, then " if more > 0 else ""
+        lines.append(
+            f"{module['module']} failed on worker {module['worker']} after {prefix}{shown} "
+            f"ran there; if it passes alone (pytest {module['module']}), look for state "
+            "those modules leave behind"
+        )
+    return lines

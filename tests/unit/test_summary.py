@@ -23,6 +23,7 @@ from pytest_parallel_modules.summary import format_duration
 from pytest_parallel_modules.summary import format_module_line
 from pytest_parallel_modules.summary import pass_rate
 from pytest_parallel_modules.summary import print_summary
+from pytest_parallel_modules.summary import ran_before_lines
 from pytest_parallel_modules.summary import render_markdown
 from pytest_parallel_modules.summary import render_summary
 
@@ -432,3 +433,32 @@ def test_markdown_cuts_long_failures() -> None:
     assert "... (40 lines cut)\nline 40\n" in markdown
     assert "line 39\n" not in markdown
     assert "(error at teardown): line 99" in markdown
+
+
+def test_a_failing_module_names_what_ran_before_it_on_its_worker() -> None:
+    first = build_module_report(
+        module="a.py", worker="w1", started=1.0, finished=2.0, results=[result("a.py::t")]
+    )
+    other = build_module_report(
+        module="b.py", worker="w2", started=1.5, finished=2.5, results=[result("b.py::t")]
+    )
+    failing = build_module_report(
+        module="c.py",
+        worker="w1",
+        started=3.0,
+        finished=4.0,
+        results=[result("c.py::t", "failed")],
+    )
+    report = build_merged_report(
+        modules=[first, other, failing],
+        wall_s=4.0,
+        workers=2,
+        args=[],
+        rootdir="/r",
+        snapshot=None,
+        created=0.0,
+    )
+    assert ran_before_lines(report) == [
+        "c.py failed on worker w1 after a.py ran there; if it passes alone (pytest c.py), "
+        "look for state those modules leave behind"
+    ]
