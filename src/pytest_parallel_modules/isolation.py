@@ -107,8 +107,18 @@ def restore_checkout_paths(value: object, worktree_root: str, repo_root: str) ->
 class WorkerPlacer:
     """Decides where each worker of one run runs; owns the run's worktree slots.
 
-    Built by the controller; :meth:`prepare` and :meth:`place` may run on the
-    controller's starter thread, :meth:`release` runs on the main thread at the end.
+    Built by the controller. :meth:`prepare`, :meth:`place` and :meth:`release_one` may
+    run on the controller's starter thread; :meth:`release` runs on the main thread at
+    the end of the run.
+
+    Cancellation: pass the event the controller sets when the run ends early (Ctrl-C,
+    collection error) as ``cancel``. Once it is set, a pending :meth:`prepare` or
+    :meth:`place` gives up within a fraction of a second (a git command it started is
+    terminated) and raises :class:`~pytest_parallel_modules.worktrees.WorktreeCancelled`,
+    holding no slot. Nothing here waits for a lock another run holds, so a second run
+    in the same repository never delays it.
+
+    :param cancel: the event that cancels pending placements; None: never cancelled.
     """
 
     def __init__(
@@ -120,6 +130,7 @@ class WorkerPlacer:
         args: Sequence[str],
         sys_path: Sequence[str],
         copy_patterns: Sequence[str],
+        cancel: threading.Event | None = None,
     ) -> None:
         self.requested: IsolationMode = mode
         self.mode: IsolationMode = mode if repo_root is not None else "none"
@@ -128,6 +139,7 @@ class WorkerPlacer:
         self.args = list(args)
         self.sys_path = list(sys_path)
         self.copy_patterns = list(copy_patterns)
+        self.cancel = cancel
         self.snapshot: worktrees.Snapshot | None = None
         self._pool: worktrees.WorktreePool | None = None
         self._lock = threading.Lock()
@@ -137,16 +149,26 @@ class WorkerPlacer:
         return self.mode == "worktree"
 
     def prepare(self) -> None:
-        """Take the snapshot (once). Raises :class:`~pytest_parallel_modules.worktrees.WorktreeError`."""
+        """Take the snapshot (once), into a private directory of the worktree pool.
+
+        :raises ~pytest_parallel_modules.worktrees.WorktreeError: git failed.
+        :raises ~pytest_parallel_modules.worktrees.WorktreeCancelled: ``cancel`` was set.
+        """
         with self._lock:
             if not self.isolated or self.snapshot is not None:
                 return
             assert self.repo_root is not None
-            self.snapshot = worktrees.take_snapshot(self.repo_root)
-            self._pool = worktrees.WorktreePool(self.repo_root)
+            if self._pool is None:
+                self._pool = worktrees.WorktreePool(self.repo_root, cancel=self.cancel)
+            self.snapshot = self._pool.take_snapshot()
 
     def place(self) -> Placement:
-        """Return a placement for one more worker (a fresh worktree slot when isolated)."""
+        """Return a placement for one more worker (a fresh worktree slot when isolated).
+
+        :raises ~pytest_parallel_modules.worktrees.WorktreeError: git failed.
+        :raises ~pytest_parallel_modules.worktrees.WorktreeCancelled: ``cancel`` was set
+            (or :meth:`release` called) before the slot was ready; no slot is held.
+        """
         if not self.isolated:
             return Placement(
                 cwd=self.invocation_dir,
@@ -169,13 +191,26 @@ class WorkerPlacer:
             worktree=worktree,
         )
 
-    def release_one(self, worktree: Path) -> None:
-        """Give one worker's slot back to the pool once the worker has exited."""
-        if self._pool is not None:
-            self._pool.release_slot(worktree)
+    def release_one(self, worktree: Path, *, keep: bool = False) -> bool:
+        """Give one worker's worktree slot back to the pool as soon as that worker exits.
+
+        A later :meth:`place` (a replacement worker, or another run) may take it again.
+        With ``keep`` (``--keep-failed-worktrees`` and the worker ran a failed module) it
+        is reserved until ``clean`` instead, exactly as the worker left it. A worktree this
+        run does not hold is ignored. Never raises.
+
+        :returns: False if ``keep`` was asked and the slot could not be marked kept.
+        """
+        if self._pool is None:
+            return True
+        return self._pool.release_slot(worktree, keep=keep)
 
     def release(self, keep: Collection[Path] = ()) -> None:
-        """Unlock every worktree slot of this run; ``keep`` ones stay as they are, reserved until ``clean``."""
+        """Unlock every worktree slot of this run and delete its snapshot's private objects.
+
+        ``keep`` ones stay as they are, reserved until ``clean``. A :meth:`place` still
+        running on another thread gives up. Never raises.
+        """
         if self._pool is not None:
             self._pool.release(keep=keep)
 

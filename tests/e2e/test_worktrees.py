@@ -9,8 +9,14 @@ import hashlib
 import os
 from pathlib import Path
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+import uuid
+import zlib
 
 import pytest
 
@@ -22,6 +28,7 @@ from pytest_parallel_modules.worktrees import kept_slots
 from pytest_parallel_modules.worktrees import map_into_worktree
 from pytest_parallel_modules.worktrees import Snapshot
 from pytest_parallel_modules.worktrees import take_snapshot
+from pytest_parallel_modules.worktrees import WorktreeCancelled
 from pytest_parallel_modules.worktrees import WorktreeError
 from pytest_parallel_modules.worktrees import WorktreePool
 from tests.conftest import GitRepo
@@ -98,14 +105,32 @@ def pool(repo: Path, pool_dir: Path) -> Iterator[WorktreePool]:
         yield pool
 
 
-def tree_files(commit: str, repo: Path) -> dict[str, bytes]:
-    """Return every file of ``commit``, path -> content."""
-    names = git("ls-tree", "-r", "-z", "--name-only", commit, cwd=repo).split("\0")
+def snap(repo: Path) -> Snapshot:
+    """Take a snapshot of ``repo`` into a new directory next to it (outside the checkout)."""
+    return take_snapshot(repo, Path(tempfile.mkdtemp(prefix="snapshot-", dir=repo.parent)))
+
+
+def snapshot_env(snapshot: Snapshot, repo: Path) -> dict[str, str]:
+    """The environment in which git in ``repo`` sees the snapshot's private objects too."""
+    common = Path(git("rev-parse", "--git-common-dir", cwd=repo).strip())
+    return {
+        "GIT_OBJECT_DIRECTORY": str(snapshot.directory / "objects"),
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES": str((repo / common).resolve() / "objects"),
+    }
+
+
+def tree_files(snapshot: Snapshot, repo: Path) -> dict[str, bytes]:
+    """Return every file of the snapshot's commit, path -> content."""
+    env = {**os.environ, **snapshot_env(snapshot, repo)}
+    names = git("ls-tree", "-r", "-z", "--name-only", snapshot.commit, cwd=repo, env=env)
     return {
         name: subprocess.run(
-            ["git", "cat-file", "blob", f"{commit}:{name}"], cwd=repo, capture_output=True
+            ["git", "cat-file", "blob", f"{snapshot.commit}:{name}"],
+            cwd=repo,
+            capture_output=True,
+            env=env,
         ).stdout
-        for name in names
+        for name in names.split("\0")
         if name
     }
 
@@ -170,9 +195,9 @@ def test_snapshot_holds_the_working_tree(repo: Path) -> None:
     write(repo, {"new dir/ünïcode new.py": "untracked\n", "debug.log": "ignored\n"})
     write(repo, {"build/ext.so": "ignored too\n"})
 
-    snapshot = take_snapshot(repo)
+    snapshot = snap(repo)
 
-    files = tree_files(snapshot.commit, repo)
+    files = tree_files(snapshot, repo)
     assert files["src/pkg/mod.py"] == b"VALUE = 2  # unstaged\n"
     assert files["README.md"] == b"# staged\n"
     assert files["new dir/ünïcode new.py"] == b"untracked\n"
@@ -181,9 +206,13 @@ def test_snapshot_holds_the_working_tree(repo: Path) -> None:
     assert "debug.log" not in files
     assert "build/ext.so" not in files
     assert files == visible_files(repo)
-    parent = git("rev-parse", f"{snapshot.commit}^", cwd=repo).strip()
+    parent = git(
+        "rev-parse", f"{snapshot.commit}^", cwd=repo, env=snapshot_env(snapshot, repo)
+    ).strip()
     assert parent == git("rev-parse", "HEAD", cwd=repo).strip()
-    assert snapshot == Snapshot(repo_root=repo, commit=snapshot.commit)
+    assert snapshot == Snapshot(
+        repo_root=repo, commit=snapshot.commit, directory=snapshot.directory
+    )
 
 
 def test_snapshot_before_the_first_commit(tmp_path: Path) -> None:
@@ -192,10 +221,18 @@ def test_snapshot_before_the_first_commit(tmp_path: Path) -> None:
     git("init", "--quiet", cwd=root)
     write(root, {"a.py": "A = 1\n"})
 
-    snapshot = take_snapshot(root)
+    snapshot = snap(root)
 
-    assert tree_files(snapshot.commit, root) == {"a.py": b"A = 1\n"}
-    parents = git("rev-list", "--parents", "-n", "1", snapshot.commit, cwd=root).split()
+    assert tree_files(snapshot, root) == {"a.py": b"A = 1\n"}
+    parents = git(
+        "rev-list",
+        "--parents",
+        "-n",
+        "1",
+        snapshot.commit,
+        cwd=root,
+        env=snapshot_env(snapshot, root),
+    ).split()
     assert parents == [snapshot.commit]
 
 
@@ -206,10 +243,12 @@ def test_snapshot_on_a_detached_head_without_identity(repo: Path) -> None:
     git("config", "--unset", "user.email", cwd=repo)
     write(repo, {"extra.py": "X = 1\n"})
 
-    snapshot = take_snapshot(repo)
+    snapshot = snap(repo)
 
-    assert tree_files(snapshot.commit, repo)["extra.py"] == b"X = 1\n"
-    parent = git("rev-parse", f"{snapshot.commit}^", cwd=repo).strip()
+    assert tree_files(snapshot, repo)["extra.py"] == b"X = 1\n"
+    parent = git(
+        "rev-parse", f"{snapshot.commit}^", cwd=repo, env=snapshot_env(snapshot, repo)
+    ).strip()
     assert parent == git("rev-parse", "HEAD", cwd=repo).strip()
 
 
@@ -220,7 +259,7 @@ def test_snapshot_in_a_shallow_clone(repo: Path, tmp_path: Path, pool_dir: Path)
     assert git("rev-parse", "--is-shallow-repository", cwd=clone).strip() == "true"
     write(clone, {"src/pkg/mod.py": "VALUE = 3\n"})
 
-    snapshot = take_snapshot(clone)
+    snapshot = snap(clone)
 
     with WorktreePool(clone, pool_dir) as pool:
         worktree = pool.acquire(snapshot)
@@ -232,9 +271,9 @@ def test_snapshot_while_the_index_is_locked(repo: Path) -> None:
     lock.write_bytes(b"someone else's half-written index")
     write(repo, {"new.py": "N = 1\n"})
 
-    snapshot = take_snapshot(repo)
+    snapshot = snap(repo)
 
-    assert "new.py" in tree_files(snapshot.commit, repo)
+    assert "new.py" in tree_files(snapshot, repo)
     assert lock.read_bytes() == b"someone else's half-written index"
 
 
@@ -245,7 +284,7 @@ def test_snapshot_of_a_linked_worktree(repo: Path, tmp_path: Path, pool_dir: Pat
     index = linked / git("rev-parse", "--git-path", "index", cwd=linked).strip()
     index_before = index.read_bytes()
 
-    snapshot = take_snapshot(linked)
+    snapshot = snap(linked)
 
     assert index.read_bytes() == index_before
     with WorktreePool(linked, pool_dir) as pool:
@@ -272,9 +311,9 @@ def test_a_sparse_checkout_is_snapshotted_as_the_user_sees_it(
     write(repo, {"tests/test_new.py": "new\n", "src/pkg/mod.py": "VALUE = 'sparse'\n"})
     before = user_state(repo)
 
-    snapshot = take_snapshot(repo)
+    snapshot = snap(repo)
 
-    files = tree_files(snapshot.commit, repo)
+    files = tree_files(snapshot, repo)
     assert files == present_files(repo)
     assert "tests/test_a.py" not in files
     assert files["tests/test_new.py"] == b"new\n"
@@ -289,7 +328,7 @@ def test_a_sparse_checkout_is_snapshotted_as_the_user_sees_it(
 
     # The same slot, once the user turns the sparse checkout off: every file again.
     git("sparse-checkout", "disable", cwd=repo)
-    snapshot = take_snapshot(repo)
+    snapshot = snap(repo)
     with WorktreePool(repo, pool_dir) as pool:
         assert pool.acquire(snapshot) == worktree
         assert checkout_files(worktree) == present_files(repo)
@@ -304,9 +343,9 @@ def test_skip_worktree_and_assume_unchanged_files_are_snapshotted_as_seen(repo: 
     git("update-index", "--skip-worktree", "tests/test_a.py", cwd=repo)
     before = user_state(repo)
 
-    snapshot = take_snapshot(repo)
+    snapshot = snap(repo)
 
-    files = tree_files(snapshot.commit, repo)
+    files = tree_files(snapshot, repo)
     assert files["README.md"] == b"# local edit\n"
     assert files["src/pkg/mod.py"] == b"VALUE = 'hidden edit'\n"
     assert "tests/test_a.py" not in files
@@ -314,7 +353,7 @@ def test_skip_worktree_and_assume_unchanged_files_are_snapshotted_as_seen(repo: 
 
 
 def test_a_slot_where_a_test_hid_its_changes_from_git_is_reset(repo: Path, pool_dir: Path) -> None:
-    snapshot = take_snapshot(repo)
+    snapshot = snap(repo)
     with WorktreePool(repo, pool_dir) as pool:
         worktree = pool.acquire(snapshot)
         write(worktree, {"src/pkg/mod.py": "edited by a test\n"})
@@ -333,7 +372,7 @@ def test_a_slot_where_a_test_hid_its_changes_from_git_is_reset(repo: Path, pool_
 
 def test_snapshot_outside_a_repository(tmp_path: Path) -> None:
     with pytest.raises(WorktreeError, match="not a git repository"):
-        take_snapshot(tmp_path)
+        take_snapshot(tmp_path, tmp_path.parent / f"{tmp_path.name}-snapshot")
 
 
 # -- nothing lost -------------------------------------------------------------------------
@@ -379,7 +418,7 @@ def test_nothing_is_lost(repo: Path, pool_dir: Path) -> None:
     (repo / "tests/test_a.py").unlink()
     before = user_state(repo)
 
-    snapshot = take_snapshot(repo)
+    snapshot = snap(repo)
     with WorktreePool(repo, pool_dir) as pool:
         for worktree in (pool.acquire(snapshot), pool.acquire(snapshot)):
             write(worktree, {"src/pkg/mod.py": "changed by a test\n", "out.log": "x\n"})
@@ -401,7 +440,7 @@ def test_a_git_hook_environment_cannot_redirect_git(
         patch.setenv("GIT_DIR", str(repo / ".git"))
         patch.setenv("GIT_WORK_TREE", str(repo))
         patch.setenv("GIT_INDEX_FILE", str(repo / ".git" / "index"))
-        snapshot = take_snapshot(repo)
+        snapshot = snap(repo)
         for _ in range(2):  # create, then move
             with WorktreePool(repo, pool_dir) as pool:
                 pool.acquire(snapshot)
@@ -416,7 +455,7 @@ def test_acquire_checks_out_the_snapshot_outside_the_repository(
     repo: Path, pool: WorktreePool, pool_dir: Path
 ) -> None:
     write(repo, {"src/pkg/mod.py": "VALUE = 2\n", "new.py": "N = 1\n", "debug.log": "x\n"})
-    snapshot = take_snapshot(repo)
+    snapshot = snap(repo)
 
     worktree = pool.acquire(snapshot)
 
@@ -431,7 +470,7 @@ def test_acquire_checks_out_the_snapshot_outside_the_repository(
 
 
 def test_slots_are_exclusive_and_reused_clean(repo: Path, pool_dir: Path) -> None:
-    snapshot = take_snapshot(repo)
+    snapshot = snap(repo)
     with WorktreePool(repo, pool_dir) as first_run:
         first = first_run.acquire(snapshot)
         second = first_run.acquire(snapshot)
@@ -444,7 +483,7 @@ def test_slots_are_exclusive_and_reused_clean(repo: Path, pool_dir: Path) -> Non
         git("add", "scratch.py", cwd=first)
 
     write(repo, {"src/pkg/mod.py": "VALUE = 'next run'\n"})
-    next_snapshot = take_snapshot(repo)
+    next_snapshot = snap(repo)
     with WorktreePool(repo, pool_dir) as next_run:
         reused = next_run.acquire(next_snapshot)
 
@@ -460,7 +499,7 @@ def test_slots_are_exclusive_and_reused_clean(repo: Path, pool_dir: Path) -> Non
 
 
 def test_acquire_from_several_threads(repo: Path, pool: WorktreePool) -> None:
-    snapshot = take_snapshot(repo)
+    snapshot = snap(repo)
 
     with ThreadPoolExecutor(max_workers=4) as executor:
         worktrees = list(executor.map(lambda _: pool.acquire(snapshot), range(4)))
@@ -471,18 +510,22 @@ def test_acquire_from_several_threads(repo: Path, pool: WorktreePool) -> None:
 
 
 def test_two_runs_creating_slots_at_once(repo: Path, pool_dir: Path) -> None:
-    # Each `git worktree add` reads the registrations of the others; one being written
-    # made it fail ("failed to read .git/worktrees/slot-2/commondir") until adds were
-    # serialised per pool.
-    snapshot = take_snapshot(repo)
+    # Slots used to be `git worktree add`s, which read each other's registrations and had
+    # to be serialised per pool; each slot is its own repository now, made in parallel,
+    # and nothing is registered in the user's repository.
+    snapshot = snap(repo)
     with WorktreePool(repo, pool_dir) as first, WorktreePool(repo, pool_dir) as second:
         pools = [first, second] * 4
         with ThreadPoolExecutor(max_workers=len(pools)) as executor:
             worktrees = list(executor.map(lambda pool: pool.acquire(snapshot), pools))
 
     assert len(set(worktrees)) == len(pools)
+    for worktree in worktrees:
+        assert (worktree / ".git").is_dir()
+        assert git("rev-parse", "HEAD", cwd=worktree).strip() == snapshot.commit
     listed = git("worktree", "list", "--porcelain", cwd=repo)
-    assert listed.count("worktree ") == len(pools) + 1
+    assert listed.count("worktree ") == 1
+    assert not (repo / ".git" / "worktrees").exists()
 
 
 def test_copy_patterns_bring_ignored_files(repo: Path, pool: WorktreePool) -> None:
@@ -496,7 +539,7 @@ def test_copy_patterns_bring_ignored_files(repo: Path, pool: WorktreePool) -> No
         },
     )
     (repo / "build/lib/link.so").symlink_to("ext.so")
-    snapshot = take_snapshot(repo)
+    snapshot = snap(repo)
 
     worktree = pool.acquire(snapshot, copy_patterns=["build/lib", "cache.log", "src/*.py"])
 
@@ -512,7 +555,7 @@ def test_copy_patterns_bring_ignored_files(repo: Path, pool: WorktreePool) -> No
 
 
 def test_copy_patterns_never_overwrite_the_snapshot(repo: Path, pool: WorktreePool) -> None:
-    snapshot = take_snapshot(repo)
+    snapshot = snap(repo)
     write(repo, {"src/pkg/mod.py": "edited after the snapshot\n"})
 
     worktree = pool.acquire(snapshot, copy_patterns=["src/pkg/*.py"])
@@ -525,7 +568,7 @@ def test_copy_patterns_stay_inside_the_repository(
     repo: Path, pool: WorktreePool, pattern: str
 ) -> None:
     with pytest.raises(WorktreeError, match="relative to the repository root"):
-        pool.acquire(take_snapshot(repo), copy_patterns=[pattern])
+        pool.acquire(snap(repo), copy_patterns=[pattern])
     assert pool.held == ()
 
 
@@ -554,7 +597,7 @@ def test_submodules_are_checked_out_from_local_objects(
     identity = ("-c", "user.name=Test", "-c", "user.email=test@example.com")
     git(*identity, "commit", "--quiet", "-am", "local commit", cwd=repo / "vendor/lib")
     before = user_state(repo)
-    snapshot = take_snapshot(repo)
+    snapshot = snap(repo)
 
     for _ in range(2):  # create, then reuse
         with WorktreePool(repo, pool_dir) as pool:
@@ -569,7 +612,7 @@ def test_submodules_are_checked_out_from_local_objects(
 
 
 def test_clean_pool_removes_every_free_slot(repo: Path, pool_dir: Path) -> None:
-    snapshot = take_snapshot(repo)
+    snapshot = snap(repo)
     with WorktreePool(repo, pool_dir) as pool:
         kept = [pool.acquire(snapshot), pool.acquire(snapshot)]
     with WorktreePool(repo, pool_dir) as busy:
@@ -586,7 +629,7 @@ def test_clean_pool_removes_every_free_slot(repo: Path, pool_dir: Path) -> None:
 
 
 def test_kept_slots_are_reserved_until_clean(repo: Path, pool_dir: Path) -> None:
-    snapshot = take_snapshot(repo)
+    snapshot = snap(repo)
     with WorktreePool(repo, pool_dir) as pool:
         failed, passed = pool.acquire(snapshot), pool.acquire(snapshot)
         write(failed, {"evidence.txt": "left by a failed test\n", "build/out.o": "x"})
@@ -596,7 +639,7 @@ def test_kept_slots_are_reserved_until_clean(repo: Path, pool_dir: Path) -> None
     write(repo, {"src/pkg/mod.py": "VALUE = 'next run'\n"})
     for _ in range(2):  # later runs never take the kept slot
         with WorktreePool(repo, pool_dir) as pool:
-            taken = [pool.acquire(take_snapshot(repo)) for _ in range(2)]
+            taken = [pool.acquire(snap(repo)) for _ in range(2)]
             assert failed not in taken
             assert passed in taken
     assert (failed / "evidence.txt").read_text() == "left by a failed test\n"
@@ -609,11 +652,11 @@ def test_kept_slots_are_reserved_until_clean(repo: Path, pool_dir: Path) -> None
     assert not failed.exists()
     assert kept_slots(pool_dir) == []
     with WorktreePool(repo, pool_dir) as pool:
-        assert pool.acquire(take_snapshot(repo)) == failed
+        assert pool.acquire(snap(repo)) == failed
 
 
 def test_a_kept_slot_deleted_by_hand_is_free_again(repo: Path, pool_dir: Path) -> None:
-    snapshot = take_snapshot(repo)
+    snapshot = snap(repo)
     with WorktreePool(repo, pool_dir) as pool:
         kept = pool.acquire(snapshot)
         pool.release(keep=[kept])
@@ -664,7 +707,7 @@ def test_keep_failed_worktrees_survives_the_next_run(
 
 
 def test_a_deleted_slot_is_repaired(repo: Path, pool_dir: Path) -> None:
-    snapshot = take_snapshot(repo)
+    snapshot = snap(repo)
     with WorktreePool(repo, pool_dir) as pool:
         worktree = pool.acquire(snapshot)
     shutil.rmtree(worktree)
@@ -673,22 +716,23 @@ def test_a_deleted_slot_is_repaired(repo: Path, pool_dir: Path) -> None:
         assert pool.acquire(snapshot) == worktree
         assert checkout_files(worktree) == visible_files(repo)
 
-    listed = git("worktree", "list", "--porcelain", cwd=repo)
-    assert listed.count("worktree ") == 2
-    assert "prunable" not in listed
-
-
-def test_clean_pool_after_a_slot_was_deleted_by_hand(repo: Path, pool_dir: Path) -> None:
-    with WorktreePool(repo, pool_dir) as pool:
-        worktree = pool.acquire(take_snapshot(repo))
-    shutil.rmtree(worktree)
-
-    assert clean_pool(repo, pool_dir) == [worktree]
     assert git("worktree", "list", "--porcelain", cwd=repo).count("worktree ") == 1
 
 
+def test_clean_pool_unregisters_slots_of_earlier_versions(repo: Path, pool_dir: Path) -> None:
+    # Earlier versions made slots with `git worktree add`; the user may have deleted one.
+    pool_dir.mkdir()
+    for name in ("slot-0", "slot-1"):
+        git("worktree", "add", "--quiet", "--detach", str(pool_dir / name), cwd=repo)
+    shutil.rmtree(pool_dir / "slot-1")
+
+    assert clean_pool(repo, pool_dir) == [pool_dir / "slot-0", pool_dir / "slot-1"]
+    assert git("worktree", "list", "--porcelain", cwd=repo).count("worktree ") == 1
+    assert not (repo / ".git" / "worktrees").exists()
+
+
 def test_a_corrupt_slot_is_recreated(repo: Path, pool_dir: Path) -> None:
-    snapshot = take_snapshot(repo)
+    snapshot = snap(repo)
     with WorktreePool(repo, pool_dir) as pool:
         worktree = pool.acquire(snapshot)
     index = Path(git("rev-parse", "--git-path", "index", cwd=worktree).strip())
@@ -704,10 +748,10 @@ def test_a_slot_of_another_repository_is_left_alone(
 ) -> None:
     other = make_repo(tmp_path / "other", {"o.py": ""})
     with WorktreePool(other, pool_dir) as pool:
-        foreign = pool.acquire(take_snapshot(other))
+        foreign = pool.acquire(snap(other))
 
     with WorktreePool(repo, pool_dir) as pool:
-        ours = pool.acquire(take_snapshot(repo))
+        ours = pool.acquire(snap(repo))
 
     assert ours != foreign
     assert (foreign / "o.py").exists()
@@ -715,7 +759,7 @@ def test_a_slot_of_another_repository_is_left_alone(
 
 def test_the_pool_refuses_to_live_inside_the_checkout(repo: Path) -> None:
     with WorktreePool(repo, repo / ".pool") as pool, pytest.raises(WorktreeError, match="inside"):
-        pool.acquire(take_snapshot(repo))
+        pool.acquire(snap(repo))
     assert not (repo / ".pool").exists()
 
 
@@ -759,7 +803,7 @@ def test_clean_command(
     repo: Path, pool_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with WorktreePool(repo, pool_dir) as pool:
-        worktree = pool.acquire(take_snapshot(repo))
+        worktree = pool.acquire(snap(repo))
     parser = argparse.ArgumentParser()
     clean.add_arguments(parser)
     monkeypatch.chdir(repo / "src")
@@ -780,3 +824,367 @@ def test_clean_command_outside_a_repository(
 
     assert clean.run(parser.parse_args([])) == 1
     assert "not inside a git work tree" in capsys.readouterr().err
+
+
+# -- the user's .git stays the user's ------------------------------------------------------
+
+
+def git_dir_digest(repo: Path) -> dict[str, tuple[int, str]]:
+    """Every entry under ``repo/.git``: relative path -> (mode, hash of content or link)."""
+    digest: dict[str, tuple[int, str]] = {}
+    root = repo / ".git"
+    for directory, _subdirectories, names in os.walk(root):
+        for name in [*names, *_subdirectories]:
+            path = Path(directory, name)
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                content = os.readlink(path).encode()
+            elif stat.S_ISREG(info.st_mode):
+                content = path.read_bytes()
+            else:
+                content = b""
+            relative = path.relative_to(root).as_posix()
+            digest[relative] = (info.st_mode, hashlib.sha256(content).hexdigest())
+    return digest
+
+
+def secret_holders(root: Path, secret: bytes) -> list[Path]:
+    """Files under ``root`` holding ``secret``, as they are or zlib-compressed (loose objects)."""
+    holders = []
+    for directory, _subdirectories, names in os.walk(root):
+        for name in names:
+            path = Path(directory, name)
+            if path.is_symlink() or not path.is_file():
+                continue
+            content = path.read_bytes()
+            try:
+                inflated = zlib.decompress(content)
+            except zlib.error:
+                inflated = b""
+            if secret in content or secret in inflated:
+                holders.append(path)
+    return holders
+
+
+def readable_by_others(path: Path, top: Path) -> bool:
+    """Whether a user other than the owner can read ``path`` (every directory up to ``top``)."""
+    if not path.stat().st_mode & stat.S_IROTH:
+        return False
+    for directory in [path.parent, *path.parent.parents]:
+        if not directory.stat().st_mode & stat.S_IXOTH:
+            return False
+        if directory == top:
+            break
+    return True
+
+
+def all_objects(repo: Path) -> bytes:
+    """Every object of ``repo``'s object store (alternates included), contents concatenated."""
+    return subprocess.run(
+        ["git", "cat-file", "--batch-all-objects", "--batch"],
+        cwd=repo,
+        capture_output=True,
+        check=True,
+    ).stdout
+
+
+def test_untracked_content_never_enters_the_users_object_store(repo: Path, pool_dir: Path) -> None:
+    secret = f"secret-{uuid.uuid4()}".encode()
+    env_file = repo / ".env"
+    env_file.write_bytes(b"TOKEN=" + secret + b"\n")
+    env_file.chmod(0o600)
+    before = user_state(repo)
+    git_before = git_dir_digest(repo)
+
+    with WorktreePool(repo, pool_dir) as pool:
+        snapshot = pool.take_snapshot()
+        worktree = pool.acquire(snapshot)
+        assert (worktree / ".env").read_bytes() == env_file.read_bytes()
+        # The pool holds the content (the snapshot's objects, the slot's objects and
+        # checkout), where nobody but the owner can read it.
+        holders = secret_holders(pool_dir, secret)
+        assert any(snapshot.directory in path.parents for path in holders)
+        assert worktree / ".env" in holders
+        assert [path for path in holders if readable_by_others(path, pool_dir)] == []
+        assert snapshot.directory.stat().st_mode & 0o777 == 0o700
+        assert pool_dir.stat().st_mode & 0o777 == 0o700
+        assert secret not in all_objects(repo)
+
+    assert secret not in all_objects(repo)
+    assert secret_holders(repo / ".git", secret) == []
+    assert git_dir_digest(repo) == git_before
+    assert user_state(repo) == before
+
+    clean_pool(repo, pool_dir)
+
+    assert secret_holders(pool_dir, secret) == []
+
+
+@pytest.mark.parametrize(
+    "hijack",
+    [
+        "gitfile-to-main",
+        "symlink-to-main",
+        "commondir-to-main",
+        "config-symlink",
+        "objects-symlink",
+        "no-record",
+    ],
+)
+def test_a_slot_whose_git_dir_is_not_its_own_is_rebuilt(
+    repo: Path, pool_dir: Path, hijack: str
+) -> None:
+    write(repo, {"staged.py": "S = 1\n"})
+    git("add", "staged.py", cwd=repo)
+    with WorktreePool(repo, pool_dir) as pool:
+        worktree = pool.acquire(snap(repo))
+    main_git_dir = repo / ".git"
+    slot_git_dir = worktree / ".git"
+    # What a test (or a tool it ran) may do to the slot's repository between two runs.
+    if hijack == "gitfile-to-main":
+        shutil.rmtree(slot_git_dir)
+        slot_git_dir.write_text(f"gitdir: {main_git_dir}\n")
+    elif hijack == "symlink-to-main":
+        shutil.rmtree(slot_git_dir)
+        slot_git_dir.symlink_to(main_git_dir)
+    elif hijack == "commondir-to-main":
+        (slot_git_dir / "commondir").write_text(f"{main_git_dir}\n")
+    elif hijack == "config-symlink":
+        (slot_git_dir / "config").unlink()
+        (slot_git_dir / "config").symlink_to(main_git_dir / "config")
+    elif hijack == "objects-symlink":
+        shutil.rmtree(slot_git_dir / "objects")
+        (slot_git_dir / "objects").symlink_to(main_git_dir / "objects")
+    else:
+        (slot_git_dir / "pytest-parallel-modules.json").unlink()
+    write(repo, {"src/pkg/mod.py": "VALUE = 'next run'\n"})
+    before = user_state(repo)
+    git_before = git_dir_digest(repo)
+
+    snapshot = snap(repo)
+    with WorktreePool(repo, pool_dir) as pool:
+        assert pool.acquire(snapshot) == worktree
+
+        assert user_state(repo) == before
+        assert git_dir_digest(repo) == git_before
+        assert slot_git_dir.is_dir() and not slot_git_dir.is_symlink()
+        assert not (slot_git_dir / "commondir").exists()
+        assert git("rev-parse", "--absolute-git-dir", cwd=worktree).strip() == str(slot_git_dir)
+        assert git("rev-parse", "HEAD", cwd=worktree).strip() == snapshot.commit
+        assert checkout_files(worktree) == visible_files(repo)
+
+
+def test_a_slot_made_by_an_earlier_version_is_unregistered_and_rebuilt(
+    repo: Path, pool_dir: Path
+) -> None:
+    pool_dir.mkdir()
+    git("worktree", "add", "--quiet", "--detach", str(pool_dir / "slot-0"), cwd=repo)
+    snapshot = snap(repo)
+
+    with WorktreePool(repo, pool_dir) as pool:
+        worktree = pool.acquire(snapshot)
+
+    assert worktree == pool_dir / "slot-0"
+    assert (worktree / ".git").is_dir()
+    assert git("rev-parse", "HEAD", cwd=worktree).strip() == snapshot.commit
+    assert git("worktree", "list", "--porcelain", cwd=repo).count("worktree ") == 1
+    assert not (repo / ".git" / "worktrees" / "slot-0").exists()
+
+
+def test_a_slot_keeps_no_reflog_and_forgets_what_tests_did_to_its_repository(
+    repo: Path, pool_dir: Path
+) -> None:
+    git("tag", "v1.0", cwd=repo)
+    write(repo, {"new.py": "N = 1\n"})
+    with WorktreePool(repo, pool_dir) as pool:
+        worktree = pool.acquire(snap(repo))
+        # The user's branches and tags are visible, their settings apply.
+        assert git("describe", "--tags", cwd=worktree).startswith("v1.0-1-g")
+        assert git("rev-parse", "main", cwd=worktree) == git("rev-parse", "main", cwd=repo)
+        assert git("config", "user.name", cwd=worktree).strip() == "Test User"
+        # What a test may leave in the slot's repository.
+        git("checkout", "--quiet", "-b", "made-by-a-test", cwd=worktree)
+        git("commit", "--quiet", "--allow-empty", "-m", "by a test", cwd=worktree)
+        git("config", "user.name", "Changed By A Test", cwd=worktree)
+        git("sparse-checkout", "set", "src", cwd=worktree)
+
+    write(repo, {"src/pkg/mod.py": "VALUE = 'next run'\n"})
+    snapshot = snap(repo)
+    with WorktreePool(repo, pool_dir) as pool:
+        assert pool.acquire(snapshot) == worktree
+
+        assert git("rev-parse", "HEAD", cwd=worktree).strip() == snapshot.commit
+        assert git("branch", "--list", "made-by-a-test", cwd=worktree) == ""
+        assert git("reflog", cwd=worktree) == ""
+        assert not (worktree / ".git" / "logs").exists()
+        assert git("config", "user.name", cwd=worktree).strip() == "Test User"
+        assert checkout_files(worktree) == visible_files(repo)
+
+        def object_files(directory: Path) -> set[str]:
+            return {
+                path.relative_to(directory).as_posix()
+                for path in directory.rglob("*")
+                if path.is_file() and "info" not in path.relative_to(directory).parts
+            }
+
+        # The slot's own objects are the snapshot's, nothing older.
+        assert object_files(worktree / ".git" / "objects") == object_files(
+            snapshot.directory / "objects"
+        )
+
+
+def test_the_snapshot_directory_lives_as_long_as_its_run(repo: Path, pool_dir: Path) -> None:
+    snapshots = pool_dir / "snapshots"
+    crashed = snapshots / "run-crashed"  # a run that died without cleaning up
+    (crashed / "objects").mkdir(parents=True)
+    (crashed / "lock").touch()
+
+    with WorktreePool(repo, pool_dir) as pool:
+        snapshot = pool.take_snapshot()
+        assert not crashed.exists()
+        assert snapshot.directory.parent == snapshots
+        kept = pool.acquire(snapshot)
+        with WorktreePool(repo, pool_dir) as other_run:
+            other_run.take_snapshot()
+        assert snapshot.directory.is_dir(), "another run swept a snapshot still in use"
+        pool.release(keep=[kept])
+        with pytest.raises(WorktreeCancelled):
+            pool.acquire(snapshot)
+
+    assert list(snapshots.iterdir()) == []
+    # A kept slot has its own copy of the snapshot's objects: git works there.
+    assert git("status", "--porcelain", cwd=kept) == ""
+    assert git("cat-file", "-t", snapshot.commit, cwd=kept).strip() == "commit"
+
+    orphan = snapshots / "run-orphan"  # died before it could create its lock
+    orphan.mkdir()
+    clean_pool(repo, pool_dir)
+    assert list(snapshots.iterdir()) == []
+
+
+def test_a_sha256_repository(tmp_path: Path, pool_dir: Path) -> None:
+    root = tmp_path / "sha256"
+    root.mkdir()
+    git("init", "--quiet", "--object-format=sha256", cwd=root)
+    git("config", "user.name", "Test User", cwd=root)
+    git("config", "user.email", "test@example.com", cwd=root)
+    write(root, {"a.py": "A = 1\n"})
+    git("add", "--all", cwd=root)
+    git("commit", "--quiet", "-m", "initial", cwd=root)
+    write(root, {"a.py": "A = 2\n"})
+
+    for _ in range(2):  # create, then move
+        snapshot = snap(root)
+        with WorktreePool(root, pool_dir) as pool:
+            worktree = pool.acquire(snapshot)
+            assert (worktree / "a.py").read_text() == "A = 2\n"
+            assert git("rev-parse", "HEAD", cwd=worktree).strip() == snapshot.commit
+            assert len(snapshot.commit) == 64
+
+
+# -- per-worker release and cancellation ------------------------------------------------------
+
+
+def test_release_one_gives_a_slot_back_at_once(repo: Path, pool_dir: Path) -> None:
+    snapshot = snap(repo)
+    with WorktreePool(repo, pool_dir) as run:
+        first, second = run.acquire(snapshot), run.acquire(snapshot)
+
+        assert run.release_one(first)
+
+        assert run.held == (second,)
+        with WorktreePool(repo, pool_dir) as other_run:
+            assert other_run.acquire(snapshot) == first
+        assert run.release_one(second, keep=True)
+        assert kept_slots(pool_dir) == [second]
+        assert run.release_one(pool_dir / "slot-9")  # not held: nothing to do
+        assert run.acquire(snapshot) == first
+
+
+def hanging_git(directory: Path, command: str) -> tuple[str, Path]:
+    """Return a PATH whose git hangs in ``git <command>``, and the file it writes its pid to."""
+    real_git = shutil.which("git")
+    assert real_git is not None
+    pids = directory / "hanging-git.pids"
+    bin_dir = directory / "hanging-bin"
+    bin_dir.mkdir()
+    script = bin_dir / "git"
+    script.write_text(
+        "#!/bin/sh\n"
+        'for arg in "$@"; do\n'
+        f'  if [ "$arg" = {command} ]; then echo $$ >> "{pids}"; exec sleep 60; fi\n'
+        "done\n"
+        f'exec "{real_git}" "$@"\n'
+    )
+    script.chmod(0o755)
+    return f"{bin_dir}{os.pathsep}{os.environ['PATH']}", pids
+
+
+@pytest.mark.parametrize("existing_slot", [False, True], ids=["create", "move"])
+def test_cancel_terminates_git_and_holds_no_slot(
+    repo: Path,
+    pool_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    existing_slot: bool,
+) -> None:
+    snapshot = snap(repo)
+    if existing_slot:
+        with WorktreePool(repo, pool_dir) as pool:
+            pool.acquire(snapshot)
+    path, pids = hanging_git(tmp_path, "checkout")
+    cancel = threading.Event()
+    errors: list[BaseException] = []
+
+    with monkeypatch.context() as patch, WorktreePool(repo, pool_dir, cancel=cancel) as pool:
+        patch.setenv("PATH", path)
+
+        def acquire() -> None:
+            try:
+                pool.acquire(snapshot)
+            except BaseException as error:
+                errors.append(error)
+
+        thread = threading.Thread(target=acquire)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not pids.exists():
+            assert time.monotonic() < deadline, "git checkout never started"
+            time.sleep(0.05)
+        cancelled_at = time.monotonic()
+        cancel.set()
+        thread.join(timeout=10)
+
+        assert not thread.is_alive()
+        assert time.monotonic() - cancelled_at < 5
+        assert [type(error) for error in errors] == [WorktreeCancelled]
+        assert pool.held == ()
+        pid = int(pids.read_text().split()[0])
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+    # The next run repairs whatever the terminated checkout left half done.
+    with WorktreePool(repo, pool_dir) as pool:
+        worktree = pool.acquire(snapshot)
+        assert checkout_files(worktree) == visible_files(repo)
+        assert git("status", "--porcelain", cwd=worktree) == ""
+
+
+def test_a_cancelled_pool_starts_no_git(
+    repo: Path, pool_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snapshot = snap(repo)
+    cancel = threading.Event()
+    cancel.set()
+    empty = tmp_path / "no-git"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # any git command would fail, not raise Cancelled
+
+    with WorktreePool(repo, pool_dir, cancel=cancel) as pool:
+        with pytest.raises(WorktreeCancelled):
+            pool.take_snapshot()
+        with pytest.raises(WorktreeCancelled):
+            pool.acquire(snapshot)
+        assert pool.held == ()
+    with pytest.raises(WorktreeCancelled):
+        take_snapshot(repo, tmp_path / "never", cancel=cancel)
