@@ -5,16 +5,26 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import uuid
 
 import pytest
 
+from pytest_parallel_modules.isolation import WorkerPlacer
+from pytest_parallel_modules.worktrees import default_pool_dir
+from pytest_parallel_modules.worktrees import WorktreeCancelled
 from tests.conftest import GitRepo
 from tests.conftest import run_git
+from tests.e2e.git_state import all_objects
+from tests.e2e.git_state import git_dir_digest
+from tests.e2e.git_state import readable_by_others
+from tests.e2e.git_state import secret_holders
 
 
 pytestmark = pytest.mark.e2e
@@ -283,7 +293,7 @@ def _repository_state(repo: Path) -> dict[str, object]:
 
 @pytest.mark.parametrize("scenario", ["passing", "failing", "interrupted"])
 def test_nothing_of_the_users_is_changed(
-    pytester: pytest.Pytester, git_repo: GitRepo, scenario: str
+    pytester: pytest.Pytester, git_repo: GitRepo, monkeypatch: pytest.MonkeyPatch, scenario: str
 ) -> None:
     pytester.makepyfile(
         test_state=f"""
@@ -309,7 +319,10 @@ def test_nothing_of_the_users_is_changed(
     (pytester.path / "untracked.txt").write_text("untracked\n")
     (pytester.path / "stashed.txt").write_text("to stash\n")
     git_repo.git("stash", "push", "--include-untracked", "-q", "--", "stashed.txt")
+    # Our own status calls must not refresh the index either.
+    monkeypatch.setenv("GIT_OPTIONAL_LOCKS", "0")
     before = _repository_state(pytester.path)
+    git_before = git_dir_digest(pytester.path)
 
     command = [sys.executable, "-m", "pytest", "--parallel-modules=2"]
     process = subprocess.Popen(
@@ -326,6 +339,8 @@ def test_nothing_of_the_users_is_changed(
     expected = {"passing": 0, "failing": 1, "interrupted": 2}[scenario]
     assert process.returncode == expected, output.decode()
     assert _repository_state(pytester.path) == before
+    # Nothing under .git changed either: no object, no worktree registration, no reflog.
+    assert git_dir_digest(pytester.path) == git_before
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="python -P is new in 3.11")
@@ -449,3 +464,163 @@ def test_editable_install_imports_the_snapshot(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert os.path.exists(package_dir / "__init__.py")
+
+
+def _clean(repo: Path) -> str:
+    """Run ``python -m pytest_parallel_modules clean`` in ``repo``; return its output."""
+    cleaned = subprocess.run(
+        [sys.executable, "-m", "pytest_parallel_modules", "clean"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+    return cleaned.stdout
+
+
+def test_an_untracked_secret_never_reaches_the_users_object_store(
+    pytester: pytest.Pytester, git_repo: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = f"secret-{uuid.uuid4()}"
+    env_file = pytester.path / ".env"
+    env_file.write_text(f"TOKEN={secret}\n")
+    env_file.chmod(0o600)
+    # The test reads the secret from the environment: written into the test file, it
+    # would be untracked content of its own.
+    monkeypatch.setenv("EXPECTED_TOKEN", secret)
+    pytester.makepyfile(
+        test_env="""
+        import os
+        from pathlib import Path
+
+        def test_the_worker_sees_the_untracked_file():
+            assert Path(".env").read_text() == "TOKEN=" + os.environ["EXPECTED_TOKEN"] + "\\n"
+        """
+    )
+    pool_base = Path(os.environ["PYTEST_PARALLEL_MODULES_POOL_DIR"])
+
+    result = pytester.runpytest_subprocess("--parallel-modules=2", timeout=60)
+
+    result.assert_outcomes(passed=1)
+    assert secret.encode() not in all_objects(pytester.path)
+    assert secret_holders(pytester.path / ".git", secret.encode()) == []
+    # The slot's copies stay until the next run or `clean`; nobody else can read them.
+    holders = secret_holders(pool_base, secret.encode())
+    assert holders, "the worker's worktree holds the file"
+    assert [path for path in holders if readable_by_others(path, pool_base)] == []
+    pool = default_pool_dir(pytester.path)
+    assert list((pool / "snapshots").iterdir()) == [], "the run's snapshot outlived it"
+
+    _clean(pytester.path)
+
+    assert secret_holders(pool_base, secret.encode()) == []
+    assert secret_holders(pytester.path / ".git", secret.encode()) == []
+
+
+def _run_parallel(repo: Path) -> subprocess.CompletedProcess[str]:
+    """One ``--parallel-modules=1`` run in ``repo``, writing nothing into it but pytest's cache."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "--parallel-modules=1", "-q"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_slot_pointing_at_the_users_git_dir_is_rebuilt(
+    pytester: pytest.Pytester, git_repo: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    git_repo.commit_all("suite")
+    first = _run_parallel(pytester.path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    slot = default_pool_dir(pytester.path) / "slot-0"
+    # What `git worktree add`, a copied .git file or a confused tool leaves behind: the
+    # slot's .git names the user's git dir. Used as it is, the next run's checkout would
+    # detach the user's HEAD and rewrite their index.
+    if (slot / ".git").is_dir():
+        shutil.rmtree(slot / ".git")
+    else:
+        (slot / ".git").unlink()
+    (slot / ".git").write_text(f"gitdir: {pytester.path / '.git'}\n")
+    (pytester.path / "staged.txt").write_text("staged\n")
+    git_repo.git("add", "staged.txt")
+    (pytester.path / "test_one.py").write_text(
+        "def test_one():\n    pass\n\ndef test_two():\n    pass\n"
+    )
+    monkeypatch.setenv("GIT_OPTIONAL_LOCKS", "0")
+    before = _repository_state(pytester.path)
+    git_before = git_dir_digest(pytester.path)
+
+    second = _run_parallel(pytester.path)
+
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "2 passed" in second.stdout
+    assert _repository_state(pytester.path) == before
+    assert git_dir_digest(pytester.path) == git_before
+    assert (slot / ".git").is_dir()
+    assert run_git(slot, "rev-parse", "--absolute-git-dir").strip() == str(slot / ".git")
+
+
+def test_a_held_pool_lock_never_delays_cancellation(
+    pytester: pytest.Pytester, git_repo: GitRepo
+) -> None:
+    """What the controller's starter thread meets on Ctrl-C while another run uses the pool."""
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    pool = default_pool_dir(pytester.path)
+    pool.mkdir(parents=True)
+    # Another run (a helper process) holds every lock file a pool has, or ever had.
+    names = ["worktree-add.lock", *(f"slot-{number}.lock" for number in range(4))]
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time, filelock\n"
+            "locks = [filelock.FileLock(path) for path in sys.argv[1:]]\n"
+            "for lock in locks: lock.acquire()\n"
+            "print('held', flush=True)\n"
+            "time.sleep(120)\n",
+            *(str(pool / name) for name in names),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "held\n"
+        cancel = threading.Event()
+        placer = WorkerPlacer(
+            mode="worktree",
+            repo_root=pytester.path,
+            invocation_dir=pytester.path,
+            args=[],
+            sys_path=[],
+            copy_patterns=[],
+            cancel=cancel,
+        )
+        outcomes: list[object] = []
+
+        def start_workers() -> None:
+            try:
+                for _ in range(50):  # the starter thread placing worker after worker
+                    outcomes.append(placer.place())
+            except BaseException as error:
+                outcomes.append(error)
+
+        starter = threading.Thread(target=start_workers)
+        starter.start()
+        time.sleep(0.5)
+        cancelled_at = time.monotonic()
+        cancel.set()
+        starter.join(timeout=10)
+
+        assert not starter.is_alive()
+        assert time.monotonic() - cancelled_at < 5
+        assert isinstance(outcomes[-1], WorktreeCancelled)
+        placer.release()
+    finally:
+        holder.kill()
+        holder.communicate()

@@ -9,14 +9,12 @@ import hashlib
 import os
 from pathlib import Path
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-import zlib
 
 import pytest
 
@@ -32,6 +30,10 @@ from pytest_parallel_modules.worktrees import WorktreeCancelled
 from pytest_parallel_modules.worktrees import WorktreeError
 from pytest_parallel_modules.worktrees import WorktreePool
 from tests.conftest import GitRepo
+from tests.e2e.git_state import all_objects
+from tests.e2e.git_state import git_dir_digest
+from tests.e2e.git_state import readable_by_others
+from tests.e2e.git_state import secret_holders
 
 
 pytestmark = pytest.mark.e2e
@@ -827,65 +829,6 @@ def test_clean_command_outside_a_repository(
 
 
 # -- the user's .git stays the user's ------------------------------------------------------
-
-
-def git_dir_digest(repo: Path) -> dict[str, tuple[int, str]]:
-    """Every entry under ``repo/.git``: relative path -> (mode, hash of content or link)."""
-    digest: dict[str, tuple[int, str]] = {}
-    root = repo / ".git"
-    for directory, _subdirectories, names in os.walk(root):
-        for name in [*names, *_subdirectories]:
-            path = Path(directory, name)
-            info = path.lstat()
-            if stat.S_ISLNK(info.st_mode):
-                content = os.readlink(path).encode()
-            elif stat.S_ISREG(info.st_mode):
-                content = path.read_bytes()
-            else:
-                content = b""
-            relative = path.relative_to(root).as_posix()
-            digest[relative] = (info.st_mode, hashlib.sha256(content).hexdigest())
-    return digest
-
-
-def secret_holders(root: Path, secret: bytes) -> list[Path]:
-    """Files under ``root`` holding ``secret``, as they are or zlib-compressed (loose objects)."""
-    holders = []
-    for directory, _subdirectories, names in os.walk(root):
-        for name in names:
-            path = Path(directory, name)
-            if path.is_symlink() or not path.is_file():
-                continue
-            content = path.read_bytes()
-            try:
-                inflated = zlib.decompress(content)
-            except zlib.error:
-                inflated = b""
-            if secret in content or secret in inflated:
-                holders.append(path)
-    return holders
-
-
-def readable_by_others(path: Path, top: Path) -> bool:
-    """Whether a user other than the owner can read ``path`` (every directory up to ``top``)."""
-    if not path.stat().st_mode & stat.S_IROTH:
-        return False
-    for directory in [path.parent, *path.parent.parents]:
-        if not directory.stat().st_mode & stat.S_IXOTH:
-            return False
-        if directory == top:
-            break
-    return True
-
-
-def all_objects(repo: Path) -> bytes:
-    """Every object of ``repo``'s object store (alternates included), contents concatenated."""
-    return subprocess.run(
-        ["git", "cat-file", "--batch-all-objects", "--batch"],
-        cwd=repo,
-        capture_output=True,
-        check=True,
-    ).stdout
 
 
 def test_untracked_content_never_enters_the_users_object_store(repo: Path, pool_dir: Path) -> None:

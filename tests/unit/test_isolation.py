@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+import threading
 
 import pytest
 
@@ -104,3 +105,24 @@ def test_describe_says_why_workers_run_in_place(
     assert (
         _placer("worktree", None).describe() == "workers run in place (git was not found on PATH)"
     )
+
+
+def test_a_placer_without_worktrees_releases_nothing() -> None:
+    cancel = threading.Event()
+    cancel.set()
+    in_place = WorkerPlacer(
+        mode="none",
+        repo_root=REPO,
+        invocation_dir=REPO,
+        args=["-q"],
+        sys_path=["/x"],
+        copy_patterns=[],
+        cancel=cancel,
+    )
+
+    placement = in_place.place()  # nothing to cancel: no git, no slot
+
+    assert placement.worktree is None and placement.cwd == REPO
+    assert in_place.release_one(WORKTREE, keep=True)
+    in_place.release(keep=[WORKTREE])
+    assert _placer("worktree", REPO).release_one(WORKTREE)
