@@ -9,7 +9,7 @@ Prints the median of each step next to doing nothing (the same timer around a
 no-op), which is what a run without worktrees pays:
 
 - snapshot: ``take_snapshot`` after a few edits and a new untracked file;
-- cold acquire: ``--slots`` worktrees from an empty pool (``git worktree add``);
+- cold acquire: ``--slots`` worktrees from an empty pool (``git init`` + checkout);
 - warm acquire: the same after a previous run left its slots (checkout + clean).
 
 Target: warm acquire (the overhead every run pays once the pool exists) <= 1 s.
@@ -70,6 +70,11 @@ def edit(root: Path, round_number: int) -> None:
     (root / f"untracked_{round_number}.py").write_text("U = 1\n")
 
 
+def snapshot_of(root: Path, scratch: Path) -> worktrees.Snapshot:
+    """Take a snapshot of ``root``; its private objects go to a new directory in ``scratch``."""
+    return worktrees.take_snapshot(root, Path(tempfile.mkdtemp(prefix="snapshot-", dir=scratch)))
+
+
 def timed(action: Callable[[], object]) -> float:
     start = time.perf_counter()
     action()
@@ -96,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-worktrees-") as temporary:
         root = Path(temporary) / "repo"
         pool_dir = Path(temporary) / "pool"
+        scratch = Path(temporary) / "snapshots"
+        scratch.mkdir()
         started = time.perf_counter()
         generate_repository(root, args.files)
         print(f"generated {args.files} files in {time.perf_counter() - started:.1f} s", flush=True)
@@ -106,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         for round_number in range(args.repeat):
             nothing.append(timed(lambda: None))
             edit(root, round_number)
-            snapshot_times.append(timed(lambda: worktrees.take_snapshot(root)))
-            snapshot = worktrees.take_snapshot(root)
+            snapshot_times.append(timed(lambda: snapshot_of(root, scratch)))
+            snapshot = snapshot_of(root, scratch)
 
             worktrees.clean_pool(root, pool_dir)
             with worktrees.WorktreePool(root, pool_dir) as pool:
@@ -115,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
             # The warm run sees a new snapshot, as the next run of a user would.
             edit(root, round_number + 1000)
-            snapshot = worktrees.take_snapshot(root)
+            snapshot = snapshot_of(root, scratch)
             with worktrees.WorktreePool(root, pool_dir) as pool:
                 warm.append(timed(partial(acquire_all, pool, snapshot, args.slots)))
             print(

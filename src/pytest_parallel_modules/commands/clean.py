@@ -1,8 +1,9 @@
 """``python -m pytest_parallel_modules clean``. Runs in a plain Python process.
 
-Removes every worktree slot of the current repository's pool (and its git
-registration) that no running test run holds, slots kept by
-``--keep-failed-worktrees`` included, and says what it removed.
+Removes every worktree slot of the current repository's pool that no running
+test run holds, slots kept by ``--keep-failed-worktrees`` included, with the
+snapshot objects of runs that died (and the git registration of slots made by
+earlier versions), and says what it removed.
 """
 
 from __future__ import annotations
