@@ -492,17 +492,44 @@ def test_an_untracked_secret_never_reaches_the_users_object_store(
     pytester.makepyfile(
         test_env="""
         import os
+        import stat
+        import zlib
         from pathlib import Path
 
         def test_the_worker_sees_the_untracked_file():
             assert Path(".env").read_text() == "TOKEN=" + os.environ["EXPECTED_TOKEN"] + "\\n"
+
+        def test_while_the_run_lasts_only_the_owner_can_read_the_pools_copies():
+            secret = os.environ["EXPECTED_TOKEN"].encode()
+            pool_base = Path(os.environ["PYTEST_PARALLEL_MODULES_POOL_DIR"])
+            holders = []
+            for directory, _, names in os.walk(pool_base):
+                for name in names:
+                    path = Path(directory, name)
+                    if path.is_symlink() or not path.is_file():
+                        continue
+                    content = path.read_bytes()
+                    try:
+                        content += zlib.decompress(content)
+                    except zlib.error:
+                        pass
+                    if secret in content:
+                        holders.append(path)
+            assert any("snapshots" in path.parts for path in holders)
+            for path in holders:
+                # Unreadable by others: the file itself, or a directory on the way to it.
+                chain = [path, *path.parents[: len(path.relative_to(pool_base).parts)]]
+                assert any(
+                    not part.stat().st_mode & (stat.S_IROTH if part == path else stat.S_IXOTH)
+                    for part in chain
+                ), path
         """
     )
     pool_base = Path(os.environ["PYTEST_PARALLEL_MODULES_POOL_DIR"])
 
     result = pytester.runpytest_subprocess("--parallel-modules=2", timeout=60)
 
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)
     assert secret.encode() not in all_objects(pytester.path)
     assert secret_holders(pytester.path / ".git", secret.encode()) == []
     # The slot's copies stay until the next run or `clean`; nobody else can read them.
