@@ -162,9 +162,12 @@ _SLOT_CONFIG: Final = (
 
 #: Settings for the commands that build the snapshot in a temporary index. A split index
 #: would write a new sharedindex file into the user's git dir; a sparse index or sparse
-#: checkout would make ``git add --all`` skip (and fail on) paths outside the cone. Objects
+#: checkout would make ``git add --all`` skip (and fail on) paths outside the cone; the
+#: builtin fsmonitor would start a daemon with its socket in the user's git dir. Objects
 #: are created readable by their owner only, whatever the repository's sharedRepository.
 _SNAPSHOT_CONFIG: Final = (
+    "-c",
+    "core.fsmonitor=false",
     "-c",
     "core.splitIndex=false",
     "-c",
