@@ -21,7 +21,7 @@ This is the only module that runs git. A run proceeds in three steps:
    while a run uses them, and are reused across runs: moving a checkout to a
    new commit is much faster than writing every file again. A slot is checked
    before every use and rebuilt unless its git directory is its own (see
-   :func:`classify_slot`). A slot released with ``keep``
+   :func:`pytest_parallel_modules.slots.classify_slot`). A slot released with ``keep``
    (``--keep-failed-worktrees``) is marked ``<slot>.kept`` and no run takes it
    until ``clean`` removes it.
 3. :func:`clean_pool` removes the slots no running run holds, kept ones
@@ -40,7 +40,6 @@ slot name its git directory and work tree explicitly.
 from __future__ import annotations
 
 from collections.abc import Collection
-from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -64,6 +63,12 @@ from typing import TYPE_CHECKING
 import filelock
 
 from pytest_parallel_modules.errors import ParallelModulesError
+from pytest_parallel_modules.slots import classify_slot
+from pytest_parallel_modules.slots import is_within
+from pytest_parallel_modules.slots import packed_refs_text
+from pytest_parallel_modules.slots import slot_config_text
+from pytest_parallel_modules.slots import SlotObservation
+from pytest_parallel_modules.slots import SlotState
 
 
 if TYPE_CHECKING:
@@ -72,21 +77,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "POOL_DIR_ENV",
-    "SlotObservation",
-    "SlotState",
     "Snapshot",
     "WorktreeCancelled",
     "WorktreeError",
     "WorktreePool",
-    "classify_slot",
     "clean_pool",
     "default_pool_dir",
     "find_repo_root",
     "git_available",
     "kept_slots",
     "map_into_worktree",
-    "packed_refs_text",
-    "slot_config_text",
     "take_snapshot",
 ]
 
@@ -389,22 +389,6 @@ def find_repo_root(start: Path) -> Path | None:
     return Path(top)
 
 
-def packed_refs_text(refs: Iterable[tuple[str, str, str]]) -> str:
-    """PURE: return a ``packed-refs`` file holding ``refs``.
-
-    :param refs: ``(object id, ref name, peeled object id or "")`` triples, as
-        ``git for-each-ref --format=%(objectname) %(refname) %(*objectname)`` lists them.
-    :returns: git's format with every trait it can rely on: sorted by the bytes of the
-        ref names, and every annotated tag followed by the commit it points at.
-    """
-    lines = ["# pack-refs with: peeled fully-peeled sorted \n"]
-    for oid, name, peeled in sorted(refs, key=lambda ref: os.fsencode(ref[1])):
-        lines.append(f"{oid} {name}\n")
-        if peeled:
-            lines.append(f"^{peeled}\n")
-    return "".join(lines)
-
-
 def _mirrored_refs(repo_root: Path, cancel: threading.Event | None) -> list[tuple[str, str, str]]:
     """Return the user's branches, tags and remote-tracking refs (see ``_MIRRORED_REFS``)."""
     output = _git(
@@ -582,11 +566,6 @@ def map_into_worktree(path: str, repo_root: Path, worktree_root: Path) -> str:
     return os.path.join(os.fspath(worktree_root), normalized[len(prefix) :])
 
 
-def _is_within(path: Path, directory: Path) -> bool:
-    """Return whether resolved ``path`` is ``directory`` or lies below it."""
-    return path == directory or directory in path.parents
-
-
 def _make_private_dir(directory: Path) -> None:
     """Create ``directory`` (and missing parents) and make it readable by its owner only."""
     try:
@@ -667,110 +646,6 @@ def _rmtree(path: Path) -> None:
                 if not os.path.islink(child):
                     os.chmod(child, stat.S_IRWXU)
         shutil.rmtree(path)
-
-
-# -- what a slot holds (pure) ----------------------------------------------------------------
-
-#: What :func:`classify_slot` finds in a slot directory:
-#:
-#: - ``missing``: nothing there; create it.
-#: - ``ours``: a checkout with its own repository, made by a pool of this repository; move it.
-#: - ``foreign``: one made for another repository (a pool directory shared by two); skip it.
-#: - ``legacy``: a ``git worktree`` registered in this repository (how earlier versions
-#:   made slots); unregister it, then create it again.
-#: - ``broken``: anything else, including a ``.git`` that names a git directory other than
-#:   the slot's own (git would then move *that* repository's HEAD and rewrite its index);
-#:   delete it and create it again. Never used as it is.
-SlotState = Literal["missing", "ours", "foreign", "legacy", "broken"]
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class SlotObservation:
-    """What a slot directory holds, as :func:`_observe_slot` reads it from disk."""
-
-    #: The slot path itself: nothing, a real directory, or anything else (file, symlink).
-    path_kind: Literal["missing", "directory", "other"]
-    #: ``<slot>/.git``: nothing, a real directory, a ``gitdir:`` file, or anything else.
-    git_kind: Literal["missing", "directory", "file", "other"]
-    #: For a ``.git`` file: the absolute git directory it names, symlinks resolved.
-    gitfile_target: Path | None = None
-    #: ``<slot>/.git/commondir`` exists: that git directory would use another one's
-    #: refs, objects and config.
-    has_commondir: bool = False
-    #: Every entry of the git directory we write (``_SLOT_GIT_ENTRIES``) is a real file or
-    #: directory, or absent; none is a symlink.
-    entries_are_real: bool = True
-    #: The repository (its resolved common git dir) recorded when the slot was made;
-    #: ``None`` when there is no readable record.
-    recorded_source: Path | None = None
-
-
-def classify_slot(observed: SlotObservation, source: Path) -> SlotState:
-    """PURE: say what to do with a slot of the pool of the repository at ``source``.
-
-    :param observed: what :func:`_observe_slot` found.
-    :param source: the resolved common git directory of the pool's repository.
-    """
-    if observed.path_kind == "missing":
-        return "missing"
-    if observed.path_kind == "other":
-        return "broken"
-    if observed.git_kind == "directory":
-        if observed.has_commondir or not observed.entries_are_real:
-            return "broken"
-        if observed.recorded_source is None:
-            return "broken"
-        return "ours" if observed.recorded_source == source else "foreign"
-    if observed.git_kind == "file" and observed.gitfile_target is not None:
-        target = observed.gitfile_target
-        if target.parent == source / "worktrees":
-            return "legacy"
-        if not _is_within(target, source):
-            # A worktree of another repository (a shared pool directory): not ours to delete.
-            return "foreign"
-    return "broken"
-
-
-def _quote_config_value(value: str) -> str:
-    """PURE: return ``value`` as a double-quoted git config value."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
-
-
-def slot_config_text(init_config: str, source_config: Path) -> str:
-    """PURE: return the config of a slot's repository.
-
-    The slot first includes the config of the repository it checks out, so that
-    filters, line-ending settings, hooks and the identity tests commit with stay the
-    user's; then comes what ``git init`` wrote for the slot (its repository format and
-    what it probed of the file system); then what a slot must never do, whatever the
-    user's config says. Git takes the last value of a setting, and reads
-    ``core.worktree``, ``core.bare`` and ``extensions.*`` only from the slot's own file.
-
-    :param init_config: the config ``git init`` wrote for the slot.
-    :param source_config: the config file of the repository the slot checks out.
-    """
-    return (
-        "# Written by pytest-parallel-modules, and written again whenever a run takes\n"
-        "# this slot: changes made here do not last.\n"
-        f"[include]\n\tpath = {_quote_config_value(os.fspath(source_config))}\n"
-        f"{init_config.rstrip()}\n"
-        "[core]\n"
-        "\tbare = false\n"
-        # No reflog: it would keep every snapshot this slot ever held alive.
-        "\tlogAllRefUpdates = false\n"
-        "\tsparseCheckout = false\n"
-        "\tsparseCheckoutCone = false\n"
-        # A daemon per slot would outlive the run.
-        "\tfsmonitor = false\n"
-        "[index]\n"
-        "\tsparse = false\n"
-        "[gc]\n"
-        "\tauto = 0\n"
-        "[maintenance]\n"
-        "\tauto = false\n"
-    )
 
 
 # -- slots ---------------------------------------------------------------------------------
@@ -1401,7 +1276,7 @@ class WorktreePool:
         with self._state_lock:
             if self._source is None:
                 pool_dir = self.pool_dir.resolve()
-                if _is_within(pool_dir, self.repo_root.resolve()):
+                if is_within(pool_dir, self.repo_root.resolve()):
                     raise WorktreeError(
                         f"the worktree pool {self.pool_dir} lies inside the checkout "
                         f"{self.repo_root}: pytest would collect it; set {POOL_DIR_ENV} "

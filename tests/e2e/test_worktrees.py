@@ -1028,19 +1028,19 @@ def test_a_sha256_repository(tmp_path: Path, pool_dir: Path) -> None:
 # -- per-worker release and cancellation ------------------------------------------------------
 
 
-def test_release_one_gives_a_slot_back_at_once(repo: Path, pool_dir: Path) -> None:
+def test_release_slot_gives_a_slot_back_at_once(repo: Path, pool_dir: Path) -> None:
     snapshot = snap(repo)
     with WorktreePool(repo, pool_dir) as run:
         first, second = run.acquire(snapshot), run.acquire(snapshot)
 
-        assert run.release_one(first)
+        assert run.release_slot(first)
 
         assert run.held == (second,)
         with WorktreePool(repo, pool_dir) as other_run:
             assert other_run.acquire(snapshot) == first
-        assert run.release_one(second, keep=True)
+        assert run.release_slot(second, keep=True)
         assert kept_slots(pool_dir) == [second]
-        assert run.release_one(pool_dir / "slot-9")  # not held: nothing to do
+        assert run.release_slot(pool_dir / "slot-9")  # not held: nothing to do
         assert run.acquire(snapshot) == first
 
 

@@ -1,18 +1,20 @@
-"""The pure decisions of the worktree pool: what a slot holds, its config, its refs."""
+"""The pure decisions of the worktree pool (slots.py): what a slot holds, its config, its refs."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_parallel_modules.worktrees import classify_slot
-from pytest_parallel_modules.worktrees import packed_refs_text
-from pytest_parallel_modules.worktrees import slot_config_text
-from pytest_parallel_modules.worktrees import SlotObservation
-from pytest_parallel_modules.worktrees import SlotState
+from pytest_parallel_modules import slots
+from pytest_parallel_modules.slots import classify_slot
+from pytest_parallel_modules.slots import packed_refs_text
+from pytest_parallel_modules.slots import slot_config_text
+from pytest_parallel_modules.slots import SlotObservation
+from pytest_parallel_modules.slots import SlotState
 
 
 SOURCE = Path("/home/u/repo/.git")
@@ -121,3 +123,20 @@ def test_packed_refs_are_sorted_by_bytes_and_peeled() -> None:
 
 def test_packed_refs_of_a_repository_without_refs() -> None:
     assert packed_refs_text([]) == "# pack-refs with: peeled fully-peeled sorted \n"
+
+
+def test_slots_imports_nothing_that_does_io() -> None:
+    tree = ast.parse(Path(slots.__file__).read_text(encoding="utf-8"))
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module is not None:
+            imported.add(node.module)
+    assert imported <= {"__future__", "collections.abc", "dataclasses", "pathlib", "typing"}
+    assert "Path" not in {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }, "PurePath only: a Path could read the disk"
