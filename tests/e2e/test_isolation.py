@@ -319,8 +319,10 @@ def test_nothing_of_the_users_is_changed(
     (pytester.path / "untracked.txt").write_text("untracked\n")
     (pytester.path / "stashed.txt").write_text("to stash\n")
     git_repo.git("stash", "push", "--include-untracked", "-q", "--", "stashed.txt")
-    # Our own status calls must not refresh the index either.
+    # Our own status calls must not refresh the index either. The controller's collection
+    # writes __pycache__ next to the test files, as a plain run does: not the plugin's.
     monkeypatch.setenv("GIT_OPTIONAL_LOCKS", "0")
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
     before = _repository_state(pytester.path)
     git_before = git_dir_digest(pytester.path)
 
@@ -578,7 +580,9 @@ def test_a_slot_pointing_at_the_users_git_dir_is_rebuilt(
     (pytester.path / "test_one.py").write_text(
         "def test_one():\n    pass\n\ndef test_two():\n    pass\n"
     )
+    # As in test_nothing_of_the_users_is_changed: no index refresh, no __pycache__.
     monkeypatch.setenv("GIT_OPTIONAL_LOCKS", "0")
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
     before = _repository_state(pytester.path)
     git_before = git_dir_digest(pytester.path)
 
