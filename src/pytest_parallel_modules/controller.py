@@ -181,6 +181,8 @@ class ParallelSession:
         self._loop_started_perf: float | None = None
         self.wall_s = 0.0
         self._basetemp_dir = Path()
+        #: Set when the run ends: a worker being placed (git, a pool lock) gives up.
+        self._cancel_placement = threading.Event()
         self.placer = WorkerPlacer(
             mode=options.isolation,
             repo_root=worktrees.find_repo_root(config.invocation_params.dir)
@@ -190,6 +192,7 @@ class ParallelSession:
             args=config.invocation_params.args,
             sys_path=sys.path,
             copy_patterns=options.worktree_copy,
+            cancel=self._cancel_placement,
         )
         self.replayer = Replayer(config, self.placer.repo_root)
         self.starter = WorkerStarter(self.events, self._start_one)
@@ -444,7 +447,10 @@ class ParallelSession:
 
     def _start_one(self, worker_id: str) -> None:
         """Place one worker (its worktree, when isolated) and start it. Runs on the starter thread."""
-        placement = self.placer.place()
+        try:
+            placement = self.placer.place()
+        except worktrees.WorktreeCancelled:
+            raise StartCancelled(worker_id) from None
         record = self.fleet[worker_id]
         if self.starter.cancelled(worker_id):
             if placement.worktree is not None:
@@ -925,8 +931,11 @@ class ParallelSession:
             kill_process_group(record.pid)
         self.fleet.move(record, WorkerState.GONE)
         self._publish_states()
-        if record.worktree is not None and record.worktree not in self.kept_worktrees():
-            self.placer.release_one(record.worktree)
+        if record.worktree is not None:
+            # Back to the pool now; a worktree kept for inspection is reserved instead.
+            self.placer.release_one(
+                record.worktree, keep=record.worktree in self.kept_worktrees()
+            )
         if previous is WorkerState.STARTING and not self.ledger.in_flight(record.worker_id):
             reason = self._reason(record, error)
             self.last_start_failure = f"worker {record.worker_id} failed to start: {reason}"
@@ -1040,6 +1049,7 @@ class ParallelSession:
         if self._terminated:
             return
         self._terminated = True
+        self._cancel_placement.set()
         self.starter.stop()
         # Workers still waiting for work (the run ended before it began, or was
         # interrupted) end their sessions cleanly when told; one still starting holds

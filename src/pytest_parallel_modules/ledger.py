@@ -526,7 +526,12 @@ class RunLedger:
 
     def workers_of_failed_modules(self) -> set[str]:
         """Workers that ran a test of a module that failed or crashed (``--keep-failed-worktrees``)."""
-        return set(self._failed_workers)
+        workers = set(self._failed_workers)
+        for entry in self.entries.values():
+            for attempt in entry.attempts:
+                if attempt.end in (LossKind.CRASH, LossKind.TIMEOUT) or attempt.has_failures():
+                    workers.add(attempt.worker_id)
+        return workers
 
     def ran_before(self, module: str) -> dict[str, list[str]]:
         """Worker id -> the modules it started before ``module``'s first unit, in order.
