@@ -68,6 +68,7 @@ import json
 import os
 from pathlib import Path
 import platform
+import shlex
 import shutil
 import signal
 import statistics
@@ -240,6 +241,8 @@ __pycache__/
 """
 
 DEFAULT_TIMEOUT: Final = 600.0
+#: What parity compares with plain pytest unless ``--args`` says otherwise.
+OURS_ARGS: Final = ("--parallel-modules=2",)
 EXIT_DIFFERENT: Final = 1
 EXIT_BROKEN: Final = 2
 #: How many differing node ids a table lists before "... and N more".
@@ -639,8 +642,11 @@ class RunResult:
     def hung(self) -> bool:
         return self.returncode is None
 
-    def count(self, kind: str) -> int:
-        return sum(1 for key in self.outcomes or {} if key[2] == kind)
+    def count(self, kind: str) -> str:
+        """How many outcomes of ``kind`` were recorded, formatted; "-" if none were."""
+        if self.outcomes is None:
+            return "-"
+        return f"{sum(1 for key in self.outcomes if key[2] == kind):,}"
 
     def describe_end(self) -> str:
         if self.hung:
@@ -834,11 +840,11 @@ class ParityResult:
 
 
 def hang_lines(result: RunResult) -> list[str]:
-    lines = [
-        f"  {result.tool}: hang (killed at {result.wall:.0f} s); last started: {result.last_started}"
-    ]
+    """What a killed run was doing: the test started last and every test still running."""
+    lines = [f"  {result.tool}: hang (killed at {result.wall:.0f} s)"]
+    lines.append(f"    last started: {result.last_started or '(no test had started)'}")
     for nodeid, age in result.in_flight[:4]:
-        lines.append(f"    started, not finished: {nodeid} ({age:.0f} s before the kill)")
+        lines.append(f"    running when killed: {nodeid} (for {age:.0f} s)")
     lines.append(f"    log: {result.log_path}")
     return lines
 
@@ -852,26 +858,26 @@ def parity_problems(plain: RunResult, ours: RunResult) -> list[str]:
         elif result.outcomes is None:
             problems.append(f"{result.tool} exited {result.returncode} without recording outcomes")
     if not plain.hung and not ours.hung and plain.returncode != ours.returncode:
-        problems.append(f"exit code {plain.returncode} plainly, {ours.returncode} with the plugin")
+        problems.append(f"exit code {plain.returncode} plainly, {ours.returncode} with {ours.tool}")
     return problems
 
 
 def render_parity(result: ParityResult) -> list[str]:
     plain, ours = result.plain, result.ours
     rows = [
-        ("tests", f"{plain.count('test'):,}", f"{ours.count('test'):,}"),
-        ("subtests", f"{plain.count('subtest'):,}", f"{ours.count('subtest'):,}"),
+        ("tests", f"{plain.count('test')}", f"{ours.count('test')}"),
+        ("subtests", f"{plain.count('subtest')}", f"{ours.count('subtest')}"),
         (
             "failed/skipped collectors",
-            f"{plain.count('collector'):,}",
-            f"{ours.count('collector'):,}",
+            f"{plain.count('collector')}",
+            f"{ours.count('collector')}",
         ),
         ("exit code", plain.describe_end(), ours.describe_end()),
         ("wall", f"{plain.wall:.2f} s", f"{ours.wall:.2f} s"),
     ]
     lines = [
         f"\n== {result.suite.key}: pytest {' '.join(result.suite.pytest_args)}".rstrip(),
-        f"  {'':<26} {'plain':>14} {'--parallel-modules=2':>22}",
+        f"  {'':<26} {'plain':>14} {ours.tool:>22}",
     ]
     lines += [f"  {name:<26} {left:>14} {right:>22}" for name, left, right in rows]
     if plain.outcomes is not None and ours.outcomes is not None:
@@ -883,7 +889,7 @@ def render_parity(result: ParityResult) -> list[str]:
         if run.hung:
             lines += hang_lines(run)
     if result.unexpected:
-        lines.append("  differing (plain -> --parallel-modules=2):")
+        lines.append(f"  differing (plain -> {ours.tool}):")
         for difference in result.unexpected[:SHOW_DIFFERENCES]:
             lines.append(
                 f"    {describe_key(difference.key)}: {difference.plain} -> {difference.ours}"
@@ -917,7 +923,7 @@ def render_parity_summary(results: Sequence[ParityResult]) -> list[str]:
         plain, ours = r.plain, r.ours
         counted = plain.outcomes is not None and ours.outcomes is not None
         lines.append(
-            f"| {r.suite.key} | {plain.count('test'):,} / {ours.count('test'):,}"
+            f"| {r.suite.key} | {plain.count('test')} / {ours.count('test')}"
             f" | {f'{r.same:,}' if counted else '-'} | {len(r.unexpected) if counted else '-'}"
             f" | {len(r.expected) if counted else '-'}"
             f" | {plain.describe_end()} / {ours.describe_end()}"
@@ -961,8 +967,14 @@ def format_load() -> str:
 
 
 def command_parity(
-    layout: Layout, suites: Sequence[Suite], timeout: float, with_history: bool
+    layout: Layout,
+    suites: Sequence[Suite],
+    timeout: float,
+    with_history: bool,
+    compared_args: Sequence[str] = OURS_ARGS,
 ) -> int:
+    """Run plain pytest and the compared arguments once per suite; exit 1 on a difference."""
+    compared = " ".join(compared_args)
     if preflight(layout, suites) is None:
         return EXIT_BROKEN
     out_dir = new_run_dir(layout, "parity")
@@ -975,22 +987,14 @@ def command_parity(
         log(f"  {plain.describe_end()} in {plain.wall:.2f} s")
         reset_checkout(repo, cold=True)
         if with_history:
-            log(f"{suite.key}: --parallel-modules=2 warm-up (writes the duration history) ...")
+            log(f"{suite.key}: {compared} warm-up (writes the duration history) ...")
             warmup = run_pytest(
-                layout, suite, "warm-up", ("--parallel-modules=2",), out_dir, "ours-warmup", timeout
+                layout, suite, "warm-up", compared_args, out_dir, "compared-warmup", timeout
             )
             log(f"  {warmup.describe_end()} in {warmup.wall:.2f} s")
             reset_checkout(repo, cold=False)
-        log(f"{suite.key}: --parallel-modules=2 ...")
-        ours = run_pytest(
-            layout,
-            suite,
-            "--parallel-modules=2",
-            ("--parallel-modules=2",),
-            out_dir,
-            "ours",
-            timeout,
-        )
+        log(f"{suite.key}: {compared} ...")
+        ours = run_pytest(layout, suite, compared, compared_args, out_dir, "compared", timeout)
         log(f"  {ours.describe_end()} in {ours.wall:.2f} s")
         result = ParityResult(suite, plain, ours, problems=parity_problems(plain, ours))
         if plain.outcomes is not None and ours.outcomes is not None:
@@ -1218,6 +1222,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parity.add_argument("suites", nargs="*", metavar="SUITE", help=suites_help)
     parity.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help=timeout_help)
     parity.add_argument(
+        "--args",
+        dest="compared_args",
+        type=shlex.split,
+        default=" ".join(OURS_ARGS),
+        metavar="ARGS",
+        help="pytest arguments of the run compared with plain pytest (default: %(default)s); "
+        "e.g. --args='-n 2 --dist loadfile' shows what pytest-xdist changes",
+    )
+    parity.add_argument(
         "--with-history",
         action="store_true",
         help="run --parallel-modules=2 once first (not compared), so the compared run hands "
@@ -1250,7 +1263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "list":
         return command_list(layout, suites)
     if args.command == "parity":
-        return command_parity(layout, suites, args.timeout, args.with_history)
+        return command_parity(
+            layout, suites, args.timeout, args.with_history, tuple(args.compared_args)
+        )
     return command_bench(layout, suites, args.rounds, args.timeout, args.json)
 
 

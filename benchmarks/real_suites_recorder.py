@@ -15,16 +15,17 @@ Two files are written:
 - ``$REAL_SUITES_RECORD`` (JSON, at ``pytest_unconfigure``): each test's outcome with
   its phases folded the way pytest's terminal counts them, keyed by node id and, for
   subtests, by their description; and the seconds spent per module file.
-- ``$REAL_SUITES_RECORD.progress`` (text, while the run goes on): one line per test
-  start, so that when the harness has to kill a hung run it can still say which test
-  was started last. Each start is one unbuffered ``os.write``, about 2 us; finishes
-  ride along with the next start, so a run pays one system call per test.
+- ``$REAL_SUITES_RECORD.progress`` (text, while the run goes on): a line when a test
+  starts and one when it finishes, so that when the harness has to kill a hung run it
+  can still say which tests were running and since when. Each line is one unbuffered
+  ``os.write`` (about 2 us: 0.25 s over packaging's 62,000 tests, in every tool's run).
 
 Only the standard library and pytest are imported: the module must load in any venv.
 """
 
 from __future__ import annotations
 
+import ast
 from collections import Counter
 import json
 import os
@@ -83,13 +84,42 @@ def subtest_outcome(report: pytest.TestReport) -> str:
     return report.outcome
 
 
-def subtest_description(report: pytest.TestReport) -> str | None:
-    """The description of a pytest 9 ``SubtestReport`` (``[msg] (k=v)``); None otherwise.
+def unwrap_repr(value: str) -> str:
+    """Undo ``repr`` applied to a string, however many times it was applied.
 
-    Duck-typed so this module loads under pytest 8 too, which has no ``_pytest.subtests``.
+    pytest 9.2's ``SubtestContext`` passes every keyword value through ``saferepr``
+    when it is created, and again when a serialized report is read back, so a value
+    ``'af.py'`` reads ``"'af.py'"`` in a report that crossed a process boundary
+    (ours and pytest-xdist's alike). Unwrapping both to ``af.py`` compares the
+    subtest, not the number of trips its report made.
     """
-    describe = getattr(report, "_sub_test_description", None)
-    return describe() if callable(describe) else None
+    while True:
+        try:
+            inner = ast.literal_eval(value)
+        except Exception:  # not a literal: ValueError, SyntaxError, RecursionError ...
+            return value
+        if not isinstance(inner, str):
+            return value
+        value = inner
+
+
+def subtest_description(report: pytest.TestReport) -> str | None:
+    """A pytest 9 ``SubtestReport``'s description (``[msg] (k=v)``); None for other reports.
+
+    Built like ``SubtestReport._sub_test_description`` but with the keyword values
+    unwrapped (see ``unwrap_repr``). Duck-typed so this module loads under pytest 8
+    too, which has no ``_pytest.subtests``.
+    """
+    context = getattr(report, "context", None)
+    if context is None or not hasattr(report, "_sub_test_description"):
+        return None
+    parts = []
+    if context.msg is not None:
+        parts.append(f"[{context.msg}]")
+    if context.kwargs:
+        values = ", ".join(f"{k}={unwrap_repr(str(v))}" for k, v in context.kwargs.items())
+        parts.append(f"({values})")
+    return " ".join(parts) or "(<subtest>)"
 
 
 def module_of(nodeid: str) -> str:
@@ -111,8 +141,6 @@ class Recorder:
         #: module file -> seconds of its tests' setup, call and teardown.
         self.module_seconds: dict[str, float] = {}
         self.progress_fd: int | None = None
-        #: Finish lines written together with the next start line (one system call).
-        self.pending: list[str] = []
 
     def open_progress(self) -> None:
         """Start the progress file (truncating an old one)."""
@@ -120,16 +148,17 @@ class Recorder:
             self.path + ".progress", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644
         )
 
+    def progress(self, kind: str, nodeid: str) -> None:
+        if self.progress_fd is not None:
+            os.write(self.progress_fd, f"{kind}\t{time.time():.3f}\t{nodeid}\n".encode())
+
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logstart(self, nodeid: str) -> None:
-        self.pending.append(f"start\t{time.time():.3f}\t{nodeid}\n")
-        if self.progress_fd is not None:
-            os.write(self.progress_fd, "".join(self.pending).encode())
-        self.pending.clear()
+        self.progress("start", nodeid)
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
-        self.pending.append(f"finish\t{time.time():.3f}\t{nodeid}\n")
+        self.progress("finish", nodeid)
 
     # trylast: pytest's subtests support turns a passed call into "failed" inside
     # pytest_report_teststatus, which the terminal reporter calls from its own
@@ -177,8 +206,6 @@ class Recorder:
     def write(self) -> None:
         """Write the JSON document atomically, so a half-written file is never read."""
         if self.progress_fd is not None:
-            if self.pending:
-                os.write(self.progress_fd, "".join(self.pending).encode())
             os.close(self.progress_fd)
             self.progress_fd = None
         temporary = self.path + ".tmp"
