@@ -214,7 +214,7 @@ REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 RECORDER_SOURCE: Final = Path(__file__).resolve().with_name("real_suites_recorder.py")
 RECORDER_MODULE: Final = "real_suites_recorder"
 RECORD_ENV: Final = "REAL_SUITES_RECORD"
-RECORD_VERSION: Final = 1
+RECORD_VERSION: Final = 2
 CACHE_ENV: Final = "REAL_SUITES_CACHE"
 CACHE_NAME: Final = "pytest-parallel-modules-real-suites"
 #: The plugin's variable for where its worktree pools live (see its worktrees module).
@@ -633,6 +633,8 @@ class RunResult:
     returncode: int | None
     log_path: Path
     outcomes: dict[OutcomeKey, str] | None = None
+    #: Subtests' descriptions (with their keyword values), to show their keys.
+    descriptions: dict[OutcomeKey, str] = field(default_factory=dict)
     module_seconds: dict[str, float] = field(default_factory=dict)
     #: For a killed run: the test started last and the tests started but not finished.
     last_started: str | None = None
@@ -707,18 +709,32 @@ def read_progress(path: Path, now: float) -> tuple[str | None, list[tuple[str, f
     return last, in_flight
 
 
-def read_record(path: Path) -> tuple[dict[OutcomeKey, str], dict[str, float]] | None:
-    """Outcomes and per-module seconds from the recorder's JSON, or None if unreadable."""
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What the recorder wrote for one run."""
+
+    outcomes: dict[OutcomeKey, str]
+    #: How to show a subtest's key: its description with the keyword values.
+    descriptions: dict[OutcomeKey, str]
+    module_seconds: dict[str, float]
+
+
+def read_record(path: Path) -> Record | None:
+    """The recorder's JSON document for one run, or None if it is missing or unreadable."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(document, dict) or document.get("version") != RECORD_VERSION:
         return None
-    outcomes = {
-        (nodeid, subtest, kind): outcome for nodeid, subtest, kind, outcome in document["outcomes"]
-    }
-    return outcomes, {str(k): float(v) for k, v in document["module_seconds"].items()}
+    outcomes: dict[OutcomeKey, str] = {}
+    descriptions: dict[OutcomeKey, str] = {}
+    for nodeid, subtest, kind, outcome, description in document["outcomes"]:
+        outcomes[nodeid, subtest, kind] = outcome
+        if description is not None:
+            descriptions[nodeid, subtest, kind] = description
+    seconds = {str(module): float(value) for module, value in document["module_seconds"].items()}
+    return Record(outcomes, descriptions, seconds)
 
 
 def run_pytest(
@@ -767,7 +783,9 @@ def run_pytest(
         return result
     record = read_record(record_path)
     if record is not None:
-        result.outcomes, result.module_seconds = record
+        result.outcomes = record.outcomes
+        result.descriptions = record.descriptions
+        result.module_seconds = record.module_seconds
     return result
 
 
@@ -779,17 +797,26 @@ ABSENT: Final = "(absent)"
 @dataclass(frozen=True, slots=True)
 class Difference:
     key: OutcomeKey
+    #: How the key is shown: the node id, plus a subtest's description or "(collection)".
+    display: str
     plain: str
     ours: str
     #: The suite's explanation when the difference is expected; None counts as a failure.
     expected_reason: str | None
 
 
-def describe_key(key: OutcomeKey) -> str:
+def describe_key(key: OutcomeKey, descriptions: dict[OutcomeKey, str]) -> str:
+    """The node id, plus "(collection)" for a collector or the subtest's place and description."""
     nodeid, subtest, kind = key
     if kind == "collector":
         return f"{nodeid} (collection)"
-    return f"{nodeid} {subtest}" if subtest is not None else nodeid
+    if subtest is None:
+        return nodeid
+    place = subtest.split(" ", 1)[0]
+    description = descriptions.get(key, subtest)
+    if len(description) > 160:
+        description = description[:157] + "..."
+    return f"{nodeid} subtest {place} {description}"
 
 
 def expected_reason(suite: Suite, nodeid: str) -> str | None:
@@ -800,18 +827,36 @@ def expected_reason(suite: Suite, nodeid: str) -> str | None:
 
 
 def compare_outcomes(
-    suite: Suite, plain: dict[OutcomeKey, str], ours: dict[OutcomeKey, str]
+    suite: Suite, plain: RunResult, ours: RunResult
 ) -> tuple[int, list[Difference]]:
-    """Count identical outcomes and list the differences, in node id order."""
+    """Count identical outcomes and list the differences, in node id order.
+
+    :returns: (0, []) if either run recorded nothing.
+    """
+    if plain.outcomes is None or ours.outcomes is None:
+        return 0, []
+    descriptions = {**ours.descriptions, **plain.descriptions}
     same = 0
     differences = []
-    for key in sorted(plain.keys() | ours.keys(), key=lambda k: (k[0], k[1] or "", k[2])):
-        before, after = plain.get(key, ABSENT), ours.get(key, ABSENT)
+    keys = sorted(plain.outcomes.keys() | ours.outcomes.keys(), key=outcome_order)
+    for key in keys:
+        before, after = plain.outcomes.get(key, ABSENT), ours.outcomes.get(key, ABSENT)
         if before == after:
             same += 1
         else:
-            differences.append(Difference(key, before, after, expected_reason(suite, key[0])))
+            display = describe_key(key, descriptions)
+            reason = expected_reason(suite, key[0])
+            differences.append(Difference(key, display, before, after, reason))
     return same, differences
+
+
+def outcome_order(key: OutcomeKey) -> tuple[str, int, str]:
+    """Node id order; a test's subtests in the order they ran (their keys start "#<n>")."""
+    nodeid, subtest, kind = key
+    if subtest is None:
+        return nodeid, 0, kind
+    place = subtest.split(" ", 1)[0].lstrip("#")
+    return nodeid, int(place) if place.isdigit() else 0, kind
 
 
 # --- parity ----------------------------------------------------------------------------------
@@ -891,9 +936,7 @@ def render_parity(result: ParityResult) -> list[str]:
     if result.unexpected:
         lines.append(f"  differing (plain -> {ours.tool}):")
         for difference in result.unexpected[:SHOW_DIFFERENCES]:
-            lines.append(
-                f"    {describe_key(difference.key)}: {difference.plain} -> {difference.ours}"
-            )
+            lines.append(f"    {difference.display}: {difference.plain} -> {difference.ours}")
         if len(result.unexpected) > SHOW_DIFFERENCES:
             lines.append(f"    ... and {len(result.unexpected) - SHOW_DIFFERENCES} more")
     if result.expected:
@@ -902,9 +945,7 @@ def render_parity(result: ParityResult) -> list[str]:
         for reason in reasons:
             lines.append(f"    why: {reason}")
         for difference in result.expected[:SHOW_DIFFERENCES]:
-            lines.append(
-                f"    {describe_key(difference.key)}: {difference.plain} -> {difference.ours}"
-            )
+            lines.append(f"    {difference.display}: {difference.plain} -> {difference.ours}")
         if len(result.expected) > SHOW_DIFFERENCES:
             lines.append(f"    ... and {len(result.expected) - SHOW_DIFFERENCES} more")
     for problem in result.problems:
@@ -998,7 +1039,7 @@ def command_parity(
         log(f"  {ours.describe_end()} in {ours.wall:.2f} s")
         result = ParityResult(suite, plain, ours, problems=parity_problems(plain, ours))
         if plain.outcomes is not None and ours.outcomes is not None:
-            result.same, result.differences = compare_outcomes(suite, plain.outcomes, ours.outcomes)
+            result.same, result.differences = compare_outcomes(suite, plain, ours)
         results.append(result)
         log("\n".join(render_parity(result)))
     log("\n".join(render_parity_summary(results)))
@@ -1060,7 +1101,7 @@ def outcome_note(suite: Suite, reference: RunResult | None, run: RunResult) -> s
         return f"hang, last started {run.last_started}"
     if reference is None or reference.outcomes is None or run.outcomes is None:
         return "not recorded"
-    _, differences = compare_outcomes(suite, reference.outcomes, run.outcomes)
+    _, differences = compare_outcomes(suite, reference, run)
     unexpected = sum(1 for d in differences if d.expected_reason is None)
     expected = len(differences) - unexpected
     note = "same" if not unexpected else f"{unexpected} differ"

@@ -13,8 +13,10 @@ the user started:
 Two files are written:
 
 - ``$REAL_SUITES_RECORD`` (JSON, at ``pytest_unconfigure``): each test's outcome with
-  its phases folded the way pytest's terminal counts them, keyed by node id and, for
-  subtests, by their description; and the seconds spent per module file.
+  its phases folded the way pytest's terminal counts them, keyed by node id (subtests
+  by their parent's node id, their place among its subtests, their message and
+  keyword names; see ``subtest_identity``); failed or skipped collectors; and the
+  seconds spent per module file.
 - ``$REAL_SUITES_RECORD.progress`` (text, while the run goes on): a line when a test
   starts and one when it finishes, so that when the harness has to kill a hung run it
   can still say which tests were running and since when. Each line is one unbuffered
@@ -39,7 +41,7 @@ import pytest
 #: The environment variable naming the JSON file to write. Unset: record nothing.
 RECORD_ENV: Final = "REAL_SUITES_RECORD"
 #: Version of the JSON document; ``real_suites.py`` refuses any other.
-RECORD_VERSION: Final = 1
+RECORD_VERSION: Final = 2
 #: Registration name of the recording object.
 PLUGIN_NAME: Final = "real-suites-recorder"
 
@@ -103,23 +105,32 @@ def unwrap_repr(value: str) -> str:
         value = inner
 
 
-def subtest_description(report: pytest.TestReport) -> str | None:
-    """A pytest 9 ``SubtestReport``'s description (``[msg] (k=v)``); None for other reports.
+def subtest_identity(report: pytest.TestReport) -> tuple[str, str] | None:
+    """How to match a pytest 9 ``SubtestReport`` across runs, and how to show it.
 
-    Built like ``SubtestReport._sub_test_description`` but with the keyword values
-    unwrapped (see ``unwrap_repr``). Duck-typed so this module loads under pytest 8
-    too, which has no ``_pytest.subtests``.
+    Returns (identity, description), or None for a report that is not a subtest's.
+    The identity is the message and the keyword *names*: the values cannot be
+    compared, because pytest 9.2's ``SubtestContext`` applies ``saferepr`` (which
+    truncates long values to 240 characters) when it is created and again when a
+    serialized report is read back, so a report that crossed a process boundary (ours,
+    pytest-xdist's) carries a differently truncated repr of the repr. The recorder adds
+    the subtest's place among its test's subtests, which a test's own code fixes. The
+    description is ``SubtestReport``'s, with the values unwrapped (``unwrap_repr``).
+    Duck-typed so this module loads under pytest 8 too, which has no subtests.
     """
     context = getattr(report, "context", None)
     if context is None or not hasattr(report, "_sub_test_description"):
         return None
-    parts = []
+    identity = []
+    description = []
     if context.msg is not None:
-        parts.append(f"[{context.msg}]")
+        identity.append(f"[{context.msg}]")
+        description.append(f"[{context.msg}]")
     if context.kwargs:
+        identity.append(f"({', '.join(context.kwargs)})")
         values = ", ".join(f"{k}={unwrap_repr(str(v))}" for k, v in context.kwargs.items())
-        parts.append(f"({values})")
-    return " ".join(parts) or "(<subtest>)"
+        description.append(f"({values})")
+    return " ".join(identity), " ".join(description) or "(<subtest>)"
 
 
 def module_of(nodeid: str) -> str:
@@ -134,8 +145,10 @@ class Recorder:
         self.path = path
         #: nodeid -> when -> (outcome, wasxfail), for top-level test reports.
         self.phases: dict[str, dict[str, tuple[str, bool]]] = {}
-        #: (nodeid, description) -> outcomes of the subtests with that description.
-        self.subtests: dict[tuple[str, str], Counter[str]] = {}
+        #: (nodeid, "#<n> <identity>") -> (outcome, description) of the n-th subtest.
+        self.subtests: dict[tuple[str, str], tuple[str, str]] = {}
+        #: nodeid -> how many subtest reports it has had so far.
+        self.subtest_counts: Counter[str] = Counter()
         #: nodeid -> outcome of a collector that failed or was skipped.
         self.collectors: dict[str, str] = {}
         #: module file -> seconds of its tests' setup, call and teardown.
@@ -165,10 +178,12 @@ class Recorder:
     # pytest_runtest_logreport; record the outcome the user was shown.
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        description = subtest_description(report)
-        if description is not None:
-            key = (report.nodeid, description)
-            self.subtests.setdefault(key, Counter())[subtest_outcome(report)] += 1
+        subtest = subtest_identity(report)
+        if subtest is not None:
+            identity, description = subtest
+            self.subtest_counts[report.nodeid] += 1
+            key = (report.nodeid, f"#{self.subtest_counts[report.nodeid]} {identity}".rstrip())
+            self.subtests[key] = (subtest_outcome(report), description)
             return
         self.phases.setdefault(report.nodeid, {})[report.when] = (
             report.outcome,
@@ -185,18 +200,18 @@ class Recorder:
             self.collectors[report.nodeid] = "skipped"
 
     def document(self) -> dict[str, Any]:
-        """The JSON document: outcomes as ``[nodeid, subtest or null, kind, outcome]`` rows."""
+        """The JSON document; outcome rows are ``[nodeid, subtest, kind, outcome, description]``.
+
+        ``subtest`` and ``description`` are null except for subtests; ``kind`` is
+        ``test``, ``subtest`` or ``collector``.
+        """
         rows: list[list[Any]] = []
         for nodeid, outcome in self.collectors.items():
-            rows.append([nodeid, None, "collector", outcome])
+            rows.append([nodeid, None, "collector", outcome, None])
         for nodeid, phases in self.phases.items():
-            rows.append([nodeid, None, "test", fold_phases(phases)])
-        for (nodeid, description), outcomes in self.subtests.items():
-            folded = ", ".join(
-                outcome if count == 1 else f"{outcome} x{count}"
-                for outcome, count in sorted(outcomes.items())
-            )
-            rows.append([nodeid, description, "subtest", folded])
+            rows.append([nodeid, None, "test", fold_phases(phases), None])
+        for (nodeid, subtest), (outcome, description) in self.subtests.items():
+            rows.append([nodeid, subtest, "subtest", outcome, description])
         return {
             "version": RECORD_VERSION,
             "outcomes": rows,
