@@ -156,8 +156,9 @@ SUITES: Final = (
         test_requirements=(),
         # No testpaths; from the root pytest would also collect tools/test/.
         pytest_args=("test",),
+        # Fastest of -n 2/4 x load/loadfile/worksteal in a loaded sitting (load 10-15).
         xdist_workers=2,
-        xdist_dist="load",
+        xdist_dist="loadfile",
     ),
     Suite(
         name="packaging",
@@ -179,6 +180,7 @@ SUITES: Final = (
         # make two runs incomparable).
         test_requirements=("wcag-contrast-ratio==0.9",),
         pytest_args=("tests",),
+        # Fastest of -n 2/4 x load/loadfile/worksteal in a loaded sitting (load 10-12).
         xdist_workers=2,
         xdist_dist="load",
     ),
