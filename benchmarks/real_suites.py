@@ -896,15 +896,26 @@ def hang_lines(result: RunResult) -> list[str]:
     return lines
 
 
-def parity_problems(plain: RunResult, ours: RunResult) -> list[str]:
-    """Why the two runs cannot be compared or disagree beyond single outcomes."""
+def parity_problems(result: ParityResult) -> list[str]:
+    """Why the two runs cannot be compared or disagree beyond single outcomes.
+
+    Different exit codes are a problem unless the expected differences explain them:
+    no unexpected difference, some expected ones, and both codes 0 ("all passed") or
+    1 ("some failed").
+    """
+    plain, ours = result.plain, result.ours
     problems = []
-    for result in (plain, ours):
-        if result.hung:
-            problems.append(f"{result.tool} hung (killed at {result.wall:.0f} s)")
-        elif result.outcomes is None:
-            problems.append(f"{result.tool} exited {result.returncode} without recording outcomes")
-    if not plain.hung and not ours.hung and plain.returncode != ours.returncode:
+    for run in (plain, ours):
+        if run.hung:
+            problems.append(f"{run.tool} hung (killed at {run.wall:.0f} s)")
+        elif run.outcomes is None:
+            problems.append(f"{run.tool} exited {run.returncode} without recording outcomes")
+    if problems or plain.returncode == ours.returncode:
+        return problems
+    explained = (
+        result.expected and not result.unexpected and {plain.returncode, ours.returncode} <= {0, 1}
+    )
+    if not explained:
         problems.append(f"exit code {plain.returncode} plainly, {ours.returncode} with {ours.tool}")
     return problems
 
@@ -950,6 +961,13 @@ def render_parity(result: ParityResult) -> list[str]:
             lines.append(f"    {difference.display}: {difference.plain} -> {difference.ours}")
         if len(result.expected) > SHOW_DIFFERENCES:
             lines.append(f"    ... and {len(result.expected) - SHOW_DIFFERENCES} more")
+    if (
+        not plain.hung
+        and not ours.hung
+        and plain.returncode != ours.returncode
+        and not any(problem.startswith("exit code") for problem in result.problems)
+    ):
+        lines.append("  exit codes differ, explained by the expected differences")
     for problem in result.problems:
         lines.append(f"  PROBLEM: {problem}")
     lines.append(f"  logs: {plain.log_path.parent}")
@@ -1039,9 +1057,9 @@ def command_parity(
         log(f"{suite.key}: {compared} ...")
         ours = run_pytest(layout, suite, compared, compared_args, out_dir, "compared", timeout)
         log(f"  {ours.describe_end()} in {ours.wall:.2f} s")
-        result = ParityResult(suite, plain, ours, problems=parity_problems(plain, ours))
-        if plain.outcomes is not None and ours.outcomes is not None:
-            result.same, result.differences = compare_outcomes(suite, plain, ours)
+        result = ParityResult(suite, plain, ours)
+        result.same, result.differences = compare_outcomes(suite, plain, ours)
+        result.problems = parity_problems(result)
         results.append(result)
         log("\n".join(render_parity(result)))
     log("\n".join(render_parity_summary(results)))
