@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/real_suites.py setup  [SUITE...]
     python benchmarks/real_suites.py list
-    python benchmarks/real_suites.py parity [SUITE...] [--timeout S] [--with-history]
+    python benchmarks/real_suites.py parity [SUITE...] [--timeout S] [--with-history] [--args ARGS]
     python benchmarks/real_suites.py bench  [SUITE...] [--rounds R] [--timeout S] [--json PATH]
 
 Every command takes ``--cache DIR`` (default ``$REAL_SUITES_CACHE``, else
@@ -33,7 +33,9 @@ parity
     skipped collectors too) and the exit codes are compared. Prints one table per
     suite and a summary; exits 1 on any difference that is not listed as expected
     for the suite, on a hang (a run killed at ``--timeout``) or a run that wrote no
-    outcomes.
+    outcomes. ``--args '-n 2 --dist loadfile'`` compares another command line
+    (here pytest-xdist's) instead of ``--parallel-modules=2``; ``--with-history``
+    runs ours once first so the compared run has a duration history.
 
 bench
     Per suite, one untimed warm-up of ``--parallel-modules=2`` (it writes the
