@@ -289,15 +289,15 @@ BATCH_WINDOW_S: Final = 0.05
 
 
 class _Outbox:
-    """Sends this worker's messages; test events go in batches. Runs inside a worker process.
+    """Sends this worker's messages; test events go together. Runs inside a worker process.
 
     A message per test event (and a pickled report per phase) cost the controller
-    more than running the tests did on suites of quick tests. Test events are
-    buffered here and sent as one ``TESTS`` message once the oldest has waited
-    :data:`BATCH_WINDOW_S` (a thread of its own sends them, so a long test's start
-    reaches the controller within that window and the live display moves), or
-    before any other message, which keeps the order of everything the controller
-    hears.
+    more than running the tests did on suites of quick tests. A test's end is
+    buffered here and leaves with the next test's start, as one ``TESTS`` message
+    sent before that test runs (so a crash never loses a result nor hides which
+    test it hit), or with any other message (which keeps the order of everything
+    the controller hears), or once it has waited :data:`BATCH_WINDOW_S` (a thread
+    of its own sends it: the last test of a module whose teardown is long).
     """
 
     def __init__(self, channel: execnet.Channel, window: float = BATCH_WINDOW_S) -> None:
@@ -680,6 +680,10 @@ class WorkerSession:
     def pytest_runtest_logstart(self, nodeid: str, location: Location) -> None:
         self._leave_if_forked()
         self.outbox.add((TEST_STARTED, nodeid, location))
+        # Sent before the test runs, with the previous test's end: if this test kills
+        # the worker, the controller knows which test it was and has every result
+        # before it (a crash costs at most the test it was running).
+        self.outbox.flush()
 
     def pytest_runtest_logfinish(self, nodeid: str, location: Location) -> None:
         self._leave_if_forked()
