@@ -436,6 +436,7 @@ def fold_test_reports(reports: Sequence[pytest.TestReport]) -> tuple[ResultRecor
 PLAIN_REPORT_FIELDS: Final = frozenset(
     {
         "nodeid",
+        "_id",  # pytest 9 keeps the node id here (``nodeid`` is a property)
         "location",
         "keywords",
         "outcome",

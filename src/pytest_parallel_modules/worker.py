@@ -166,6 +166,7 @@ TEST_PASSED: Final = "p"
 PLAIN_REPORT_FIELDS: Final = frozenset(
     {
         "nodeid",
+        "_id",  # pytest 9 keeps the node id here (``nodeid`` is a property)
         "location",
         "keywords",
         "outcome",

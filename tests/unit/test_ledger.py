@@ -322,3 +322,25 @@ def test_the_worker_and_the_reports_agree_on_what_a_plain_report_is() -> None:
     from pytest_parallel_modules import worker
 
     assert worker.PLAIN_REPORT_FIELDS == reports.PLAIN_REPORT_FIELDS
+
+
+def test_a_plain_passing_test_s_reports_take_the_compact_path(pytester: pytest.Pytester) -> None:
+    from pytest_parallel_modules import worker
+
+    pytester.makepyfile(
+        "import pytest\n"
+        "def test_plain():\n    pass\n"
+        "def test_prints():\n    print('out')\n"
+        "@pytest.mark.xfail\ndef test_xpass():\n    pass\n"
+    )
+    # pytest-html, when installed, adds an ``extras`` field to every report.
+    recorder = pytester.inline_run("-p", "no:randomly", "-p", "no:html", "-p", "no:cacheprovider")
+    reports = recorder.getreports("pytest_runtest_logreport")
+    plain = {r.nodeid.split("::")[1]: [] for r in reports}
+    for report in reports:
+        plain[report.nodeid.split("::")[1]].append(worker._is_plain_pass(report))
+    assert plain == {
+        "test_plain": [True, True, True],
+        "test_prints": [True, False, False],  # captured output travels in later phases too
+        "test_xpass": [True, False, True],
+    }
