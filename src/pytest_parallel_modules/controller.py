@@ -933,9 +933,7 @@ class ParallelSession:
         self._publish_states()
         if record.worktree is not None:
             # Back to the pool now; a worktree kept for inspection is reserved instead.
-            self.placer.release_one(
-                record.worktree, keep=record.worktree in self.kept_worktrees()
-            )
+            self.placer.release_one(record.worktree, keep=record.worktree in self.kept_worktrees())
         if previous is WorkerState.STARTING and not self.ledger.in_flight(record.worker_id):
             reason = self._reason(record, error)
             self.last_start_failure = f"worker {record.worker_id} failed to start: {reason}"

@@ -204,3 +204,15 @@ def test_needs_at_least_one_report() -> None:
     with pytest.raises(SystemExit) as excinfo:
         run_merge()
     assert excinfo.value.code == 2
+
+
+def test_piped_output_keeps_long_paths_on_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COLUMNS")
+    long_name = "tests/" + "/".join(f"package_{index}" for index in range(8)) + "/test_x.py"
+    report = shard(tmp_path / "a.json", [module(long_name, "failed")])
+    assert run_merge(report) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert any(long_name in line for line in lines if line.startswith("FAILED"))
+    assert f"Rerun only the failed modules: pytest {long_name}" in lines

@@ -15,6 +15,7 @@ writes it, prints the same summary pytest would, and exits like pytest:
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 import shlex
 import sys
@@ -40,6 +41,9 @@ from pytest_parallel_modules.reports import write_json_atomic
 from pytest_parallel_modules.summary import render_markdown
 from pytest_parallel_modules.summary import render_summary
 
+
+#: Console width when the output is not a terminal: the table takes only what it needs.
+UNLIMITED_WIDTH: Final = 10_000
 
 EXIT_OK: Final = 0
 EXIT_TESTS_FAILED: Final = 1
@@ -154,7 +158,10 @@ def run(args: argparse.Namespace) -> int:
         except OSError as error:
             return _fail(f"cannot write {args.md}: {error.strerror or error}")
     # Colour follows rich's own detection (a TTY, NO_COLOR, FORCE_COLOR), as for any CLI.
-    console = Console(file=sys.stdout, markup=False, emoji=False, highlight=False)
+    # A pipe or a CI log does not wrap, so rich must not either (it would cut module
+    # paths in two at 80 columns); COLUMNS, when set, still says how wide to be.
+    width = None if sys.stdout.isatty() or "COLUMNS" in os.environ else UNLIMITED_WIDTH
+    console = Console(file=sys.stdout, width=width, markup=False, emoji=False, highlight=False)
     console.print(
         render_summary(merged, verbosity=args.verbose - args.quiet, rerun_command=rerun_command)
     )
