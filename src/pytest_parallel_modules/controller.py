@@ -268,11 +268,13 @@ class ParallelSession:
             keep: set[str] = set()
         else:
             keep = set(failed & present)
+        deselected = [item for item in items if module_of(item.nodeid) not in keep]
+        if keep:
+            # Tests, not modules: the same count as pytest's "(N deselected)".
             self.rerun_message = (
                 f"parallel-modules: rerunning {len(keep)} module(s) that failed last time "
-                f"({len(present) - len(keep)} deselected)"
+                f"({len(deselected)} deselected)"
             )
-        deselected = [item for item in items if module_of(item.nodeid) not in keep]
         if deselected:
             config.hook.pytest_deselected(items=deselected)
             items[:] = [item for item in items if module_of(item.nodeid) in keep]

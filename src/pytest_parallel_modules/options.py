@@ -296,17 +296,83 @@ def _reject_incompatible(config: pytest.Config, source: str) -> None:
         )
 
 
-def _isolation(config: pytest.Config) -> IsolationMode:
+def _isolation(config: pytest.Config) -> tuple[IsolationMode, str | None]:
+    """The isolation mode, and how it was given (``None``: the default, not given at all)."""
     raw = config.getoption("module_isolation")
-    source = MODULE_ISOLATION_OPTION
+    source: str | None = MODULE_ISOLATION_OPTION
     if raw is None:
         ini_value = config.getini(MODULE_ISOLATION_INI)
-        raw = ini_value.strip() if isinstance(ini_value, str) and ini_value.strip() else "worktree"
-        source = f"ini {MODULE_ISOLATION_INI}"
+        if isinstance(ini_value, str) and ini_value.strip():
+            raw, source = ini_value.strip(), f"ini {MODULE_ISOLATION_INI}"
+        else:
+            raw, source = "worktree", None
     for mode in ISOLATION_MODES:
         if raw == mode:
-            return mode
+            return mode, source
     raise pytest.UsageError(f"{source}: expected 'worktree' or 'none', got {raw!r}")
+
+
+def check_isolation(options: Options, repo_root: Path | None, invocation_dir: Path) -> None:
+    """Refuse worktree isolation asked for explicitly outside a git work tree. PURE.
+
+    Called by the plugin's ``pytest_configure`` with what
+    :func:`pytest_parallel_modules.worktrees.find_repo_root` found. Only the default
+    falls back to running workers in place: a user who wrote
+    ``--module-isolation=worktree`` (or the ini key) relies on the isolation, and a
+    run without it could let tests overwrite each other's files.
+
+    :raises pytest.UsageError: naming the option, its value and the directory.
+    """
+    source = options.isolation_source
+    if options.isolation == "worktree" and source is not None and repo_root is None:
+        raise pytest.UsageError(
+            f"{source}=worktree: {invocation_dir} is not inside a git work tree, so workers "
+            f"cannot run in worktrees; run inside one, or use {MODULE_ISOLATION_OPTION}=none "
+            "to run them in place"
+        )
+
+
+#: Options that only mean something when the run is parallel (dest, option, default).
+#: Given on the command line of a run that is not, they are named in one warning line.
+_PARALLEL_ONLY_OPTIONS: Final[tuple[tuple[str, str, object], ...]] = (
+    ("module_durations", MODULE_DURATIONS_OPTION, None),
+    ("module_isolation", MODULE_ISOLATION_OPTION, None),
+    ("keep_failed_worktrees", KEEP_FAILED_WORKTREES_OPTION, False),
+    ("module_report_dir", MODULE_REPORT_DIR_OPTION, None),
+    ("module_report_md", MODULE_REPORT_MD_OPTION, None),
+    ("module_timeout", MODULE_TIMEOUT_OPTION, None),
+    ("module_worker_restarts", WORKER_RESTARTS_OPTION, None),
+    ("fail_fast_grace", FAIL_FAST_GRACE_OPTION, None),
+    ("rerun_failed_modules_none", RERUN_FAILED_NONE_OPTION, "all"),
+    ("module_retries_strict", RETRIES_STRICT_OPTION, None),
+)
+
+
+def _inert_options(config: pytest.Config) -> tuple[str, ...]:
+    """The parallel-only options given on the command line, as written (``--module-timeout=5``).
+
+    Ini keys are left out: a project's configuration serves runs that are parallel
+    and runs that are not, and a plain run need not be told about it every time.
+    """
+    given = []
+    for dest, option, default in _PARALLEL_ONLY_OPTIONS:
+        value = config.getoption(dest)
+        if value is None or value == default:
+            continue
+        given.append(option if isinstance(value, bool) else f"{option}={value}")
+    return tuple(given)
+
+
+def inert_options_warning(options: Options) -> str | None:
+    """The one line that says which given options a non-parallel run ignores. PURE."""
+    if options.active or not options.inert_options:
+        return None
+    names = ", ".join(options.inert_options)
+    verb = "has" if len(options.inert_options) == 1 else "have"
+    return (
+        f"parallel-modules: WARNING: {names} {verb} no effect: this run is not parallel "
+        f"(no {PARALLEL_MODULES_OPTION}=N and no ini {PARALLEL_MODULES_INI})"
+    )
 
 
 def _option_or_ini(
@@ -462,8 +528,12 @@ class Options:
     auto: bool = False
     #: The duration history file; None when the run keeps no history (no cache directory).
     history_path: Path | None = None
-    #: Where workers run (``worktree`` falls back to in place outside a git work tree).
+    #: Where workers run (``worktree`` falls back to in place outside a git work tree,
+    #: unless it was given explicitly: see :func:`check_isolation`).
     isolation: IsolationMode = "worktree"
+    #: How ``isolation`` was given (``"--module-isolation"``, ``"ini module_isolation"``);
+    #: ``None`` for the default.
+    isolation_source: str | None = None
     #: Globs of ignored paths copied into each worktree (ini ``worktree_copy``).
     worktree_copy: tuple[str, ...] = ()
     #: Leave the worktrees of failed modules in place (``--keep-failed-worktrees``).
@@ -496,6 +566,8 @@ class Options:
     junit_xml: Path | None = None
     #: pytest's ``--junit-prefix``.
     junit_prefix: str | None = None
+    #: Parallel-only options given on the command line of a run that is not parallel.
+    inert_options: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -512,7 +584,7 @@ class Options:
         """
         raw_shard = config.getoption("module_shard")
         shard = None if raw_shard is None else parse_shard(str(raw_shard))
-        isolation = _isolation(config)
+        isolation, isolation_source = _isolation(config)
         raw_timeout, timeout_source = _option_or_ini(
             config, "module_timeout", MODULE_TIMEOUT_OPTION, MODULE_TIMEOUT_INI
         )
@@ -580,7 +652,17 @@ class Options:
             )
         )
         if workers is None:
-            return cls(workers=None, workers_source="")
+            # Checked as a parallel run would check them, though this run ignores them.
+            for dest, option, ini in (
+                ("module_report_dir", MODULE_REPORT_DIR_OPTION, MODULE_REPORT_DIR_INI),
+                ("module_durations", MODULE_DURATIONS_OPTION, MODULE_DURATIONS_INI),
+            ):
+                configured = _configured_path(config, dest, option, ini)
+                if configured is not None and dest == "module_report_dir":
+                    _writable_dir_path(*configured)
+                elif configured is not None:
+                    _writable_file_path(*configured)
+            return cls(workers=None, workers_source="", inert_options=_inert_options(config))
         _reject_incompatible(config, source)
         # Paths inside pytest's cache are created only for a run that uses them.
         history_path = _history_path(config)
@@ -608,6 +690,7 @@ class Options:
             auto=str(raw).strip().lower() == "auto",
             history_path=history_path,
             isolation=isolation,
+            isolation_source=isolation_source,
             worktree_copy=worktree_copy,
             keep_failed_worktrees=bool(config.getoption("keep_failed_worktrees")),
             report_dir=report_dir,

@@ -18,7 +18,10 @@ import pytest
 from pytest_parallel_modules import compat
 from pytest_parallel_modules import hookspecs
 from pytest_parallel_modules import output
+from pytest_parallel_modules import worktrees
 from pytest_parallel_modules.controller import ParallelSession
+from pytest_parallel_modules.options import check_isolation
+from pytest_parallel_modules.options import inert_options_warning
 from pytest_parallel_modules.options import Options
 from pytest_parallel_modules.options import register_options
 from pytest_parallel_modules.progress import LiveProgress
@@ -75,6 +78,9 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     options = Options.from_config(config)
     config.stash[options_key] = options
+    if options.active and options.isolation_source is not None:
+        invocation_dir = config.invocation_params.dir
+        check_isolation(options, worktrees.find_repo_root(invocation_dir), invocation_dir)
     if options.active and not nested:
         compat.forget_outer_worker_identity(os.environ)
     if not options.active or config.option.collectonly:
@@ -133,13 +139,22 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         del config.stash[report_directory_key]
 
 
-# tryfirst: before the terminal reporter prints the header, which says where reports go
-# when another run has the report directory.
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    report_directory = session.config.stash.get(report_directory_key, None)
+# A wrapper: the report directory is claimed before the terminal reporter prints the
+# header (which says where reports go when another run has it), and the warning about
+# ignored options is written after the header, where pytest's own lines are.
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionstart(session: pytest.Session) -> Generator[None, object, object]:
+    config = session.config
+    report_directory = config.stash.get(report_directory_key, None)
     if report_directory is not None:
         report_directory.claim()
+    result = yield
+    options = config.stash.get(options_key, None)
+    warning = None if options is None else inert_options_warning(options)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if warning is not None and reporter is not None:
+        reporter.write_line(warning, yellow=True)
+    return result
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:

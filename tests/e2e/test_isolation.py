@@ -149,6 +149,25 @@ def test_bad_isolation_value_is_a_usage_error(pytester: pytest.Pytester) -> None
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "source"),
+    [
+        (["--module-isolation=worktree"], "--module-isolation"),
+        (["-o", "module_isolation=worktree"], "ini module_isolation"),
+    ],
+)
+def test_explicit_worktree_isolation_outside_git_is_a_usage_error(
+    pytester: pytest.Pytester, args: list[str], source: str
+) -> None:
+    pytester.makepyfile(test_nogit="def test_a(): pass\n")
+    # In-process: the check happens before any worker starts.
+    result = pytester.runpytest("--parallel-modules=1", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: {source}=worktree: {pytester.path} is not inside a git work tree, *"]
+    )
+
+
 def test_monorepo_rootdir_in_a_subdirectory(pytester: pytest.Pytester, git_repo: GitRepo) -> None:
     project = pytester.path / "services" / "api"
     project.mkdir(parents=True)

@@ -111,15 +111,19 @@ def test_rerun_failed_modules_runs_failed_modules_in_full(
 ) -> None:
     pytester.makepyfile(
         test_one="def test_a(): pass\ndef test_b(): assert 0\n",
-        test_two="def test_c(): pass\n",
+        test_two="def test_c(): pass\ndef test_c2(): pass\n",
         test_three="import os\ndef test_d(): assert os.environ.get('FIXED') == '1'\ndef test_e(): pass\n",
     )
     first = pytester.runpytest_subprocess("--parallel-modules=2", timeout=60)
-    first.assert_outcomes(passed=3, failed=2)
+    first.assert_outcomes(passed=4, failed=2)
 
     rerun = pytester.runpytest_subprocess("--rerun-failed-modules", "-rA", timeout=60)
+    # Tests, as pytest's own line counts them, not modules.
     rerun.stdout.fnmatch_lines(
-        ["parallel-modules: rerunning 2 module(s) that failed last time (1 deselected)"]
+        [
+            "collected 6 items / 2 deselected / 4 selected",
+            "parallel-modules: rerunning 2 module(s) that failed last time (2 deselected)",
+        ]
     )
     # In full: the passing tests of failed modules run too.
     assert short_summary(rerun) == [

@@ -431,6 +431,42 @@ def test_invalid_input_is_a_usage_error(
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("quiet", [[], ["-q"]])
+def test_parallel_only_options_in_a_plain_run_say_they_have_no_effect(
+    pytester: pytest.Pytester, quiet: list[str]
+) -> None:
+    pytester.makepyfile(test_p="def test_a(): pass\n")
+    # In-process: no worker may start, and none would.
+    result = pytester.runpytest(
+        "--module-timeout=5", "--module-report-dir=out", "--keep-failed-worktrees", *quiet
+    )
+    assert result.ret == pytest.ExitCode.OK
+    warnings = [line for line in result.outlines if "have no effect" in line]
+    assert warnings == [
+        "parallel-modules: WARNING: --keep-failed-worktrees, --module-report-dir=out, "
+        "--module-timeout=5 have no effect: this run is not parallel "
+        "(no --parallel-modules=N and no ini parallel_modules)"
+    ]
+
+
+def test_a_plain_run_still_checks_parallel_only_paths(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_p="def test_a(): pass\n")
+    (pytester.path / "taken").write_text("a file\n")
+    result = pytester.runpytest("--module-report-dir=taken")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --module-report-dir: 'taken' is a file, expected a directory"]
+    )
+
+
+def test_ini_keys_in_a_plain_run_are_silent(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nmodule_timeout = 300\n")
+    pytester.makepyfile(test_p="def test_a(): pass\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.OK
+    assert "no effect" not in result.stdout.str()
+
+
 def test_quick_modules_with_history_run_exactly_once_each(
     pytester: pytest.Pytester, git_repo: GitRepo
 ) -> None:
