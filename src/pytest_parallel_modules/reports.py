@@ -53,9 +53,9 @@ from pytest_parallel_modules.atomic_files import write_atomic
 from pytest_parallel_modules.errors import ParallelModulesError
 from pytest_parallel_modules.outcomes import COUNT_FIELDS
 from pytest_parallel_modules.outcomes import COUNT_KEYS
+from pytest_parallel_modules.outcomes import FAILING_MODULE_OUTCOMES
 from pytest_parallel_modules.outcomes import MODULE_OUTCOMES
 from pytest_parallel_modules.outcomes import ModuleOutcome
-from pytest_parallel_modules.outcomes import PROBLEM_MODULE_OUTCOMES
 from pytest_parallel_modules.outcomes import RESULT_OUTCOMES
 from pytest_parallel_modules.outcomes import ResultOutcome
 from pytest_parallel_modules.scheduling import lower_bound
@@ -795,22 +795,50 @@ def merge_reports(reports: Sequence[MergedReport]) -> MergedReport:
     )
 
 
-def failed_modules(merged: MergedReport) -> list[str]:
-    """Return the modules to run again, in path order. PURE.
+def module_failed(module: ModuleReport) -> bool:
+    """Whether ``module`` failed: a test failed or errored, or its worker crashed or timed out. PURE."""
+    return (
+        module["outcome"] in FAILING_MODULE_OUTCOMES
+        or module["counts"]["failed"] > 0
+        or module["counts"]["errors"] > 0
+    )
 
-    Those that failed, errored, crashed, timed out or were cut short, and those with
-    tests that never ran (a module never started, a worker that collected none of its
-    tests): running them again completes the run.
+
+def modules_that_failed(merged: MergedReport) -> list[str]:
+    """Return the modules that failed (see :func:`module_failed`), in path order. PURE.
+
+    What "rerun only the failed modules" names: not the modules a stopped run never
+    got to (:func:`modules_not_finished` lists those apart).
+    """
+    return [module["module"] for module in merged["modules"] if module_failed(module)]
+
+
+def modules_not_finished(merged: MergedReport) -> list[str]:
+    """Return the modules with tests that have no result, in path order. PURE.
+
+    Modules never started and modules cut short (``--fail-fast-modules``, Ctrl-C, a
+    timeout, no worker left): tests that never ran (``not_run``) or were running when
+    the run was interrupted (``interrupted``). A module can be in both this list and
+    :func:`modules_that_failed` (a timed-out module's other tests never ran).
     """
     return [
         module["module"]
         for module in merged["modules"]
-        if module["outcome"] in PROBLEM_MODULE_OUTCOMES
-        or module["outcome"] == "not_run"
-        or module["counts"]["failed"]
-        or module["counts"]["errors"]
-        or module["counts"]["not_run"]
+        if module["outcome"] in ("interrupted", "not_run")
+        or module["counts"]["not_run"] > 0
+        or module["counts"]["interrupted"] > 0
     ]
+
+
+def failed_modules(merged: MergedReport) -> list[str]:
+    """Return the modules to run again to complete the run, in path order. PURE.
+
+    Those that failed, errored, crashed, timed out or were cut short, and those with
+    tests that never ran (a module never started, a worker that collected none of its
+    tests): :func:`modules_that_failed` and :func:`modules_not_finished` together.
+    """
+    failed = set(modules_that_failed(merged)) | set(modules_not_finished(merged))
+    return [module["module"] for module in merged["modules"] if module["module"] in failed]
 
 
 def has_failures(merged: MergedReport) -> bool:

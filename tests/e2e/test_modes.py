@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
 
@@ -57,6 +60,25 @@ def test_fail_fast_stops_the_run_after_the_failing_module(
     assert outcomes["test_a_fails.py"] == "failed"
     assert "not_run" in outcomes.values() or "interrupted" in outcomes.values()
     assert elapsed < 8  # two 4-second modules never ran to their end
+    # The rerun line names the failed module only, the others apart; no advice on speed.
+    rerun_lines = [line for line in result.outlines if line.startswith("Rerun only")]
+    assert rerun_lines == ["Rerun only the failed modules: pytest test_a_fails.py"]
+    result.stdout.fnmatch_lines(["Tests without a result: *, in * modules (*test_b_long.py*)"])
+    assert "Bottleneck" not in result.stdout.str()
+    # The line pastes into a shell as it is.
+    venv_bin = str(Path(sys.executable).parent)
+    pasted = subprocess.run(
+        ["bash", "-c", rerun_lines[0].split(": ", 1)[1] + " -p no:randomly"],
+        cwd=pytester.path,
+        env={**os.environ, "PATH": venv_bin + os.pathsep + os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert pasted.returncode == pytest.ExitCode.TESTS_FAILED, pasted.stdout
+    assert "collected 3 items" in pasted.stdout
+    assert "2 failed, 1 passed" in pasted.stdout
 
 
 def test_fail_fast_runs_last_runs_failures_first_and_with_x_stops_at_the_first(

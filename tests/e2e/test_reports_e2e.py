@@ -91,7 +91,7 @@ def test_reports_summary_and_markdown(
 
     # One line per finished module (no TTY), the summary after the failures, the report path.
     result.stdout.fnmatch_lines(
-        ["[[]?/4[]] FAILED test_beta.py  1 failed, 1 passed in *s  (worker w?)"]
+        ["[[]?/4[]] FAILED test_beta.py [.F][.F]  1 failed, 1 passed in *s  (worker w?)"]
     )
     result.stdout.fnmatch_lines(
         [

@@ -17,25 +17,25 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-import shlex
 import sys
 from typing import Final
 
 import filelock
 from rich.console import Console
 
+from pytest_parallel_modules import summary
 from pytest_parallel_modules import timing
 from pytest_parallel_modules.history import measured_outcome
 from pytest_parallel_modules.history import MeasuredModule
 from pytest_parallel_modules.history import MeasuredRun
 from pytest_parallel_modules.history import MeasuredTest
 from pytest_parallel_modules.history import save_history
-from pytest_parallel_modules.reports import failed_modules
 from pytest_parallel_modules.reports import has_failures
 from pytest_parallel_modules.reports import load_report
 from pytest_parallel_modules.reports import merge_reports
 from pytest_parallel_modules.reports import MergedReport
 from pytest_parallel_modules.reports import module_results
+from pytest_parallel_modules.reports import modules_that_failed
 from pytest_parallel_modules.reports import ReportError
 from pytest_parallel_modules.reports import write_json_atomic
 from pytest_parallel_modules.summary import render_markdown
@@ -132,8 +132,9 @@ def run(args: argparse.Namespace) -> int:
     except ReportError as error:
         return _fail(str(error))
     merged = merge_reports(reports)
-    failed = failed_modules(merged)
-    rerun_command = _rerun_command(failed)
+    # The shards ran elsewhere, so --rerun-failed-modules has no local state to go by:
+    # name the modules instead (paths are relative to the rootdir).
+    rerun_command = summary.rerun_command(modules_that_failed(merged))
     if args.output is not None:
         try:
             # Often the last step of a CI job: make the file survive the machine going away.
@@ -171,9 +172,3 @@ def run(args: argparse.Namespace) -> int:
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
-
-
-def _rerun_command(failed: list[str]) -> str | None:
-    # The shards ran elsewhere, so --rerun-failed-modules has no local state to go by:
-    # name the modules instead (paths are relative to the rootdir).
-    return shlex.join(["pytest", *failed]) if failed else None
