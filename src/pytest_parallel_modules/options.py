@@ -25,6 +25,7 @@ from pytest_parallel_modules.isolation import IsolationMode
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from collections.abc import Mapping
 
 
 #: The option group's name in ``pytest --help``.
@@ -132,9 +133,10 @@ def register_options(parser: pytest.Parser) -> None:
         action="store",
         dest="module_shard",
         default=None,
-        metavar="K/N",
+        metavar="K/N|auto",
         help="Run only share K of N of the modules, balanced by the duration history "
-        "(every machine computes the same partition).",
+        "(every machine computes the same partition; the history is read, not saved). "
+        "'auto': K and N from the CI's parallel-job variables (GitLab, CircleCI, Buildkite).",
     )
     group.addoption(
         MODULE_TIMEOUT_OPTION,
@@ -433,6 +435,80 @@ def parse_shard(raw: str, *, source: str = MODULE_SHARD_OPTION) -> tuple[int, in
     raise pytest.UsageError(f"{source}: expected K/N with 1 <= K <= N (e.g. 2/4), got {raw!r}")
 
 
+#: The parallel-job variables of CI services: (service, index variable, count variable,
+#: the index of the first job). GitHub Actions has none: its matrix values are passed
+#: on the command line (``--module-shard=${{ matrix.shard }}/4``).
+CI_SHARD_VARIABLES: Final[tuple[tuple[str, str, str, int], ...]] = (
+    ("GitLab CI", "CI_NODE_INDEX", "CI_NODE_TOTAL", 1),
+    ("CircleCI", "CIRCLE_NODE_INDEX", "CIRCLE_NODE_TOTAL", 0),
+    ("Buildkite", "BUILDKITE_PARALLEL_JOB", "BUILDKITE_PARALLEL_JOB_COUNT", 0),
+)
+
+
+def shard_from_environment(
+    environ: Mapping[str, str], *, source: str = f"{MODULE_SHARD_OPTION}=auto"
+) -> tuple[int, int, str]:
+    """Read ``--module-shard=auto``'s K and N from a CI's variables. PURE.
+
+    The first service of :data:`CI_SHARD_VARIABLES` whose count variable is set
+    decides. Indexes counted from 0 (CircleCI, Buildkite) are turned into K counted
+    from 1. A job that is not split (GitLab sets ``CI_NODE_TOTAL=1`` and no index)
+    is shard 1/1.
+
+    :returns: ``(K, N, how they were found)``, e.g. ``(2, 4, "CircleCI:
+        CIRCLE_NODE_INDEX=1, CIRCLE_NODE_TOTAL=4")``.
+    :raises pytest.UsageError: naming the option when no service's variables are
+        set, or when they are set but not valid.
+    """
+    for service, index_name, count_name, first in CI_SHARD_VARIABLES:
+        raw_count = environ.get(count_name)
+        raw_index = environ.get(index_name)
+        if raw_count is None and raw_index is None:
+            continue
+        found = ", ".join(
+            f"{name}={value}"
+            for name, value in ((index_name, raw_index), (count_name, raw_count))
+            if value is not None
+        )
+        count = _whole_number(raw_count)
+        if raw_index is None and count == 1:
+            return 1, 1, f"{service}: {found}"
+        index = _whole_number(raw_index)
+        if count is None or index is None or count < 1 or not first <= index < count + first:
+            raise pytest.UsageError(
+                f"{source}: {service}'s variables do not name a share ({found}); expected "
+                f"{index_name} from {first} to {count_name} - {1 - first} and {count_name} >= 1"
+            )
+        return index - first + 1, count, f"{service}: {found}"
+    services = "; ".join(
+        f"{service} {index_name}/{count_name}"
+        for service, index_name, count_name, _ in CI_SHARD_VARIABLES
+    )
+    raise pytest.UsageError(
+        f"{source}: no CI parallel-job variables found ({services}); "
+        f"elsewhere, pass the share: {MODULE_SHARD_OPTION}=K/N"
+    )
+
+
+def _whole_number(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    text = raw.strip()
+    return int(text) if text.isascii() and text.isdecimal() else None
+
+
+def _shard(config: pytest.Config, environ: Mapping[str, str]) -> tuple[tuple[int, int], str] | None:
+    """``--module-shard``: the share and how it was given, for the header."""
+    raw = config.getoption("module_shard")
+    if raw is None:
+        return None
+    if str(raw).strip() == "auto":
+        index, count, found = shard_from_environment(environ)
+        return (index, count), f"{MODULE_SHARD_OPTION}=auto, {found}"
+    index, count = parse_shard(str(raw))
+    return (index, count), f"{MODULE_SHARD_OPTION}={raw}"
+
+
 def _configured_path(
     config: pytest.Config, dest: str, option: str, ini: str
 ) -> tuple[Path, str, str] | None:
@@ -544,6 +620,8 @@ class Options:
     report_md: Path | None = None
     #: ``(K, N)``: run only share K of N of the modules.
     shard: tuple[int, int] | None = None
+    #: How the share was given, for the header (``"--module-shard=auto, GitLab CI: ..."``).
+    shard_source: str = ""
     #: Seconds a module may run before its worker is stopped; None for no limit.
     module_timeout: float | None = None
     #: How many crashed or timed-out workers may be replaced; None: one per worker.
@@ -576,14 +654,19 @@ class Options:
 
     @classmethod
     def from_config(
-        cls, config: pytest.Config, *, cpus: Callable[[], int] = available_cpus
+        cls,
+        config: pytest.Config,
+        *,
+        cpus: Callable[[], int] = available_cpus,
+        environ: Mapping[str, str] = os.environ,
     ) -> Options:
         """Read and validate every option of this plugin.
 
+        :param environ: the environment ``--module-shard=auto`` reads.
         :raises pytest.UsageError: for any invalid value or incompatible option.
         """
-        raw_shard = config.getoption("module_shard")
-        shard = None if raw_shard is None else parse_shard(str(raw_shard))
+        shard_given = _shard(config, environ)
+        shard, shard_source = (None, "") if shard_given is None else shard_given
         isolation, isolation_source = _isolation(config)
         raw_timeout, timeout_source = _option_or_ini(
             config, "module_timeout", MODULE_TIMEOUT_OPTION, MODULE_TIMEOUT_INI
@@ -696,6 +779,7 @@ class Options:
             report_dir=report_dir,
             report_md=report_md,
             shard=shard,
+            shard_source=shard_source,
             module_timeout=module_timeout,
             worker_restarts=worker_restarts,
             fail_fast=fail_fast,

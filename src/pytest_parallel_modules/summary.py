@@ -632,12 +632,17 @@ def flaky_tests(merged: MergedReport) -> list[str]:
     return sorted(nodeid for module in merged["modules"] for nodeid in module.get("flaky", []))
 
 
-def render_markdown(merged: MergedReport, *, rerun_command: str | None = None) -> str:
+def render_markdown(
+    merged: MergedReport, *, rerun_command: str | None = None, problems: Sequence[str] = ()
+) -> str:
     """Render ``merged`` as GitHub-flavoured Markdown. PURE.
 
     For ``--module-report-md`` and ``$GITHUB_STEP_SUMMARY``: the totals, a table of
     every module (failing first, then slowest first), the failures with their
     messages, the timing analysis and the recommendations.
+
+    :param problems: why the merged shards are not one complete run
+        (:func:`~pytest_parallel_modules.reports.shard_problems`), shown first.
     """
     totals = merged["totals"]
     ordered = order_modules(merged["modules"])
@@ -651,6 +656,13 @@ def render_markdown(merged: MergedReport, *, rerun_command: str | None = None) -
         + f", {format_duration(merged['wall_s'])} wall time with {_plural(merged['workers'], 'worker')}"
     )
     lines = [f"## {SUMMARY_TITLE}", "", headline, ""]
+    if problems:
+        lines += [
+            "### The shards do not add up to one run",
+            "",
+            *(f"- {_markdown_tip(problem)}" for problem in problems),
+            "",
+        ]
     if ordered:
         columns = count_columns(ordered)
         headers = ["Status", "Module", "Tests", *(header for _, header in columns)]
