@@ -248,8 +248,8 @@ def test_shards_run_one_after_another_in_one_checkout_add_up(
     pytester.runpytest_subprocess("--parallel-modules=2", "-p", "no:randomly", timeout=60)
     monkeypatch.setenv("SLEEP_A", "0")
     monkeypatch.setenv("SLEEP_D", "0")
-    for index in (1, 2):
-        shard = pytester.runpytest_subprocess(
+    shards = [
+        pytester.runpytest_subprocess(
             f"--module-shard={index}/2",
             "--parallel-modules=1",
             f"--module-report-dir=shard{index}",
@@ -257,12 +257,8 @@ def test_shards_run_one_after_another_in_one_checkout_add_up(
             "no:randomly",
             timeout=60,
         )
-        shard.assert_outcomes(passed=2)
-        shard.stdout.fnmatch_lines(
-            [
-                f"parallel-modules: shard {index}/2 (--module-shard={index}/2); the duration history is read, not saved*"
-            ]
-        )
+        for index in (1, 2)
+    ]
 
     merge = _merge(pytester, "shard1/report.json", "shard2/report.json", "-o", "merged.json")
     assert merge.returncode == 0, merge.stdout + merge.stderr
@@ -272,6 +268,14 @@ def test_shards_run_one_after_another_in_one_checkout_add_up(
         (f"test_{name}.py", "passed") for name in "abcd"
     ]
     assert sorted({m["worker"] for m in merged["modules"]}) == ["s1/w1", "s2/w1"]
+    for index, shard in enumerate(shards, start=1):
+        shard.assert_outcomes(passed=2)
+        shard.stdout.fnmatch_lines(
+            [
+                f"parallel-modules: shard {index}/2 (--module-shard={index}/2); "
+                "the duration history is read, not saved*"
+            ]
+        )
 
     # A shard whose report is missing: merge says which modules no report holds.
     alone = _merge(pytester, "shard1/report.json")
