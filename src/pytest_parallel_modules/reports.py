@@ -1297,7 +1297,7 @@ def _parse_merged_report(data: object) -> MergedReport:
         ],
         extra=_extra(report, where),
     )
-    # Added in a later release of schema version 1: older reports have no shard.
+    # Version 1 reports have no shard (merge then checks nothing).
     if report.get("shard") is not None:
         merged["shard"] = _parse_shard(report["shard"], "shard")
     return merged
