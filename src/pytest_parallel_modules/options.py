@@ -475,9 +475,10 @@ def shard_from_environment(
             return 1, 1, f"{service}: {found}"
         index = _whole_number(raw_index)
         if count is None or index is None or count < 1 or not first <= index < count + first:
+            last = count_name if first == 1 else f"{count_name} - 1"
             raise pytest.UsageError(
                 f"{source}: {service}'s variables do not name a share ({found}); expected "
-                f"{index_name} from {first} to {count_name} - {1 - first} and {count_name} >= 1"
+                f"{index_name} from {first} to {last}, and {count_name} >= 1"
             )
         return index - first + 1, count, f"{service}: {found}"
     services = "; ".join(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Final
 from typing import final
 from typing import TYPE_CHECKING
@@ -128,7 +127,7 @@ class ShardFilter:
         sizes: dict[str, int] = {}
         for group in groups:
             try:
-                sizes[group.module] = (Path(self.config.rootpath) / group.module).stat().st_size
+                sizes[group.module] = (self.config.rootpath / group.module).stat().st_size
             except OSError:
                 sizes[group.module] = 0
         return sizes

@@ -336,7 +336,7 @@ def shorten_middle(path: str, width: int) -> str:
         return f"{ELLIPSIS}/{name}"
     if width <= 1:
         return ELLIPSIS[: max(0, width)]
-    head = (width - 1 + 1) // 2
+    head = width // 2
     tail = width - 1 - head
     return name[:head] + ELLIPSIS + (name[len(name) - tail :] if tail else "")
 
