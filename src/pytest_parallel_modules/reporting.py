@@ -163,8 +163,10 @@ class RunReporter:
                     reporter.write_line(line)
                 else:
                     # The last module's line stays open for pytest's final "[100%]",
-                    # which a plain run writes at the end of its last line too.
+                    # which a plain run writes at the end of its last line too; a line
+                    # anyone writes before it (the module's output under -s) starts anew.
                     reporter.write(line)
+                    reporter.currentfspath = -2
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self) -> Generator[None, object, object]:
