@@ -307,15 +307,17 @@ class ParallelSession:
 
     def pytest_report_collectionfinish(self) -> list[str]:
         lines: list[str] = []
+        # What --rerun-failed-modules selected is said however the selection then runs.
+        if self.rerun_message is not None:
+            lines.append(self.rerun_message)
         if self.in_process:
             total = sum(self.estimates.seconds.values()) if self.estimates is not None else 0.0
-            return [
+            lines.append(
                 f"parallel-modules: the selection is estimated at {total:.2f}s: running it in "
                 f"this process (workers would cost more than they save; {self.options.workers_source}; "
                 "--parallel-modules=N starts workers anyway)"
-            ]
-        if self.rerun_message is not None:
-            lines.append(self.rerun_message)
+            )
+            return lines
         warning = self._load_history().warning
         if warning is not None:
             lines.append(f"parallel-modules: WARNING: {warning}")
