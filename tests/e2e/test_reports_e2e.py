@@ -286,6 +286,21 @@ def test_shards_run_one_after_another_in_one_checkout_add_up(
     )
 
 
+def test_a_tiny_or_empty_share_still_writes_its_report(
+    pytester: pytest.Pytester, git_repo: GitRepo
+) -> None:
+    """Under auto a tiny selection would run in this process, without reports: not a shard's."""
+    pytester.makepyfile(test_only="def test_a(): pass\n")
+    for index in (1, 2):  # one share holds the module, the other is empty
+        pytester.runpytest_subprocess(
+            f"--module-shard={index}/2", f"--module-report-dir=shard{index}", timeout=60
+        )
+        report = json.loads((pytester.path / f"shard{index}" / "report.json").read_text())
+        assert report["shard"]["index"] == index
+        assert report["shard"]["selected_modules"] == {"test_only.py": 1}
+    assert _merge(pytester, "shard1/report.json", "shard2/report.json").returncode == 0
+
+
 def test_collect_only_lists_only_the_shards_tests(pytester: pytest.Pytester) -> None:
     for name in "abcdef":
         pytester.makepyfile(
