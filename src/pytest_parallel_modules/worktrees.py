@@ -104,6 +104,8 @@ _SLOT_PATTERN: Final = re.compile(r"slot-(\d+)")
 KEPT_SUFFIX: Final = ".kept"
 #: ``<pool>/snapshots/run-<random>/`` holds one run's snapshot objects while the run lasts.
 SNAPSHOTS_DIR_NAME: Final = "snapshots"
+#: Serialised ``git worktree add`` in the pools of earlier versions; ``clean`` deletes it.
+LEGACY_ADD_LOCK_NAME: Final = "worktree-add.lock"
 _SNAPSHOT_PREFIX: Final = "run-"
 #: Held (inside the snapshot directory) by the run that took the snapshot.
 _SNAPSHOT_LOCK_NAME: Final = "lock"
@@ -1470,7 +1472,17 @@ def clean_pool(repo_root: Path, pool_dir: Path | None = None) -> list[Path]:
 
 
 def _remove_empty_pool(pool: Path) -> None:
-    """Delete the pool's snapshot directory and the pool directory, each if it is empty."""
+    """Delete the pool's snapshot directory and the pool directory, each if it is empty.
+
+    The ``worktree-add.lock`` of earlier versions goes first (no run of this version
+    takes it; one of an earlier version that holds it keeps it).
+    """
+    legacy = filelock.FileLock(str(pool / LEGACY_ADD_LOCK_NAME), thread_local=False)
+    if (pool / LEGACY_ADD_LOCK_NAME).exists() and _try_lock(legacy):
+        try:
+            (pool / LEGACY_ADD_LOCK_NAME).unlink(missing_ok=True)
+        finally:
+            legacy.release()
     for directory in (pool / SNAPSHOTS_DIR_NAME, pool):
         try:
             directory.rmdir()

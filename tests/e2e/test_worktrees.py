@@ -623,6 +623,7 @@ def test_clean_pool_removes_every_free_slot(repo: Path, pool_dir: Path) -> None:
         in_use = busy.acquire(snapshot)
         assert clean_pool(repo, pool_dir) == [path for path in kept if path != in_use]
         assert in_use.is_dir()
+    (pool_dir / "worktree-add.lock").touch()  # left by an earlier version
     assert clean_pool(repo, pool_dir) == [in_use]
 
     listed = git("worktree", "list", "--porcelain", cwd=repo)
