@@ -11,10 +11,11 @@ import pytest
 
 @pytest.fixture(scope="session")
 def service() -> Iterator[dict[str, object]]:
-    """An expensive resource set up once per session.
+    """An expensive resource set up once per session: a stand-in for a test server.
 
     With ``--parallel-modules=N`` each worker is its own pytest session, so this
     runs once per worker, not once per module: ``pid`` tells the workers apart.
     """
-    time.sleep(0.1)  # stands in for starting a server or building a database
+    time.sleep(0.1)  # waiting for the server to accept connections
     yield {"pid": os.getpid(), "url": "http://127.0.0.1:8000"}
+

@@ -66,7 +66,7 @@ from pytest_parallel_modules.scheduling import build_plan
 from pytest_parallel_modules.scheduling import check_plan
 from pytest_parallel_modules.scheduling import estimate_modules
 from pytest_parallel_modules.scheduling import ModuleEstimates
-from pytest_parallel_modules.scheduling import partition_shards
+from pytest_parallel_modules.sharding import shard_info_key
 from pytest_parallel_modules.worker_pool import CHANNEL_CLOSED
 from pytest_parallel_modules.worker_pool import kill_process_group
 from pytest_parallel_modules.worker_pool import START_FAILED
@@ -236,20 +236,9 @@ class ParallelSession:
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
-        # trylast: -k, -m, --lf and other plugins have selected already; the share
-        # is computed from what is left, identically on every machine.
+        # trylast: -k, -m, --lf and other plugins have selected already. The share of
+        # --module-shard is kept after this, by sharding.ShardFilter.
         self._select_failed_modules(config, items)
-        if self.options.shard is None:
-            return
-        index, count = self.options.shard
-        groups = group_by_module(item.nodeid for item in items)
-        estimates = estimate_modules(groups, self._load_history().history, self._file_sizes(groups))
-        mine = {group.module for group in partition_shards(groups, estimates, count)[index - 1]}
-        kept = [item for item in items if module_of(item.nodeid) in mine]
-        deselected = [item for item in items if module_of(item.nodeid) not in mine]
-        if deselected:
-            config.hook.pytest_deselected(items=deselected)
-            items[:] = kept
 
     def _select_failed_modules(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         """``--rerun-failed-modules``: keep every selected test of the modules that failed last time."""
@@ -268,11 +257,13 @@ class ParallelSession:
             keep: set[str] = set()
         else:
             keep = set(failed & present)
+        deselected = [item for item in items if module_of(item.nodeid) not in keep]
+        if keep:
+            # Tests, not modules: the same count as pytest's "(N deselected)".
             self.rerun_message = (
                 f"parallel-modules: rerunning {len(keep)} module(s) that failed last time "
-                f"({len(present) - len(keep)} deselected)"
+                f"({len(deselected)} deselected)"
             )
-        deselected = [item for item in items if module_of(item.nodeid) not in keep]
         if deselected:
             config.hook.pytest_deselected(items=deselected)
             items[:] = [item for item in items if module_of(item.nodeid) in keep]
@@ -316,15 +307,17 @@ class ParallelSession:
 
     def pytest_report_collectionfinish(self) -> list[str]:
         lines: list[str] = []
+        # What --rerun-failed-modules selected is said however the selection then runs.
+        if self.rerun_message is not None:
+            lines.append(self.rerun_message)
         if self.in_process:
             total = sum(self.estimates.seconds.values()) if self.estimates is not None else 0.0
-            return [
+            lines.append(
                 f"parallel-modules: the selection is estimated at {total:.2f}s: running it in "
                 f"this process (workers would cost more than they save; {self.options.workers_source}; "
                 "--parallel-modules=N starts workers anyway)"
-            ]
-        if self.rerun_message is not None:
-            lines.append(self.rerun_message)
+            )
+            return lines
         warning = self._load_history().warning
         if warning is not None:
             lines.append(f"parallel-modules: WARNING: {warning}")
@@ -389,7 +382,10 @@ class ParallelSession:
         self._apply(self.ledger.finish())
         if self.workers_exhausted:
             self._report_unrun()
-        if self._planned and (self.ledger.module_reports or self.view.units):
+        # A shard writes its report even when its share is empty: `merge` then knows that
+        # the share ran, and what the whole selection was.
+        wanted = self.ledger.module_reports or self.view.units or self.options.shard is not None
+        if self._planned and wanted:
             self.view.merged = self._merged_report()
         self._join_persistence()
         # What is left of the process is its exit: a full collection over the run's
@@ -423,12 +419,15 @@ class ParallelSession:
         """Under ``auto``: a selection estimated under :data:`IN_PROCESS_BELOW_S` runs here.
 
         Never with an explicit worker count, nor with what only workers provide
-        (``--fail-fast-modules``, ``--module-retries``, ``--module-timeout``).
+        (``--fail-fast-modules``, ``--module-retries``, ``--module-timeout``), nor for a
+        shard: ``merge`` needs every shard's report, an empty or tiny share's included.
         """
         options = self.options
         if not options.auto or self.estimates is None:
             return False
         if options.fail_fast or options.retries or options.module_timeout is not None:
+            return False
+        if options.shard is not None:
             return False
         return math.fsum(self.estimates.seconds.values()) < IN_PROCESS_BELOW_S or not units
 
@@ -1092,6 +1091,7 @@ class ParallelSession:
             rootdir=self.config.rootpath,
             snapshot=snapshot,
             created=timing.now(),
+            shard=self.config.stash.get(shard_info_key, None),
         )
         self.config.hook.pytest_parallel_modules_report(config=self.config, report=merged)
         return merged
@@ -1130,7 +1130,9 @@ class ParallelSession:
     def _persist(self, measured: MeasuredRun, verdicts: dict[str, ModuleVerdict]) -> None:
         """Merge this run into the history and the failed-modules state. May run on a thread."""
         history_path = self.options.history_path
-        if history_path is not None:
+        # A shard only reads the history: the shards of one run must all split with the
+        # same one (see sharding.py); `merge --durations` saves theirs together.
+        if history_path is not None and self.options.shard is None:
             try:
                 # loaded=: when no other run saved meanwhile, the file is not parsed again.
                 save_history(
@@ -1158,6 +1160,10 @@ class ParallelSession:
         if loaded.warning is not None:
             self._say(f"parallel-modules: WARNING: {loaded.warning}")
         return loaded.modules
+
+    def loaded_history(self) -> LoadedHistory:
+        """The duration history as this run loaded it (once); also what shards split with."""
+        return self._load_history()
 
     def _load_history(self) -> LoadedHistory:
         if self._loaded_history is None:

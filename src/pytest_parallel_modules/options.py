@@ -25,6 +25,7 @@ from pytest_parallel_modules.isolation import IsolationMode
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from collections.abc import Mapping
 
 
 #: The option group's name in ``pytest --help``.
@@ -132,9 +133,10 @@ def register_options(parser: pytest.Parser) -> None:
         action="store",
         dest="module_shard",
         default=None,
-        metavar="K/N",
+        metavar="K/N|auto",
         help="Run only share K of N of the modules, balanced by the duration history "
-        "(every machine computes the same partition).",
+        "(every machine computes the same partition; the history is read, not saved). "
+        "'auto': K and N from the CI's parallel-job variables (GitLab, CircleCI, Buildkite).",
     )
     group.addoption(
         MODULE_TIMEOUT_OPTION,
@@ -296,17 +298,83 @@ def _reject_incompatible(config: pytest.Config, source: str) -> None:
         )
 
 
-def _isolation(config: pytest.Config) -> IsolationMode:
+def _isolation(config: pytest.Config) -> tuple[IsolationMode, str | None]:
+    """The isolation mode, and how it was given (``None``: the default, not given at all)."""
     raw = config.getoption("module_isolation")
-    source = MODULE_ISOLATION_OPTION
+    source: str | None = MODULE_ISOLATION_OPTION
     if raw is None:
         ini_value = config.getini(MODULE_ISOLATION_INI)
-        raw = ini_value.strip() if isinstance(ini_value, str) and ini_value.strip() else "worktree"
-        source = f"ini {MODULE_ISOLATION_INI}"
+        if isinstance(ini_value, str) and ini_value.strip():
+            raw, source = ini_value.strip(), f"ini {MODULE_ISOLATION_INI}"
+        else:
+            raw, source = "worktree", None
     for mode in ISOLATION_MODES:
         if raw == mode:
-            return mode
+            return mode, source
     raise pytest.UsageError(f"{source}: expected 'worktree' or 'none', got {raw!r}")
+
+
+def check_isolation(options: Options, repo_root: Path | None, invocation_dir: Path) -> None:
+    """Refuse worktree isolation asked for explicitly outside a git work tree. PURE.
+
+    Called by the plugin's ``pytest_configure`` with what
+    :func:`pytest_parallel_modules.worktrees.find_repo_root` found. Only the default
+    falls back to running workers in place: a user who wrote
+    ``--module-isolation=worktree`` (or the ini key) relies on the isolation, and a
+    run without it could let tests overwrite each other's files.
+
+    :raises pytest.UsageError: naming the option, its value and the directory.
+    """
+    source = options.isolation_source
+    if options.isolation == "worktree" and source is not None and repo_root is None:
+        raise pytest.UsageError(
+            f"{source}=worktree: {invocation_dir} is not inside a git work tree, so workers "
+            f"cannot run in worktrees; run inside one, or use {MODULE_ISOLATION_OPTION}=none "
+            "to run them in place"
+        )
+
+
+#: Options that only mean something when the run is parallel (dest, option, default).
+#: Given on the command line of a run that is not, they are named in one warning line.
+_PARALLEL_ONLY_OPTIONS: Final[tuple[tuple[str, str, object], ...]] = (
+    ("module_durations", MODULE_DURATIONS_OPTION, None),
+    ("module_isolation", MODULE_ISOLATION_OPTION, None),
+    ("keep_failed_worktrees", KEEP_FAILED_WORKTREES_OPTION, False),
+    ("module_report_dir", MODULE_REPORT_DIR_OPTION, None),
+    ("module_report_md", MODULE_REPORT_MD_OPTION, None),
+    ("module_timeout", MODULE_TIMEOUT_OPTION, None),
+    ("module_worker_restarts", WORKER_RESTARTS_OPTION, None),
+    ("fail_fast_grace", FAIL_FAST_GRACE_OPTION, None),
+    ("rerun_failed_modules_none", RERUN_FAILED_NONE_OPTION, "all"),
+    ("module_retries_strict", RETRIES_STRICT_OPTION, None),
+)
+
+
+def _inert_options(config: pytest.Config) -> tuple[str, ...]:
+    """The parallel-only options given on the command line, as written (``--module-timeout=5``).
+
+    Ini keys are left out: a project's configuration serves runs that are parallel
+    and runs that are not, and a plain run need not be told about it every time.
+    """
+    given = []
+    for dest, option, default in _PARALLEL_ONLY_OPTIONS:
+        value = config.getoption(dest)
+        if value is None or value == default:
+            continue
+        given.append(option if isinstance(value, bool) else f"{option}={value}")
+    return tuple(given)
+
+
+def inert_options_warning(options: Options) -> str | None:
+    """The one line that says which given options a non-parallel run ignores. PURE."""
+    if options.active or not options.inert_options:
+        return None
+    names = ", ".join(options.inert_options)
+    verb = "has" if len(options.inert_options) == 1 else "have"
+    return (
+        f"parallel-modules: WARNING: {names} {verb} no effect: this run is not parallel "
+        f"(no {PARALLEL_MODULES_OPTION}=N and no ini {PARALLEL_MODULES_INI})"
+    )
 
 
 def _option_or_ini(
@@ -365,6 +433,81 @@ def parse_shard(raw: str, *, source: str = MODULE_SHARD_OPTION) -> tuple[int, in
         if 1 <= index <= count:
             return index, count
     raise pytest.UsageError(f"{source}: expected K/N with 1 <= K <= N (e.g. 2/4), got {raw!r}")
+
+
+#: The parallel-job variables of CI services: (service, index variable, count variable,
+#: the index of the first job). GitHub Actions has none: its matrix values are passed
+#: on the command line (``--module-shard=${{ matrix.shard }}/4``).
+CI_SHARD_VARIABLES: Final[tuple[tuple[str, str, str, int], ...]] = (
+    ("GitLab CI", "CI_NODE_INDEX", "CI_NODE_TOTAL", 1),
+    ("CircleCI", "CIRCLE_NODE_INDEX", "CIRCLE_NODE_TOTAL", 0),
+    ("Buildkite", "BUILDKITE_PARALLEL_JOB", "BUILDKITE_PARALLEL_JOB_COUNT", 0),
+)
+
+
+def shard_from_environment(
+    environ: Mapping[str, str], *, source: str = f"{MODULE_SHARD_OPTION}=auto"
+) -> tuple[int, int, str]:
+    """Read ``--module-shard=auto``'s K and N from a CI's variables. PURE.
+
+    The first service of :data:`CI_SHARD_VARIABLES` whose count variable is set
+    decides. Indexes counted from 0 (CircleCI, Buildkite) are turned into K counted
+    from 1. A job that is not split (GitLab sets ``CI_NODE_TOTAL=1`` and no index)
+    is shard 1/1.
+
+    :returns: ``(K, N, how they were found)``, e.g. ``(2, 4, "CircleCI:
+        CIRCLE_NODE_INDEX=1, CIRCLE_NODE_TOTAL=4")``.
+    :raises pytest.UsageError: naming the option when no service's variables are
+        set, or when they are set but not valid.
+    """
+    for service, index_name, count_name, first in CI_SHARD_VARIABLES:
+        raw_count = environ.get(count_name)
+        raw_index = environ.get(index_name)
+        if raw_count is None and raw_index is None:
+            continue
+        found = ", ".join(
+            f"{name}={value}"
+            for name, value in ((index_name, raw_index), (count_name, raw_count))
+            if value is not None
+        )
+        count = _whole_number(raw_count)
+        if raw_index is None and count == 1:
+            return 1, 1, f"{service}: {found}"
+        index = _whole_number(raw_index)
+        if count is None or index is None or count < 1 or not first <= index < count + first:
+            last = count_name if first == 1 else f"{count_name} - 1"
+            raise pytest.UsageError(
+                f"{source}: {service}'s variables do not name a share ({found}); expected "
+                f"{index_name} from {first} to {last}, and {count_name} >= 1"
+            )
+        return index - first + 1, count, f"{service}: {found}"
+    services = "; ".join(
+        f"{service} {index_name}/{count_name}"
+        for service, index_name, count_name, _ in CI_SHARD_VARIABLES
+    )
+    raise pytest.UsageError(
+        f"{source}: no CI parallel-job variables found ({services}); "
+        f"elsewhere, pass the share: {MODULE_SHARD_OPTION}=K/N"
+    )
+
+
+def _whole_number(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    text = raw.strip()
+    return int(text) if text.isascii() and text.isdecimal() else None
+
+
+def _shard(config: pytest.Config, environ: Mapping[str, str]) -> tuple[tuple[int, int], str] | None:
+    """``--module-shard``: the share and how it was given, for the header."""
+    raw = config.getoption("module_shard")
+    if raw is None:
+        return None
+    if str(raw).strip() == "auto":
+        index, count, found = shard_from_environment(environ)
+        return (index, count), f"{MODULE_SHARD_OPTION}=auto, {found}"
+    index, count = parse_shard(str(raw))
+    return (index, count), f"{MODULE_SHARD_OPTION}={raw}"
 
 
 def _configured_path(
@@ -462,8 +605,12 @@ class Options:
     auto: bool = False
     #: The duration history file; None when the run keeps no history (no cache directory).
     history_path: Path | None = None
-    #: Where workers run (``worktree`` falls back to in place outside a git work tree).
+    #: Where workers run (``worktree`` falls back to in place outside a git work tree,
+    #: unless it was given explicitly: see :func:`check_isolation`).
     isolation: IsolationMode = "worktree"
+    #: How ``isolation`` was given (``"--module-isolation"``, ``"ini module_isolation"``);
+    #: ``None`` for the default.
+    isolation_source: str | None = None
     #: Globs of ignored paths copied into each worktree (ini ``worktree_copy``).
     worktree_copy: tuple[str, ...] = ()
     #: Leave the worktrees of failed modules in place (``--keep-failed-worktrees``).
@@ -474,6 +621,8 @@ class Options:
     report_md: Path | None = None
     #: ``(K, N)``: run only share K of N of the modules.
     shard: tuple[int, int] | None = None
+    #: How the share was given, for the header (``"--module-shard=auto, GitLab CI: ..."``).
+    shard_source: str = ""
     #: Seconds a module may run before its worker is stopped; None for no limit.
     module_timeout: float | None = None
     #: How many crashed or timed-out workers may be replaced; None: one per worker.
@@ -496,6 +645,8 @@ class Options:
     junit_xml: Path | None = None
     #: pytest's ``--junit-prefix``.
     junit_prefix: str | None = None
+    #: Parallel-only options given on the command line of a run that is not parallel.
+    inert_options: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -504,15 +655,20 @@ class Options:
 
     @classmethod
     def from_config(
-        cls, config: pytest.Config, *, cpus: Callable[[], int] = available_cpus
+        cls,
+        config: pytest.Config,
+        *,
+        cpus: Callable[[], int] = available_cpus,
+        environ: Mapping[str, str] = os.environ,
     ) -> Options:
         """Read and validate every option of this plugin.
 
+        :param environ: the environment ``--module-shard=auto`` reads.
         :raises pytest.UsageError: for any invalid value or incompatible option.
         """
-        raw_shard = config.getoption("module_shard")
-        shard = None if raw_shard is None else parse_shard(str(raw_shard))
-        isolation = _isolation(config)
+        shard_given = _shard(config, environ)
+        shard, shard_source = (None, "") if shard_given is None else shard_given
+        isolation, isolation_source = _isolation(config)
         raw_timeout, timeout_source = _option_or_ini(
             config, "module_timeout", MODULE_TIMEOUT_OPTION, MODULE_TIMEOUT_INI
         )
@@ -580,7 +736,17 @@ class Options:
             )
         )
         if workers is None:
-            return cls(workers=None, workers_source="")
+            # Checked as a parallel run would check them, though this run ignores them.
+            for dest, option, ini in (
+                ("module_report_dir", MODULE_REPORT_DIR_OPTION, MODULE_REPORT_DIR_INI),
+                ("module_durations", MODULE_DURATIONS_OPTION, MODULE_DURATIONS_INI),
+            ):
+                configured = _configured_path(config, dest, option, ini)
+                if configured is not None and dest == "module_report_dir":
+                    _writable_dir_path(*configured)
+                elif configured is not None:
+                    _writable_file_path(*configured)
+            return cls(workers=None, workers_source="", inert_options=_inert_options(config))
         _reject_incompatible(config, source)
         # Paths inside pytest's cache are created only for a run that uses them.
         history_path = _history_path(config)
@@ -608,11 +774,13 @@ class Options:
             auto=str(raw).strip().lower() == "auto",
             history_path=history_path,
             isolation=isolation,
+            isolation_source=isolation_source,
             worktree_copy=worktree_copy,
             keep_failed_worktrees=bool(config.getoption("keep_failed_worktrees")),
             report_dir=report_dir,
             report_md=report_md,
             shard=shard,
+            shard_source=shard_source,
             module_timeout=module_timeout,
             worker_restarts=worker_restarts,
             fail_fast=fail_fast,

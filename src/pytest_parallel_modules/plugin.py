@@ -18,12 +18,19 @@ import pytest
 from pytest_parallel_modules import compat
 from pytest_parallel_modules import hookspecs
 from pytest_parallel_modules import output
+from pytest_parallel_modules import worktrees
 from pytest_parallel_modules.controller import ParallelSession
+from pytest_parallel_modules.history import History
+from pytest_parallel_modules.history import load_history
+from pytest_parallel_modules.options import check_isolation
+from pytest_parallel_modules.options import inert_options_warning
 from pytest_parallel_modules.options import Options
 from pytest_parallel_modules.options import register_options
 from pytest_parallel_modules.progress import LiveProgress
 from pytest_parallel_modules.report_directory import ReportDirectory
 from pytest_parallel_modules.reporting import RunReporter
+from pytest_parallel_modules.sharding import SHARD_PLUGIN_NAME
+from pytest_parallel_modules.sharding import ShardFilter
 
 
 if TYPE_CHECKING:
@@ -42,6 +49,8 @@ live_progress_key: Final = pytest.StashKey[LiveProgress]()
 module_output_key: Final = pytest.StashKey[output.ModuleOutputRelay]()
 #: The report directory this run claimed (when reports are written at all).
 report_directory_key: Final = pytest.StashKey[ReportDirectory]()
+#: The registered shard filter, with --module-shard (also under --collect-only).
+shard_filter_key: Final = pytest.StashKey[ShardFilter]()
 
 #: Names under which the plugin objects are registered.
 CONTROLLER_PLUGIN_NAME: Final = "pytest_parallel_modules-controller"
@@ -75,8 +84,15 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     options = Options.from_config(config)
     config.stash[options_key] = options
+    if options.active and options.isolation_source is not None:
+        invocation_dir = config.invocation_params.dir
+        check_isolation(options, worktrees.find_repo_root(invocation_dir), invocation_dir)
     if options.active and not nested:
         compat.forget_outer_worker_identity(os.environ)
+    if options.shard is not None:
+        shard_filter = ShardFilter(config, options.shard, lambda: _shard_history(config))
+        config.stash[shard_filter_key] = shard_filter
+        config.pluginmanager.register(shard_filter, SHARD_PLUGIN_NAME)
     if not options.active or config.option.collectonly:
         return
     session = ParallelSession(config, options)
@@ -109,7 +125,21 @@ def pytest_report_from_serializable(
     return compat.restore_terminal_repr(data, (yield))
 
 
+def _shard_history(config: pytest.Config) -> History:
+    """The history a shard splits with: the controller's, read once, else read here."""
+    session = config.stash.get(parallel_session_key, None)
+    if session is not None:
+        return session.loaded_history().history
+    path = config.stash[options_key].history_path
+    # --collect-only: no controller, and nothing else of the run needs the history.
+    return History() if path is None else load_history(path).history
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
+    shard_filter = config.stash.get(shard_filter_key, None)
+    if shard_filter is not None:
+        config.pluginmanager.unregister(shard_filter, SHARD_PLUGIN_NAME)
+        del config.stash[shard_filter_key]
     live = config.stash.get(live_progress_key, None)
     if live is not None:
         config.pluginmanager.unregister(live, LIVE_PLUGIN_NAME)
@@ -133,21 +163,39 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         del config.stash[report_directory_key]
 
 
-# tryfirst: before the terminal reporter prints the header, which says where reports go
-# when another run has the report directory.
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    report_directory = session.config.stash.get(report_directory_key, None)
+# A wrapper: the report directory is claimed before the terminal reporter prints the
+# header (which says where reports go when another run has it), and the warning about
+# ignored options is written after the header, where pytest's own lines are.
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionstart(session: pytest.Session) -> Generator[None, object, object]:
+    config = session.config
+    report_directory = config.stash.get(report_directory_key, None)
     if report_directory is not None:
         report_directory.claim()
+    result = yield
+    options = config.stash.get(options_key, None)
+    warning = None if options is None else inert_options_warning(options)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if warning is not None and reporter is not None:
+        reporter.write_line(warning, yellow=True)
+    return result
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     options = config.stash.get(options_key, None)
-    if options is None or not options.active or config.option.collectonly:
+    if options is None or not options.active:
         return None
+    lines = []
+    if options.shard is not None:
+        index, count = options.shard
+        lines.append(
+            f"parallel-modules: shard {index}/{count} ({options.shard_source}); the duration "
+            "history is read, not saved (merge --durations saves it)"
+        )
+    if config.option.collectonly:
+        return lines
     noun = "worker" if options.workers == 1 else "workers"
-    lines = [f"parallel-modules: {options.workers} {noun} ({options.workers_source})"]
+    lines.insert(0, f"parallel-modules: {options.workers} {noun} ({options.workers_source})")
     report_directory = config.stash.get(report_directory_key, None)
     if report_directory is not None and report_directory.notice is not None:
         lines.append(f"parallel-modules: {report_directory.notice}")

@@ -34,6 +34,8 @@ PLUGIN_NAME: Final = "pytest_parallel_modules"
 
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pytest_parallel_modules import worker
     from pytest_parallel_modules.ledger import Location
     from pytest_parallel_modules.ledger import ReplayEvent
@@ -85,6 +87,8 @@ class Replayer:
         self.config = config
         self.hook = config.hook
         self.repo_root = repo_root
+        #: Looked up at the first logstart, once every plugin is registered.
+        self._logstart_hook: Callable[..., Any] | None = None
         self._nodes: dict[str, WorkerNode] = {}
         #: Worker id -> its worktree root, as a string (isolated runs only).
         self._worktrees: dict[str, str] = {}
@@ -160,7 +164,9 @@ class Replayer:
         return reports
 
     def logstart(self, nodeid: str, location: Location) -> None:
-        self.hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
+        if self._logstart_hook is None:
+            self._logstart_hook = logstart_hook_for_replay(self.config)
+        self._logstart_hook(nodeid=nodeid, location=location)
 
     def logreport(self, report: pytest.TestReport) -> None:
         self.hook.pytest_runtest_logreport(report=report)
@@ -212,6 +218,25 @@ class Replayer:
                 "location": tuple(location) if location is not None else None,
             }
         )
+
+
+def logstart_hook_for_replay(config: pytest.Config) -> Callable[..., Any]:
+    """The hook a worker's ``logstart`` is replayed through. Runs in the controller.
+
+    Every plugin's ``pytest_runtest_logstart`` but the terminal reporter's. In a plain
+    ``-v`` run the reporter prints a test's location at its start and the outcome on
+    the same line at its end; replayed reports carry the worker (``report.node``), so
+    the reporter prints them as pytest-xdist's: a whole line of their own, with the
+    location. Its logstart line would then stand alone above, a second line per test
+    (issue #16). At other verbosities (the plugin turns ``showfspath`` off) it prints
+    nothing there.
+    """
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return config.hook.pytest_runtest_logstart
+    return config.pluginmanager.subset_hook_caller(
+        "pytest_runtest_logstart", remove_plugins=[reporter]
+    )
 
 
 def _warning_category(module: str, name: str) -> type[Warning]:

@@ -5,6 +5,20 @@ listens to the controller's hooks: each finished module is written to
 ``<report dir>/modules/<module>.json`` and, when no live display runs, announced
 in one line; at the end the merged report is written to ``report.json`` (and as
 Markdown where asked) and summarised after pytest's own failures section.
+
+What it prints follows pytest's verbosity, so a parallel run is as quiet or as
+verbose as a plain one:
+
+- ``-q``: no line per module; progress letters as pytest prints them.
+- default: one line per module, ``[3/7] PASSED tests/test_x.py ..s  ...``. Modules
+  run side by side, so a progress letter printed as its report arrives would stand
+  before another module's line; the letters are held back instead (a
+  ``pytest_report_teststatus`` wrapper keeps pytest's category and word and drops
+  the letter) and printed in their own module's line.
+- ``-v``: pytest's own line per test (``[w1] [ 14%] PASSED tests/test_x.py::test_a``);
+  the controller replays ``pytest_runtest_logstart`` to every plugin but the
+  terminal reporter (:func:`pytest_parallel_modules.replay.logstart_hook_for_replay`),
+  which would otherwise print each test's location a second time, on a line of its own.
 """
 
 from __future__ import annotations
@@ -12,24 +26,27 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-import shlex
+from typing import Final
 from typing import final
 from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_parallel_modules.atomic_files import write_atomic
+from pytest_parallel_modules.grouping import module_of
 from pytest_parallel_modules.junit_retries import rewrite_junit_xml
-from pytest_parallel_modules.reports import failed_modules
 from pytest_parallel_modules.reports import module_report_filename
+from pytest_parallel_modules.reports import modules_that_failed
 from pytest_parallel_modules.reports import write_json_atomic
 from pytest_parallel_modules.summary import format_module_line
 from pytest_parallel_modules.summary import print_summary
 from pytest_parallel_modules.summary import render_markdown
+from pytest_parallel_modules.summary import rerun_command
 
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from collections.abc import Generator
 
     from pytest_parallel_modules.controller import RunView
     from pytest_parallel_modules.options import Options
@@ -40,6 +57,10 @@ if TYPE_CHECKING:
 
 #: GitHub Actions sets this to a file whose Markdown is shown on the run's page.
 GITHUB_STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
+#: What the summary offers when naming every failed module would make too long a line.
+SHORT_RERUN_COMMAND: Final = "pytest --rerun-failed-modules"
+#: A piped summary (a CI log) is this wide at least: such logs do not wrap.
+PIPED_WIDTH: Final = 120
 
 
 @final
@@ -65,6 +86,44 @@ class RunReporter:
         self.written: list[str] = []
         #: Module reports are no longer written after the first write failed (one warning).
         self._module_writes_failed = False
+        #: Module -> its progress letters held back until its line (default verbosity).
+        self.letters: dict[str, list[str]] = {}
+        #: Set while this plugin asks pytest_report_teststatus for a letter itself.
+        self._asking_for_letter = False
+
+    @property
+    def holds_letters(self) -> bool:
+        """Whether progress letters wait for their module's line (see the module docstring)."""
+        return (
+            self.print_module_lines
+            and self.config.get_verbosity() == 0
+            and self.config.get_verbosity(pytest.Config.VERBOSITY_TEST_CASES) == 0
+        )
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport | pytest.CollectReport
+    ) -> Generator[None, object, object]:
+        result = yield
+        if self._asking_for_letter or not self.holds_letters:
+            return result
+        if not isinstance(result, tuple) or len(result) != 3:
+            return result
+        # Keep the category (stats, the final line) and the word (-r lines).
+        category, _letter, word = result
+        return pytest.TestShortLogReport(category, "", word)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not self.holds_letters:
+            return
+        self._asking_for_letter = True
+        try:
+            status = self.config.hook.pytest_report_teststatus(report=report, config=self.config)
+        finally:
+            self._asking_for_letter = False
+        letter = status[1] if isinstance(status, tuple) and len(status) == 3 else ""
+        if isinstance(letter, str) and letter:
+            self.letters.setdefault(module_of(report.nodeid), []).append(letter)
 
     @property
     def report_dir(self) -> Path | None:
@@ -92,20 +151,59 @@ class RunReporter:
             path = directory / module_report_filename(report["module"])
             if not self._write(path, lambda: write_json_atomic(path, report)):
                 self._module_writes_failed = True
-        if self.print_module_lines:
+        letters = "".join(self.letters.pop(report["module"], []))
+        if self.print_module_lines and self.config.get_verbosity() >= 0:
             reporter = self.config.pluginmanager.get_plugin("terminalreporter")
             if reporter is not None:
                 modules = len({unit.module for unit in self.view.units})
                 total = max(modules, self.finished_count)
-                # The reporter breaks a line only when it knows one is open; a run
-                # of dots (fspath hidden) is not, so say it is (as pytest-xdist does).
-                reporter.currentfspath = -2
-                reporter.write_line(format_module_line(self.finished_count, total, report))
+                self._close_open_line(reporter)
+                line = format_module_line(self.finished_count, total, report, letters)
+                if self.finished_count < total or not self.holds_letters:
+                    reporter.write_line(line)
+                else:
+                    # The last module's line stays open for pytest's final "[100%]",
+                    # which a plain run writes at the end of its last line too; a line
+                    # anyone writes before it (the module's output under -s) starts anew.
+                    reporter.write(line)
+                    reporter.currentfspath = -2
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self) -> Generator[None, object, object]:
+        try:
+            return (yield)
+        finally:
+            self._flush_letters()
+
+    def _flush_letters(self) -> None:
+        """Print the letters of modules that never reported finished (an interrupted run)."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        held, self.letters = self.letters, {}
+        if reporter is None:
+            return
+        for module, letters in held.items():
+            self._close_open_line(reporter)
+            reporter.write_line(f"{module} {''.join(letters)}")
+
+    def _close_open_line(self, reporter: pytest.TerminalReporter) -> None:
+        """End a line pytest left open (letters, a "[100%]"), and only such a line.
+
+        The reporter's own ``ensure_newline`` goes by ``currentfspath``, which a run
+        of letters without a file name (fspath hidden) does not set; the terminal
+        writer knows whether anything stands on the current line.
+        """
+        if self.config.get_terminal_writer().width_of_current_line:
+            reporter.write("\n")
+        reporter.currentfspath = None
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         merged = self.view.merged
         if merged is None:
+            return
+        verbosity = self.config.get_verbosity()
+        if verbosity < 0 and not modules_that_failed(merged) and not _unfinished_tests(merged):
+            # -q: a green run's summary would only repeat pytest's own last line.
             return
         writer = self.config.get_terminal_writer()
         # Rendered into a string and written through the reporter, so the
@@ -116,15 +214,21 @@ class RunReporter:
             write_sep=terminalreporter.write_sep,
             file=buffer,
             # A log file or pipe does not wrap: give the table room rather than
-            # folding module paths at pytest's default 80 columns.
-            width=writer.fullwidth if terminalreporter.isatty else max(writer.fullwidth, 120),
-            verbosity=self.config.get_verbosity(),
-            rerun_command=self.rerun_command(merged),
+            # shortening module paths to fit pytest's default 80 columns.
+            width=self._width(terminalreporter),
+            verbosity=verbosity,
+            rerun_command=self.rerun_command(merged, max_length=self._width(terminalreporter)),
             color=writer.hasmarkup,
         )
         terminalreporter.write(buffer.getvalue())
+        if verbosity < 0:
+            return  # as pytest's junitxml says where its file went only at verbosity >= 0
         for path in self.written:
             terminalreporter.write_line(f"parallel-modules: report written to {path}")
+
+    def _width(self, terminalreporter: pytest.TerminalReporter) -> int:
+        fullwidth: int = self.config.get_terminal_writer().fullwidth
+        return fullwidth if terminalreporter.isatty else max(fullwidth, PIPED_WIDTH)
 
     def pytest_sessionfinish(self) -> None:
         # After the controller's (tryfirst) sessionfinish built the merged report; also
@@ -175,17 +279,33 @@ class RunReporter:
                 junit_xml, lambda: rewrite_junit_xml(junit_xml, retried, self.options.junit_prefix)
             )
 
-    def rerun_command(self, merged: MergedReport) -> str | None:
-        failed = failed_modules(merged)
-        if not failed:
-            return None
-        return "pytest " + " ".join(shlex.quote(module) for module in failed)
+    def rerun_command(self, merged: MergedReport, max_length: int | None = None) -> str | None:
+        """The command that runs the failed modules again, from where pytest was run.
+
+        Module paths are relative to the rootdir; the command names them relative to
+        the invocation directory, so it works pasted where the run was started. Past
+        ``max_length`` it is ``pytest --rerun-failed-modules``, which reads the same
+        modules from the state this run saved (when pytest's cache keeps one).
+        """
+        rootdir = self.config.rootpath
+        invocation_dir = self.config.invocation_params.dir
+        modules = [
+            os.path.relpath(rootdir / module, invocation_dir)
+            for module in modules_that_failed(merged)
+        ]
+        short = SHORT_RERUN_COMMAND if self.options.failed_modules_path is not None else None
+        return rerun_command(modules, short=short, max_length=max_length)
 
     def _shown(self, path: Path) -> str:
         try:
             return str(path.relative_to(self.config.invocation_params.dir))
         except ValueError:
             return str(path)
+
+
+def _unfinished_tests(merged: MergedReport) -> int:
+    """How many selected tests have no result: never started, or cut short by an interruption."""
+    return merged["totals"]["not_run"] + merged["totals"]["interrupted"]
 
 
 def _append(path: Path, text: str) -> None:

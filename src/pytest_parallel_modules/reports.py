@@ -53,9 +53,9 @@ from pytest_parallel_modules.atomic_files import write_atomic
 from pytest_parallel_modules.errors import ParallelModulesError
 from pytest_parallel_modules.outcomes import COUNT_FIELDS
 from pytest_parallel_modules.outcomes import COUNT_KEYS
+from pytest_parallel_modules.outcomes import FAILING_MODULE_OUTCOMES
 from pytest_parallel_modules.outcomes import MODULE_OUTCOMES
 from pytest_parallel_modules.outcomes import ModuleOutcome
-from pytest_parallel_modules.outcomes import PROBLEM_MODULE_OUTCOMES
 from pytest_parallel_modules.outcomes import RESULT_OUTCOMES
 from pytest_parallel_modules.outcomes import ResultOutcome
 from pytest_parallel_modules.scheduling import lower_bound
@@ -183,7 +183,32 @@ class Timing(TypedDict):
     speedup: float | None
 
 
-class MergedReport(TypedDict):
+class ShardInfo(TypedDict):
+    """What a shard's report says about the split it ran (``--module-shard=K/N``).
+
+    Enough for ``merge`` to tell a complete set of shards from one that misses or
+    repeats modules: every shard of one run must show the same ``count``,
+    ``selected_modules`` and ``history_fingerprint``.
+    """
+
+    #: K: which share, counted from 1.
+    index: int
+    #: N: how many shares the run was split into.
+    count: int
+    #: Identifies the module estimates the split was computed from (the duration
+    #: history as it applies to the selection, and the file sizes that break ties):
+    #: shards with different fingerprints may have split differently.
+    history_fingerprint: str
+    #: Every module of the whole selection (all shares) -> its number of selected tests.
+    selected_modules: dict[str, int]
+
+
+class _MergedReportShard(TypedDict, total=False):
+    #: Present in the report of a shard (``--module-shard``); absent in a merge of shards.
+    shard: ShardInfo
+
+
+class MergedReport(_MergedReportShard):
     """All module reports of one run (or of several shards or runs, merged)."""
 
     schema_version: int
@@ -728,6 +753,7 @@ def build_merged_report(
     rootdir: str | os.PathLike[str],
     snapshot: str | None,
     created: float,
+    shard: ShardInfo | None = None,
 ) -> MergedReport:
     """Build the report of a whole run from its module reports. PURE.
 
@@ -740,8 +766,9 @@ def build_merged_report(
     :param rootdir: pytest's rootdir.
     :param snapshot: the snapshot commit the workers ran, if any.
     :param created: epoch seconds, from :func:`pytest_parallel_modules.timing.now`.
+    :param shard: for a ``--module-shard`` run, the split it ran.
     """
-    return _assemble(
+    report = _assemble(
         modules=modules,
         wall_s=wall_s,
         workers=workers,
@@ -750,6 +777,9 @@ def build_merged_report(
         snapshot=snapshot,
         created=isoformat(created),
     )
+    if shard is not None:
+        report["shard"] = shard
+    return report
 
 
 def _instant(iso: str) -> datetime:
@@ -774,14 +804,22 @@ def merge_reports(reports: Sequence[MergedReport]) -> MergedReport:
     ``workers`` the sum, ``created`` the earliest; ``args`` and ``rootdir`` are the
     first report's; ``snapshot`` is kept only when every report agrees.
 
+    A shard's workers are named after it (``s2/w1``: worker w1 of shard 2), and a
+    module the shards selected that no report holds (a shard missing, or shards
+    that split differently: see :func:`shard_problems`) is added as ``not_run``
+    with its selected tests, so the merged report is never greener than the run.
+
     :raises ValueError: if ``reports`` is empty.
     """
     if not reports:
         raise ValueError("merge_reports() needs at least one report")
     modules: dict[str, ModuleReport] = {}
     for report in reports:
+        shard = report.get("shard")
         for module in report["modules"]:
-            modules[module["module"]] = module
+            modules[module["module"]] = module if shard is None else _in_shard(module, shard)
+    for name, tests in missing_modules(reports).items():
+        modules[name] = _missing_module(name, tests)
     snapshots = {report["snapshot"] for report in reports}
     first = reports[0]
     return _assemble(
@@ -796,22 +834,184 @@ def merge_reports(reports: Sequence[MergedReport]) -> MergedReport:
     )
 
 
-def failed_modules(merged: MergedReport) -> list[str]:
-    """Return the modules to run again, in path order. PURE.
+def module_failed(module: ModuleReport) -> bool:
+    """Whether ``module`` failed: a test failed or errored, or its worker crashed or timed out. PURE."""
+    return (
+        module["outcome"] in FAILING_MODULE_OUTCOMES
+        or module["counts"]["failed"] > 0
+        or module["counts"]["errors"] > 0
+    )
 
-    Those that failed, errored, crashed, timed out or were cut short, and those with
-    tests that never ran (a module never started, a worker that collected none of its
-    tests): running them again completes the run.
+
+def modules_that_failed(merged: MergedReport) -> list[str]:
+    """Return the modules that failed (see :func:`module_failed`), in path order. PURE.
+
+    What "rerun only the failed modules" names: not the modules a stopped run never
+    got to (:func:`modules_not_finished` lists those apart).
+    """
+    return [module["module"] for module in merged["modules"] if module_failed(module)]
+
+
+def modules_not_finished(merged: MergedReport) -> list[str]:
+    """Return the modules with tests that have no result, in path order. PURE.
+
+    Modules never started and modules cut short (``--fail-fast-modules``, Ctrl-C, a
+    timeout, no worker left): tests that never ran (``not_run``) or were running when
+    the run was interrupted (``interrupted``). A module can be in both this list and
+    :func:`modules_that_failed` (a timed-out module's other tests never ran).
     """
     return [
         module["module"]
         for module in merged["modules"]
-        if module["outcome"] in PROBLEM_MODULE_OUTCOMES
-        or module["outcome"] == "not_run"
-        or module["counts"]["failed"]
-        or module["counts"]["errors"]
-        or module["counts"]["not_run"]
+        if module["outcome"] in ("interrupted", "not_run")
+        or module["counts"]["not_run"] > 0
+        or module["counts"]["interrupted"] > 0
     ]
+
+
+def _in_shard(module: ModuleReport, shard: ShardInfo) -> ModuleReport:
+    """A copy of ``module`` with its workers named after ``shard`` (``w1`` -> ``s2/w1``)."""
+    prefix = f"s{shard['index']}/"
+    renamed = module.copy()
+    if module["worker"] is not None:
+        renamed["worker"] = prefix + module["worker"]
+    if "attempts" in module:
+        attempts = [attempt.copy() for attempt in module["attempts"]]
+        for attempt in attempts:
+            if attempt["worker"] is not None:
+                attempt["worker"] = prefix + attempt["worker"]
+        renamed["attempts"] = attempts
+    return renamed
+
+
+def _missing_module(name: str, tests: int) -> ModuleReport:
+    """The report of a module that a shard selected and no report holds: all ``not_run``."""
+    counts = _empty_counts()
+    counts["tests"] = counts["not_run"] = tests
+    return ModuleReport(
+        module=name,
+        outcome="not_run",
+        worker=None,
+        started=None,
+        finished=None,
+        duration_s=0.0,
+        counts=counts,
+        tests=[],
+        passed={},
+    )
+
+
+def _shard_label(shard: ShardInfo) -> str:
+    return f"{shard['index']}/{shard['count']}"
+
+
+def missing_modules(reports: Sequence[MergedReport]) -> dict[str, int]:
+    """Return the modules some shard selected that no report holds -> their tests. PURE.
+
+    The selection is every shard's ``selected_modules`` together, so a shard whose
+    report is missing leaves its modules here, and so do modules that shards split
+    with different histories handed to none of them.
+    """
+    selected: dict[str, int] = {}
+    for report in reports:
+        shard = report.get("shard")
+        if shard is not None:
+            selected.update(shard["selected_modules"])
+    present = {module["module"] for report in reports for module in report["modules"]}
+    return {name: tests for name, tests in sorted(selected.items()) if name not in present}
+
+
+def shard_problems(reports: Sequence[MergedReport]) -> list[str]:
+    """Say what makes a set of shard reports not one complete run, one line each. PURE.
+
+    Called by ``merge``. Looks at the reports that carry a ``shard`` (reports
+    without one, such as a rerun's, are taken as they are): shares missing or given
+    twice, runs split a different number of ways, from different selections or
+    from different histories, modules in no report and modules in several shards.
+    An empty list means the shards add up to exactly one run.
+    """
+    shards = [(report, report["shard"]) for report in reports if "shard" in report]
+    if not shards:
+        return []
+    problems: list[str] = []
+    counts = sorted({shard["count"] for _, shard in shards})
+    if len(counts) > 1:
+        problems.append(
+            f"the shards come from runs split {' and '.join(map(str, counts))} ways: "
+            "merge the shards of one run"
+        )
+    seen: dict[int, int] = {}
+    for _, shard in shards:
+        seen[shard["index"]] = seen.get(shard["index"], 0) + 1
+    repeated = sorted(index for index, times in seen.items() if times > 1)
+    if repeated:
+        problems.append(
+            "shard "
+            + ", ".join(f"{index}/{counts[-1]}" for index in repeated)
+            + " given more than once"
+        )
+    absent = [index for index in range(1, counts[-1] + 1) if index not in seen]
+    if absent:
+        problems.append(
+            "no report of shard " + ", ".join(f"{index}/{counts[-1]}" for index in absent)
+        )
+    selections = {tuple(sorted(shard["selected_modules"].items())) for _, shard in shards}
+    if len(selections) > 1:
+        problems.append(
+            "the shards selected different tests (different arguments, -k, -m or paths?): "
+            + _by_value(
+                {_shard_label(shard): str(len(shard["selected_modules"])) for _, shard in shards},
+                "modules",
+            )
+        )
+    fingerprints = {shard["history_fingerprint"] for _, shard in shards}
+    if len(fingerprints) > 1:
+        problems.append(
+            "the shards split with different duration histories, so modules may have run "
+            "in two shards or in none; give every shard the same --module-durations file: "
+            + _by_value(
+                {_shard_label(shard): shard["history_fingerprint"] for _, shard in shards},
+                "history",
+            )
+        )
+    missing = missing_modules(reports)
+    if missing:
+        tests = sum(missing.values())
+        problems.append(
+            f"{len(missing)} selected module(s) ({tests} test(s)) are in no report: "
+            + ", ".join(missing)
+        )
+    ran_in: dict[str, list[str]] = {}
+    for report, shard in shards:
+        for module in report["modules"]:
+            if (
+                module["outcome"] != "not_run"
+                or module["counts"]["not_run"] < module["counts"]["tests"]
+            ):
+                ran_in.setdefault(module["module"], []).append(_shard_label(shard))
+    twice = {name: labels for name, labels in sorted(ran_in.items()) if len(labels) > 1}
+    if twice:
+        problems.append(
+            f"{len(twice)} module(s) ran in more than one shard: "
+            + ", ".join(f"{name} ({', '.join(labels)})" for name, labels in twice.items())
+        )
+    return problems
+
+
+def _by_value(values: Mapping[str, str], noun: str) -> str:
+    """``1/2: history ab12, 2/2: history cd34``."""
+    return ", ".join(f"{label}: {noun} {value}" for label, value in sorted(values.items()))
+
+
+def failed_modules(merged: MergedReport) -> list[str]:
+    """Return the modules to run again to complete the run, in path order. PURE.
+
+    Those that failed, errored, crashed, timed out or were cut short, and those with
+    tests that never ran (a module never started, a worker that collected none of its
+    tests): :func:`modules_that_failed` and :func:`modules_not_finished` together.
+    """
+    failed = set(modules_that_failed(merged)) | set(modules_not_finished(merged))
+    return [module["module"] for module in merged["modules"] if module["module"] in failed]
 
 
 def has_failures(merged: MergedReport) -> bool:
@@ -1078,7 +1278,7 @@ def _parse_merged_report(data: object) -> MergedReport:
     args = _list(report, "args", where)
     if not all(isinstance(arg, str) for arg in args):
         raise _ShapeError("args: expected a list of strings")
-    return MergedReport(
+    merged = MergedReport(
         schema_version=SCHEMA_VERSION,
         created=cast("str", _iso_time(report, "created", where, nullable=False)),
         wall_s=_number(report, "wall_s", where),
@@ -1097,4 +1297,24 @@ def _parse_merged_report(data: object) -> MergedReport:
             for index, module in enumerate(_list(report, "modules", where))
         ],
         extra=_extra(report, where),
+    )
+    # Version 1 reports have no shard (merge then checks nothing).
+    if report.get("shard") is not None:
+        merged["shard"] = _parse_shard(report["shard"], "shard")
+    return merged
+
+
+def _parse_shard(value: object, where: str) -> ShardInfo:
+    data = _object(value, where)
+    index, count = _int(data, "index", where), _int(data, "count", where)
+    if not 1 <= index <= count:
+        raise _ShapeError(f"{where}: expected 1 <= index <= count, got {index}/{count}")
+    selected = _object(_field(data, "selected_modules", where), f"{where}.selected_modules")
+    return ShardInfo(
+        index=index,
+        count=count,
+        history_fingerprint=_str(data, "history_fingerprint", where),
+        selected_modules={
+            str(name): _int(selected, name, f"{where}.selected_modules") for name in selected
+        },
     )

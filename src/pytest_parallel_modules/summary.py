@@ -19,13 +19,17 @@ from collections.abc import Sequence
 import html
 import math
 import re
+import shlex
 from typing import Final
+from typing import final
 from typing import TextIO
 from typing import TYPE_CHECKING
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.console import Group
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -36,10 +40,15 @@ from pytest_parallel_modules.reports import Counts
 from pytest_parallel_modules.reports import failed_modules
 from pytest_parallel_modules.reports import MergedReport
 from pytest_parallel_modules.reports import ModuleReport
+from pytest_parallel_modules.reports import modules_not_finished
+from pytest_parallel_modules.reports import modules_that_failed
 from pytest_parallel_modules.reports import ResultRecord
 
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from rich.console import ConsoleOptions
     from rich.console import RenderableType
 
 
@@ -55,6 +64,12 @@ OVERHEAD_MIN_S: Final = 2.0
 #: The Markdown summary shows at most this many failures, each cut to this many lines.
 MARKDOWN_MAX_FAILURES: Final = 50
 MARKDOWN_MAX_LINES: Final = 60
+#: The line of modules with tests that have no result names at most this many of them.
+MAX_UNFINISHED_LISTED: Final = 5
+#: A module name is never shortened below this many columns (or its own length).
+MIN_NAME_WIDTH: Final = 12
+#: Stands for what :func:`shorten_middle` leaves out.
+ELLIPSIS: Final = "…"
 
 _LABELS: Final[dict[ModuleOutcome, str]] = {
     "passed": "PASSED",
@@ -83,6 +98,20 @@ _ICONS: Final[dict[ModuleOutcome, str]] = {
     "interrupted": "⚠️",
     "not_run": "⚪",
 }
+#: The module table's count columns, in the order of pytest's summary words: (key, header).
+#: Passed and failed are always shown; the others only when a shown row has one.
+#: Headers are short so that module names keep most of an 80-column terminal.
+_COUNT_COLUMNS: Final[tuple[tuple[CountKey, str], ...]] = (
+    ("passed", "Pass"),
+    ("failed", "Fail"),
+    ("errors", "Error"),
+    ("skipped", "Skip"),
+    ("xfailed", "XFail"),
+    ("xpassed", "XPass"),
+    ("interrupted", "Interrupted"),
+    ("not_run", "Not run"),
+)
+_ALWAYS_SHOWN: Final[frozenset[CountKey]] = frozenset({"passed", "failed"})
 #: Counts in the order and colours pytest's final line uses; (key, singular, plural, style).
 _COUNT_WORDS: Final[tuple[tuple[CountKey, str, str, str], ...]] = (
     ("failed", "failed", "failed", "red"),
@@ -125,16 +154,52 @@ def format_counts(counts: Counts) -> str:
     return ", ".join(text for text, _ in _count_parts(counts)) or "no tests"
 
 
-def pass_rate(counts: Counts) -> float | None:
-    """Return the share of tests that ran (not skipped, not "not run") without failing. PURE.
+def pass_rate_parts(counts: Counts) -> tuple[int, int]:
+    """Return ``(passing, selected)``: the two numbers of :func:`pass_rate`. PURE.
 
-    xfailed and xpassed tests count as passing, as they do for pytest's exit status;
-    ``None`` when no test ran.
+    ``selected`` is every selected test but the skipped ones (a skip is a decision,
+    not an outcome), tests that never ran included: a run stopped after 1 of 1,000
+    tests passed 0.1% of them, not 100%. ``passing`` counts passed, xfailed and
+    xpassed tests, which do not fail a run either.
     """
-    ran = counts["tests"] - counts["skipped"] - counts["not_run"] - counts["interrupted"]
-    if ran <= 0:
+    passing = counts["passed"] + counts["xfailed"] + counts["xpassed"]
+    return passing, counts["tests"] - counts["skipped"]
+
+
+def pass_rate(counts: Counts) -> float | None:
+    """Return the share of the selected tests that passed; ``None`` when none was to run. PURE.
+
+    See :func:`pass_rate_parts`: tests that never ran (a stopped or crashed run)
+    count as not passed, skipped tests do not count.
+    """
+    passing, selected = pass_rate_parts(counts)
+    if selected <= 0:
         return None
-    return (ran - counts["failed"] - counts["errors"]) / ran
+    return passing / selected
+
+
+def format_pass_rate(counts: Counts) -> str | None:
+    """Return ``pass rate 96.6% (29 of 30)``; ``None`` when no test was to run. PURE."""
+    rate = pass_rate(counts)
+    if rate is None:
+        return None
+    passing, selected = pass_rate_parts(counts)
+    return f"pass rate {_percent(rate)} ({passing} of {selected})"
+
+
+def _finished(module: ModuleReport) -> bool:
+    """Whether ``module`` ran to its end (whatever its tests' outcomes)."""
+    counts = module["counts"]
+    return (
+        module["outcome"] in ("passed", "failed", "error")
+        and not counts["not_run"]
+        and not counts["interrupted"]
+    )
+
+
+def was_stopped(merged: MergedReport) -> bool:
+    """Whether the run ended before every selected test ran (fail-fast, Ctrl-C, no worker). PURE."""
+    return bool(modules_not_finished(merged))
 
 
 def _is_problem(module: ModuleReport) -> bool:
@@ -157,7 +222,8 @@ def bottleneck(merged: MergedReport) -> ModuleReport | None:
     less than ``sum / N`` (so it *is* the lower bound): with more than one worker,
     adding workers cannot help, splitting that module can.
     """
-    modules = merged["modules"]
+    # Only modules that ran to their end: one cut short says nothing of its length.
+    modules = [module for module in merged["modules"] if _finished(module)]
     wall = merged["wall_s"]
     if merged["workers"] < 2 or not modules or wall <= 0:
         return None
@@ -170,7 +236,14 @@ def bottleneck(merged: MergedReport) -> ModuleReport | None:
 
 
 def advice(merged: MergedReport) -> list[str]:
-    """Return recommendations on how to make the run faster, most useful first. PURE."""
+    """Return recommendations on how to make the run faster, most useful first. PURE.
+
+    None for a run that was stopped (``--fail-fast-modules``, Ctrl-C, no worker
+    left): its wall time and module durations say nothing about how fast the
+    whole suite could run.
+    """
+    if was_stopped(merged):
+        return []
     tips = []
     slow = bottleneck(merged)
     if slow is not None:
@@ -221,9 +294,9 @@ def _totals_text(merged: MergedReport) -> Text:
         text.append(part, style=style)
     modules = len(merged["modules"])
     text.append(f" ({_tests_in_modules(totals['tests'], modules)})")
-    rate = pass_rate(totals)
+    rate = format_pass_rate(totals)
     if rate is not None:
-        text.append(f", pass rate {_percent(rate)}")
+        text.append(f", {rate}")
     return text
 
 
@@ -244,28 +317,141 @@ def _percent(rate: float) -> str:
 # --------------------------------------------------------------------------- terminal
 
 
+def shorten_middle(path: str, width: int) -> str:
+    """Return ``path`` in at most ``width`` columns, leaving out its middle. PURE.
+
+    Directories go first, from the middle out, so the first directory and the file
+    name stay readable (``tests/…/test_converters.py``); a file name too long on its
+    own is cut in its middle (``test_conv…ers.py``). Never split over two lines.
+    """
+    if cell_len(path) <= width:
+        return path
+    parts = path.split("/")
+    name = parts[-1]
+    for kept in range(len(parts) - 2, 0, -1):
+        candidate = "/".join(parts[:kept]) + f"/{ELLIPSIS}/" + name
+        if cell_len(candidate) <= width:
+            return candidate
+    if len(parts) > 1 and cell_len(f"{ELLIPSIS}/{name}") <= width:
+        return f"{ELLIPSIS}/{name}"
+    if width <= 1:
+        return ELLIPSIS[: max(0, width)]
+    head = width // 2
+    tail = width - 1 - head
+    return name[:head] + ELLIPSIS + (name[len(name) - tail :] if tail else "")
+
+
+@final
+class ModuleName:
+    """A module path as a table cell: as wide as it is, else shortened in the middle.
+
+    rich measures it (its minimum lets the table give the name column less than the
+    longest name needs) and renders it to the width the table settled on, through
+    :func:`shorten_middle`, where a plain cell would be folded or cut at its end.
+    """
+
+    def __init__(self, path: str, style: str = "") -> None:
+        self.path = path
+        self.style = style
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        width = cell_len(self.path)
+        return Measurement(min(width, MIN_NAME_WIDTH), width)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Text]:
+        yield Text(
+            shorten_middle(self.path, options.max_width),
+            style=self.style,
+            no_wrap=True,
+            overflow="crop",
+        )
+
+
+def count_columns(modules: Sequence[ModuleReport]) -> tuple[tuple[CountKey, str], ...]:
+    """The count columns the table shows for ``modules``: those not 0 in every row. PURE.
+
+    A column left out holds only zeros, so every row's counts still add up to its
+    ``Tests``: passed + failed + errors + skipped + xfailed + xpassed + not run.
+    """
+    return tuple(
+        (key, header)
+        for key, header in _COUNT_COLUMNS
+        if key in _ALWAYS_SHOWN or any(module["counts"][key] for module in modules)
+    )
+
+
 def _module_table(modules: Sequence[ModuleReport]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    # collapse_padding: two columns between cells, which leaves the names room at 80.
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     table.add_column("Status", no_wrap=True)
-    table.add_column("Module", overflow="fold")
-    for numeric in ("Tests", "Passed", "Failed", "Skipped", "Duration"):
-        table.add_column(numeric, justify="right", no_wrap=True)
+    # Not no_wrap: the name column is the one rich narrows when the table is too wide.
+    table.add_column("Module")
+    columns = count_columns(modules)
+    for header in ("Tests", *(header for _, header in columns), "Time"):
+        table.add_column(header, justify="right", no_wrap=True)
     table.add_column("Worker", no_wrap=True)
     for module in modules:
         counts = module["counts"]
         outcome = module["outcome"]
         table.add_row(
             Text(_LABELS[outcome], style=_STYLES[outcome]),
-            Text(module["module"]),
+            ModuleName(module["module"]),
             Text(str(counts["tests"])),
-            Text(str(counts["passed"])),
-            # Errors are failures of setup or teardown; the status column tells them apart.
-            Text(str(counts["failed"] + counts["errors"])),
-            Text(str(counts["skipped"])),
+            *(Text(str(counts[key])) for key, _ in columns),
             Text(format_duration(module["duration_s"])),
             Text(module["worker"] or "-"),
         )
     return table
+
+
+def rerun_command(
+    modules: Sequence[str], *, short: str | None = None, max_length: int | None = None
+) -> str | None:
+    """Return the shell command that runs ``modules`` again: ``pytest a.py 'b c.py'``. PURE.
+
+    Each path is quoted for a POSIX shell, so the line pastes as it is. When it would
+    be longer than ``max_length`` and a ``short`` command does the same (the
+    controller's ``pytest --rerun-failed-modules``), that one is returned instead.
+    ``None`` when there is nothing to run again.
+    """
+    if not modules:
+        return None
+    command = shlex.join(["pytest", *modules])
+    if short is not None and max_length is not None and len(command) > max_length:
+        return short
+    return command
+
+
+def _one_line(text: Text) -> Text:
+    """Make ``text`` one line, never wrapped or cut: it is meant to be copied or pasted."""
+    text.no_wrap = True
+    text.overflow = "ignore"
+    return text
+
+
+def _unfinished_line(merged: MergedReport) -> Text | None:
+    """``Tests without a result: 12 never ran, 1 interrupted, in 6 modules (a.py, ...)``."""
+    unfinished = modules_not_finished(merged)
+    totals = merged["totals"]
+    numbers = [
+        f"{count} {words}"
+        for count, words in (
+            (totals["not_run"], "never ran"),
+            (totals["interrupted"], "interrupted"),
+        )
+        if count
+    ]
+    if not unfinished or not numbers:
+        return None
+    listed = ", ".join(unfinished[:MAX_UNFINISHED_LISTED])
+    more = len(unfinished) - MAX_UNFINISHED_LISTED
+    if more > 0:
+        listed += f" and {more} more (the JSON report lists them)"
+    return Text(
+        f"Tests without a result: {', '.join(numbers)}, in "
+        f"{_plural(len(unfinished), 'module')} ({listed})",
+        style="yellow",
+    )
 
 
 def render_summary(
@@ -280,7 +466,8 @@ def render_summary(
         :data:`DEFAULT_MODULE_ROWS` slowest others, then the timing analysis and
         advice; above 0 every module.
     :param rerun_command: shown after failures as the command that reruns only the
-        failed modules (``pytest --rerun-failed-modules``); ``None`` to leave it out.
+        failed modules (see :func:`rerun_command`), on one line that is never wrapped;
+        ``None`` to leave it out. Modules with tests that never ran are named apart.
     """
     ordered = order_modules(merged["modules"])
     problems = [module for module in ordered if _is_problem(module)]
@@ -308,10 +495,13 @@ def render_summary(
     if verbosity >= 0:
         parts.extend(Text(line) for line in _timing_lines(merged))
         parts.extend(Text(tip, style="yellow") for tip in advice(merged))
-        if rerun_command and problems:
+        if rerun_command and modules_that_failed(merged):
             text = Text("Rerun only the failed modules: ")
             text.append(rerun_command, style="bold")
-            parts.append(text)
+            parts.append(_one_line(text))
+        unfinished = _unfinished_line(merged)
+        if unfinished is not None:
+            parts.append(unfinished)
     return Group(*parts)
 
 
@@ -343,16 +533,26 @@ def print_summary(
         emoji=False,
         highlight=False,
     )
-    console.print(render_summary(merged, verbosity=verbosity, rerun_command=rerun_command))
+    # crop=False: the rerun command is one line however wide, so it pastes into a shell.
+    console.print(
+        render_summary(merged, verbosity=verbosity, rerun_command=rerun_command), crop=False
+    )
 
 
-def format_module_line(index: int, total: int, module_report: ModuleReport) -> str:
+def format_module_line(
+    index: int, total: int, module_report: ModuleReport, letters: str = ""
+) -> str:
     """Return the line printed when a module finishes, for runs without live progress. PURE.
 
-    ``[7/20] PASSED tests/test_api.py  25 passed in 3.21s  (worker w2)``
+    ``[7/20] PASSED tests/test_api.py ..F.s  3 passed, 1 failed, 1 skipped in 3.21s  (worker w2)``
+
+    :param letters: the module's progress letters (``.``, ``F``, ``s`` ...) in the order
+        its reports arrived, which the reporting plugin held back until now so that
+        they stand next to their own module.
     """
+    path = module_report["module"] + (f" {letters}" if letters else "")
     line = (
-        f"[{index}/{total}] {_LABELS[module_report['outcome']]} {module_report['module']}  "
+        f"[{index}/{total}] {_LABELS[module_report['outcome']]} {path}  "
         f"{format_counts(module_report['counts'])} in "
         f"{format_duration(module_report['duration_s'])}"
     )
@@ -432,29 +632,43 @@ def flaky_tests(merged: MergedReport) -> list[str]:
     return sorted(nodeid for module in merged["modules"] for nodeid in module.get("flaky", []))
 
 
-def render_markdown(merged: MergedReport, *, rerun_command: str | None = None) -> str:
+def render_markdown(
+    merged: MergedReport, *, rerun_command: str | None = None, problems: Sequence[str] = ()
+) -> str:
     """Render ``merged`` as GitHub-flavoured Markdown. PURE.
 
     For ``--module-report-md`` and ``$GITHUB_STEP_SUMMARY``: the totals, a table of
     every module (failing first, then slowest first), the failures with their
     messages, the timing analysis and the recommendations.
+
+    :param problems: why the merged shards are not one complete run
+        (:func:`~pytest_parallel_modules.reports.shard_problems`), shown first.
     """
     totals = merged["totals"]
     ordered = order_modules(merged["modules"])
     problems = failed_modules(merged)
-    rate = pass_rate(totals)
+    rate = format_pass_rate(totals)
     modules = len(ordered)
     headline = (
         f"{'❌' if problems else '✅'} **{format_counts(totals)}**: "
         f"{_tests_in_modules(totals['tests'], modules)}"
-        + (f", pass rate {_percent(rate)}" if rate is not None else "")
+        + (f", {rate}" if rate is not None else "")
         + f", {format_duration(merged['wall_s'])} wall time with {_plural(merged['workers'], 'worker')}"
     )
     lines = [f"## {SUMMARY_TITLE}", "", headline, ""]
-    if ordered:
+    if problems:
         lines += [
-            "| Status | Module | Tests | Passed | Failed | Skipped | Duration | Worker |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+            "### The shards do not add up to one run",
+            "",
+            *(f"- {_markdown_tip(problem)}" for problem in problems),
+            "",
+        ]
+    if ordered:
+        columns = count_columns(ordered)
+        headers = ["Status", "Module", "Tests", *(header for _, header in columns)]
+        lines += [
+            "| " + " | ".join([*headers, "Time", "Worker"]) + " |",
+            "| --- | --- | " + "---: | " * (len(headers) - 1) + "--- |",
         ]
         for module in ordered:
             counts = module["counts"]
@@ -463,9 +677,7 @@ def render_markdown(merged: MergedReport, *, rerun_command: str | None = None) -
                 f"{_ICONS[outcome]} {_LABELS[outcome]}",
                 _code(module["module"]),
                 str(counts["tests"]),
-                str(counts["passed"]),
-                str(counts["failed"] + counts["errors"]),
-                str(counts["skipped"]),
+                *(str(counts[key]) for key, _ in columns),
                 format_duration(module["duration_s"]),
                 module["worker"] or "-",
             ]
@@ -503,8 +715,11 @@ def render_markdown(merged: MergedReport, *, rerun_command: str | None = None) -
         "",
     ]
     tips = [f"- {_markdown_tip(tip)}" for tip in advice(merged)]
-    if problems and rerun_command:
+    if modules_that_failed(merged) and rerun_command:
         tips.append(f"- Rerun only the failed modules: {_code(rerun_command)}")
+    unfinished = _unfinished_line(merged)
+    if unfinished is not None:
+        tips.append(f"- {_markdown_tip(unfinished.plain)}")
     if tips:
         lines += ["### Recommendations", "", *tips, ""]
     return "\n".join(lines)

@@ -104,6 +104,8 @@ _SLOT_PATTERN: Final = re.compile(r"slot-(\d+)")
 KEPT_SUFFIX: Final = ".kept"
 #: ``<pool>/snapshots/run-<random>/`` holds one run's snapshot objects while the run lasts.
 SNAPSHOTS_DIR_NAME: Final = "snapshots"
+#: Serialised ``git worktree add`` in the pools of earlier versions; ``clean`` deletes it.
+LEGACY_ADD_LOCK_NAME: Final = "worktree-add.lock"
 _SNAPSHOT_PREFIX: Final = "run-"
 #: Held (inside the snapshot directory) by the run that took the snapshot.
 _SNAPSHOT_LOCK_NAME: Final = "lock"
@@ -625,6 +627,43 @@ def _try_lock(lock: filelock.FileLock) -> bool:
     except filelock.Timeout:
         return False
     return True
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """Return ``(device, inode)`` of ``path``, ``None`` if it does not exist."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _try_slot_lock(lock: filelock.FileLock) -> bool:
+    """Take a slot's lock if nobody holds it, never waiting; False if it is held.
+
+    ``clean`` deletes the lock files of the slots it removes, holding each lock
+    while it does (issue #16). A process that opened such a file just before it
+    was deleted would be granted a lock on the deleted file once ``clean``
+    releases it, while the next run creates and locks a new file at the same
+    path: two holders of "one" lock. So the file is created first and its
+    identity noted, and the lock counts only if the path still names that file
+    once it is held; otherwise it is released, and the slot counts as taken.
+    """
+    path = Path(lock.lock_file)
+    try:
+        # Created here (not by filelock) so that its identity is known before it is locked.
+        path.touch(exist_ok=True)
+    except FileNotFoundError:
+        # `clean` removed the pool directory after this run created it.
+        _make_private_dir(path.parent)
+        path.touch(exist_ok=True)
+    expected = _file_identity(path)
+    if not _try_lock(lock):
+        return False
+    if expected is not None and _file_identity(path) == expected:
+        return True
+    lock.release()
+    return False
 
 
 def _rmtree(path: Path) -> None:
@@ -1301,7 +1340,7 @@ class WorktreePool:
                 if slot in self._held or slot in skip:
                     continue
                 lock = _slot_lock(slot)
-                if not _try_lock(lock):
+                if not _try_slot_lock(lock):
                     continue
                 # Checked under the lock: a run marks a slot kept before it unlocks it.
                 marker = _kept_marker(slot)
@@ -1375,9 +1414,10 @@ def clean_pool(repo_root: Path, pool_dir: Path | None = None) -> list[Path]:
     :func:`kept_slots` to tell them apart first). The snapshot objects of runs that are
     over go as well. Slots made by older versions were registered as git worktrees of
     the repository: those are unregistered with ``git worktree remove --force``, and
-    ``git worktree prune`` runs only if a registration of ours survives that. Lock files
-    stay: deleting a lock file another process has open lets two processes hold "the same"
-    lock.
+    ``git worktree prune`` runs only if a registration of ours survives that. A removed
+    slot's lock file is deleted while its lock is held (:func:`_try_slot_lock` tells a
+    run that opened it just before from a holder); the pool directory goes too once
+    nothing is left in it.
 
     :returns: the removed slot directories, in slot order.
     :raises WorktreeError: a git command failed.
@@ -1399,7 +1439,7 @@ def clean_pool(repo_root: Path, pool_dir: Path | None = None) -> list[Path]:
         slot = pool / name
         # Without a pool directory there is no lock file, so no run can hold the slot.
         lock = _slot_lock(slot) if pool.is_dir() else None
-        if lock is not None and not _try_lock(lock):
+        if lock is not None and not _try_slot_lock(lock):
             continue  # in use by a running run
         try:
             if name in registered:
@@ -1410,6 +1450,9 @@ def clean_pool(repo_root: Path, pool_dir: Path | None = None) -> list[Path]:
                 _rmtree(slot)
                 # After the slot: a marker left alone still says "kept" to the next run.
                 _kept_marker(slot).unlink(missing_ok=True)
+                if lock is not None:
+                    # While held: see _try_slot_lock for why that is safe.
+                    Path(lock.lock_file).unlink(missing_ok=True)
             except OSError as error:
                 raise WorktreeError(f"could not delete {slot}: {error}") from error
             removed.append(slot)
@@ -1424,4 +1467,24 @@ def clean_pool(repo_root: Path, pool_dir: Path | None = None) -> list[Path]:
         # `worktree remove` failed for one of ours (its directory is gone by now).
         _git(["-C", str(repo_root), "worktree", "prune"])
     _sweep_snapshots(pool, unlocked_too=True)
+    _remove_empty_pool(pool)
     return removed
+
+
+def _remove_empty_pool(pool: Path) -> None:
+    """Delete the pool's snapshot directory and the pool directory, each if it is empty.
+
+    The ``worktree-add.lock`` of earlier versions goes first (no run of this version
+    takes it; one of an earlier version that holds it keeps it).
+    """
+    legacy = filelock.FileLock(str(pool / LEGACY_ADD_LOCK_NAME), thread_local=False)
+    if (pool / LEGACY_ADD_LOCK_NAME).exists() and _try_lock(legacy):
+        try:
+            (pool / LEGACY_ADD_LOCK_NAME).unlink(missing_ok=True)
+        finally:
+            legacy.release()
+    for directory in (pool / SNAPSHOTS_DIR_NAME, pool):
+        try:
+            directory.rmdir()
+        except OSError:
+            pass  # missing, or still holding a slot in use, a run's snapshot or lock

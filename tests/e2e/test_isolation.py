@@ -149,6 +149,25 @@ def test_bad_isolation_value_is_a_usage_error(pytester: pytest.Pytester) -> None
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "source"),
+    [
+        (["--module-isolation=worktree"], "--module-isolation"),
+        (["-o", "module_isolation=worktree"], "ini module_isolation"),
+    ],
+)
+def test_explicit_worktree_isolation_outside_git_is_a_usage_error(
+    pytester: pytest.Pytester, args: list[str], source: str
+) -> None:
+    pytester.makepyfile(test_nogit="def test_a(): pass\n")
+    # In-process: the check happens before any worker starts.
+    result = pytester.runpytest("--parallel-modules=1", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: {source}=worktree: {pytester.path} is not inside a git work tree, *"]
+    )
+
+
 def test_monorepo_rootdir_in_a_subdirectory(pytester: pytest.Pytester, git_repo: GitRepo) -> None:
     project = pytester.path / "services" / "api"
     project.mkdir(parents=True)
@@ -295,6 +314,18 @@ def _repository_state(repo: Path) -> dict[str, object]:
 def test_nothing_of_the_users_is_changed(
     pytester: pytest.Pytester, git_repo: GitRepo, monkeypatch: pytest.MonkeyPatch, scenario: str
 ) -> None:
+    """A run leaves every file, ref and git setting of the user's as it found them.
+
+    Bytecode caches included: the run happens with ``PYTHONDONTWRITEBYTECODE``
+    unset, as on a developer's machine. The controller is the user's own pytest
+    process and collects the user's modules exactly as a plain run does, so it
+    writes the ``__pycache__/*.pyc`` files a plain run writes, in the same place
+    and with the same bytes. Those are legitimate: suppressing them in the
+    controller would only make the next plain run recompile. So the checkout is
+    first warmed by a plain ``pytest --collect-only`` and then compared byte for
+    byte: the parallel run may write nothing there that plain pytest would not
+    (workers write their caches inside their worktrees).
+    """
     pytester.makepyfile(
         test_state=f"""
         import time
@@ -319,10 +350,18 @@ def test_nothing_of_the_users_is_changed(
     (pytester.path / "untracked.txt").write_text("untracked\n")
     (pytester.path / "stashed.txt").write_text("to stash\n")
     git_repo.git("stash", "push", "--include-untracked", "-q", "--", "stashed.txt")
-    # Our own status calls must not refresh the index either. The controller's collection
-    # writes __pycache__ next to the test files, as a plain run does: not the plugin's.
+    # Our own status calls must not refresh the index either.
     monkeypatch.setenv("GIT_OPTIONAL_LOCKS", "0")
-    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    # Whatever the environment running this suite says, bytecode is written here.
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    plain = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=pytester.path,
+        capture_output=True,
+        check=False,
+    )
+    assert plain.returncode == 0, plain.stdout.decode()
+    assert list(pytester.path.glob("__pycache__/test_state.*.pyc")), "plain pytest wrote no cache"
     before = _repository_state(pytester.path)
     git_before = git_dir_digest(pytester.path)
 

@@ -428,8 +428,13 @@ def test_no_live_display_on_a_terminal_when_not_wanted(
     assert returncode == pytest.ExitCode.OK, text
     assert HIDE_CURSOR not in output
     assert not [line for line in lines if LIVE_REMAINS.search(line)], text
-    # The one-line-per-module output stays.
-    assert [line for line in lines if re.match(r"\[\d/2\] PASSED test_[ab]\.py ", line)], text
+    module_lines = [line for line in lines if re.match(r"\[\d/2\] PASSED test_[ab]\.py ", line)]
+    if "-q" in args:
+        # As quiet as a plain -q run: no line per module.
+        assert not module_lines, text
+    else:
+        # The one-line-per-module output stays.
+        assert module_lines, text
     if "-v" in args:
         assert any(re.match(r"\[w\d\] .*PASSED test_a\.py::test_one", line) for line in lines)
 
@@ -443,6 +448,9 @@ def test_no_live_display_without_a_terminal(pytester: pytest.Pytester, git_repo:
     assert HIDE_CURSOR not in output
     assert "ETA " not in output
     result.stdout.fnmatch_lines_random(
-        ["[[]?/2[]] PASSED test_a.py  1 passed in *", "[[]?/2[]] PASSED test_b.py  1 passed in *"]
+        [
+            "[[]?/2[]] PASSED test_a.py .  1 passed in *",
+            "[[]?/2[]] PASSED test_b.py .  1 passed in *",
+        ]
     )
     result.stdout.no_fnmatch_line("parallel-modules: 2/2 modules*")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
 
@@ -57,6 +60,25 @@ def test_fail_fast_stops_the_run_after_the_failing_module(
     assert outcomes["test_a_fails.py"] == "failed"
     assert "not_run" in outcomes.values() or "interrupted" in outcomes.values()
     assert elapsed < 8  # two 4-second modules never ran to their end
+    # The rerun line names the failed module only, the others apart; no advice on speed.
+    rerun_lines = [line for line in result.outlines if line.startswith("Rerun only")]
+    assert rerun_lines == ["Rerun only the failed modules: pytest test_a_fails.py"]
+    result.stdout.fnmatch_lines(["Tests without a result: *, in * modules (*test_b_long.py*)"])
+    assert "Bottleneck" not in result.stdout.str()
+    # The line pastes into a shell as it is.
+    venv_bin = str(Path(sys.executable).parent)
+    pasted = subprocess.run(
+        ["bash", "-c", rerun_lines[0].split(": ", 1)[1] + " -p no:randomly"],
+        cwd=pytester.path,
+        env={**os.environ, "PATH": venv_bin + os.pathsep + os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert pasted.returncode == pytest.ExitCode.TESTS_FAILED, pasted.stdout
+    assert "collected 3 items" in pasted.stdout
+    assert "2 failed, 1 passed" in pasted.stdout
 
 
 def test_fail_fast_runs_last_runs_failures_first_and_with_x_stops_at_the_first(
@@ -111,15 +133,19 @@ def test_rerun_failed_modules_runs_failed_modules_in_full(
 ) -> None:
     pytester.makepyfile(
         test_one="def test_a(): pass\ndef test_b(): assert 0\n",
-        test_two="def test_c(): pass\n",
+        test_two="def test_c(): pass\ndef test_c2(): pass\n",
         test_three="import os\ndef test_d(): assert os.environ.get('FIXED') == '1'\ndef test_e(): pass\n",
     )
     first = pytester.runpytest_subprocess("--parallel-modules=2", timeout=60)
-    first.assert_outcomes(passed=3, failed=2)
+    first.assert_outcomes(passed=4, failed=2)
 
     rerun = pytester.runpytest_subprocess("--rerun-failed-modules", "-rA", timeout=60)
+    # Tests, as pytest's own line counts them, not modules.
     rerun.stdout.fnmatch_lines(
-        ["parallel-modules: rerunning 2 module(s) that failed last time (1 deselected)"]
+        [
+            "collected 6 items / 2 deselected / 4 selected",
+            "parallel-modules: rerunning 2 module(s) that failed last time (2 deselected)",
+        ]
     )
     # In full: the passing tests of failed modules run too.
     assert short_summary(rerun) == [

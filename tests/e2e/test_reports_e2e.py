@@ -91,7 +91,7 @@ def test_reports_summary_and_markdown(
 
     # One line per finished module (no TTY), the summary after the failures, the report path.
     result.stdout.fnmatch_lines(
-        ["[[]?/4[]] FAILED test_beta.py  1 failed, 1 passed in *s  (worker w?)"]
+        ["[[]?/4[]] FAILED test_beta.py [.F][.F]  1 failed, 1 passed in *s  (worker w?)"]
     )
     result.stdout.fnmatch_lines(
         [
@@ -216,6 +216,159 @@ def test_shards_cover_every_module_once_and_merge_to_the_unsharded_run(
     assert [(m["module"], m["outcome"], m["counts"]) for m in merged["modules"]] == [
         (m["module"], m["outcome"], m["counts"]) for m in unsharded["modules"]
     ]
+
+
+def _merge(pytester: pytest.Pytester, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_parallel_modules", "merge", *args],
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_shards_run_one_after_another_in_one_checkout_add_up(
+    pytester: pytest.Pytester, git_repo: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first shard's measurements must not change the split the second one computes.
+
+    The history says a > b > c > d, which splits {a, d} | {b, c}. During the shards a
+    and d turn out quick; had shard 1 saved that, shard 2 would split {b, d} | {a, c}
+    and run a a second time and b never.
+    """
+    for name, default in (("a", 0.5), ("b", 0.4), ("c", 0.3), ("d", 0.2)):
+        pytester.makepyfile(
+            **{
+                f"test_{name}": "import os, time\n"
+                f"def test_{name}(): time.sleep(float(os.environ.get('SLEEP_{name.upper()}', {default})))\n"
+            }
+        )
+    pytester.runpytest_subprocess("--parallel-modules=2", "-p", "no:randomly", timeout=60)
+    monkeypatch.setenv("SLEEP_A", "0")
+    monkeypatch.setenv("SLEEP_D", "0")
+    shards = [
+        pytester.runpytest_subprocess(
+            f"--module-shard={index}/2",
+            "--parallel-modules=1",
+            f"--module-report-dir=shard{index}",
+            "-p",
+            "no:randomly",
+            timeout=60,
+        )
+        for index in (1, 2)
+    ]
+
+    merge = _merge(pytester, "shard1/report.json", "shard2/report.json", "-o", "merged.json")
+    assert merge.returncode == 0, merge.stdout + merge.stderr
+    merged = json.loads((pytester.path / "merged.json").read_text())
+    validate_merged(merged)
+    assert sorted((m["module"], m["outcome"]) for m in merged["modules"]) == [
+        (f"test_{name}.py", "passed") for name in "abcd"
+    ]
+    assert sorted({m["worker"] for m in merged["modules"]}) == ["s1/w1", "s2/w1"]
+    for index, shard in enumerate(shards, start=1):
+        shard.assert_outcomes(passed=2)
+        shard.stdout.fnmatch_lines(
+            [
+                f"parallel-modules: shard {index}/2 (--module-shard={index}/2); "
+                "the duration history is read, not saved*"
+            ]
+        )
+
+    # A shard whose report is missing: merge says which modules no report holds.
+    alone = _merge(pytester, "shard1/report.json")
+    assert alone.returncode == 3, alone.stdout + alone.stderr
+    assert "error: no report of shard 2/2" in alone.stderr.splitlines()
+    assert "error: 2 selected module(s) (2 test(s)) are in no report: test_b.py, test_c.py" in (
+        alone.stderr.splitlines()
+    )
+
+
+def test_a_tiny_or_empty_share_still_writes_its_report(
+    pytester: pytest.Pytester, git_repo: GitRepo
+) -> None:
+    """Under auto a tiny selection would run in this process, without reports: not a shard's."""
+    pytester.makepyfile(test_only="def test_a(): pass\n")
+    for index in (1, 2):  # one share holds the module, the other is empty
+        pytester.runpytest_subprocess(
+            f"--module-shard={index}/2", f"--module-report-dir=shard{index}", timeout=60
+        )
+        report = json.loads((pytester.path / f"shard{index}" / "report.json").read_text())
+        assert report["shard"]["index"] == index
+        assert report["shard"]["selected_modules"] == {"test_only.py": 1}
+    assert _merge(pytester, "shard1/report.json", "shard2/report.json").returncode == 0
+
+
+def test_collect_only_lists_only_the_shards_tests(pytester: pytest.Pytester) -> None:
+    for name in "abcdef":
+        pytester.makepyfile(
+            **{f"test_{name}": f"def test_{name}1(): pass\ndef test_{name}2(): pass\n"}
+        )
+    shown: list[set[str]] = []
+    for index in (1, 2, 3):
+        # In-process: --collect-only starts no worker.
+        result = pytester.runpytest("--collect-only", "-q", f"--module-shard={index}/3")
+        assert result.ret == pytest.ExitCode.OK
+        nodeids = {line for line in result.outlines if "::" in line}
+        assert len(nodeids) == 4
+        result.stdout.fnmatch_lines(["4/12 tests collected (8 deselected) in *"])
+        shown.append(nodeids)
+    assert set().union(*shown) == {f"test_{n}.py::test_{n}{i}" for n in "abcdef" for i in (1, 2)}
+    assert not (shown[0] & shown[1] or shown[0] & shown[2] or shown[1] & shown[2])
+
+
+@pytest.mark.parametrize(
+    ("environ", "same_as"),
+    [
+        pytest.param({"CI_NODE_INDEX": "2", "CI_NODE_TOTAL": "3"}, "2/3", id="gitlab"),
+        pytest.param({"CIRCLE_NODE_INDEX": "1", "CIRCLE_NODE_TOTAL": "3"}, "2/3", id="circleci"),
+        pytest.param(
+            {"BUILDKITE_PARALLEL_JOB": "2", "BUILDKITE_PARALLEL_JOB_COUNT": "3"},
+            "3/3",
+            id="buildkite",
+        ),
+        pytest.param({}, None, id="none"),
+    ],
+)
+def test_module_shard_auto_takes_the_share_from_the_ci(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    environ: dict[str, str],
+    same_as: str | None,
+) -> None:
+    from pytest_parallel_modules.options import CI_SHARD_VARIABLES
+
+    for _, index_name, count_name, _ in CI_SHARD_VARIABLES:
+        monkeypatch.delenv(index_name, raising=False)
+        monkeypatch.delenv(count_name, raising=False)
+    for name in "abcdef":
+        pytester.makepyfile(**{f"test_{name}": f"def test_{name}(): pass\n"})
+    expected = None
+    if same_as is not None:
+        explicit = pytester.runpytest("--collect-only", "-q", f"--module-shard={same_as}")
+        expected = sorted(line for line in explicit.outlines if "::" in line)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    result = pytester.runpytest("--collect-only", "--module-shard=auto")
+    if same_as is None:
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines(
+            ["ERROR: --module-shard=auto: no CI parallel-job variables found*"]
+        )
+        return
+    assert result.ret == pytest.ExitCode.OK
+    found = ", ".join(f"{name}={value}" for name, value in environ.items())
+    result.stdout.fnmatch_lines(
+        [f"parallel-modules: shard {same_as} (--module-shard=auto, *: {found}); *"]
+    )
+    shown = sorted(
+        line.strip().replace("<Function ", "").rstrip(">")
+        for line in result.outlines
+        if "<Function" in line
+    )
+    assert [nodeid.split("::")[1] for nodeid in expected or []] == shown
 
 
 @pytest.mark.parametrize("value", ["0/4", "5/4", "a/b", "2", "1/0", "-1/2"])

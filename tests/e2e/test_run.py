@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+import re
 import textwrap
 
 import pytest
@@ -356,6 +357,59 @@ def test_verbose_output_names_the_worker(pytester: pytest.Pytester, git_repo: Gi
     )
 
 
+def _progress_lines(result: pytest.RunResult) -> list[str]:
+    """The non-blank lines between the header and the first section (FAILURES, summary)."""
+    lines = result.outlines
+    # -q prints no header: the progress starts at the top.
+    start = next((index + 1 for index, line in enumerate(lines) if "collected" in line), 0)
+    end = next(index for index, line in enumerate(lines) if index >= start and line.startswith("="))
+    return [
+        line
+        for line in lines[start:end]
+        if line.strip() and not line.startswith("parallel-modules:")
+    ]
+
+
+def test_output_is_as_quiet_or_verbose_as_a_plain_run(
+    pytester: pytest.Pytester, git_repo: GitRepo
+) -> None:
+    # Modules of different lengths on two workers: their reports interleave.
+    pytester.makepyfile(
+        test_a="import time\ndef test_1(): time.sleep(0.4)\ndef test_2(): time.sleep(0.4)\n",
+        test_b="import time, pytest\n"
+        "def test_1(): time.sleep(0.2)\n"
+        "def test_2(): assert 0\n"
+        "@pytest.mark.skip\ndef test_3(): pass\n",
+        test_c="import time, pytest\n"
+        "def test_1(): time.sleep(0.3)\n"
+        "@pytest.mark.xfail\ndef test_2(): assert 0\n",
+    )
+    common = ["-p", "no:randomly", "-p", "no:cacheprovider"]
+    for flag in ("-q", "", "-v"):
+        args = [*common, *([flag] if flag else [])]
+        plain = pytester.runpytest_subprocess(*args, timeout=60)
+        parallel = pytester.runpytest_subprocess("--parallel-modules=2", *args, timeout=60)
+        plain_lines, parallel_lines = _progress_lines(plain), _progress_lines(parallel)
+        if flag == "-q":
+            # No line per module: the letters only, as a plain run prints them.
+            assert len(parallel_lines) == len(plain_lines) == 1, parallel_lines
+            assert sorted(parallel_lines[0].split()[0]) == sorted(plain_lines[0].split()[0])
+        elif flag == "-v":
+            # One line per test, as in a plain run (module lines aside).
+            per_test = [line for line in parallel_lines if "::" in line]
+            assert len(per_test) == len([line for line in plain_lines if "::" in line]) == 7
+            assert all(line.startswith("[w") for line in per_test), per_test
+        else:
+            # One line per module, as in a plain run, holding that module's letters.
+            assert len(parallel_lines) == len(plain_lines) == 3, parallel_lines
+            letters = {
+                match.group(1): match.group(2)
+                for line in parallel_lines
+                if (match := re.match(r"\[\d/3\] \w+ (test_\w\.py) (\S+)  ", line))
+            }
+            assert letters == {"test_a.py": "..", "test_b.py": ".Fs", "test_c.py": ".x"}
+
+
 def test_ini_key_turns_the_plugin_on(pytester: pytest.Pytester, git_repo: GitRepo) -> None:
     pytester.makeini("[pytest]\nparallel_modules = 2\n")
     pytester.makepyfile(
@@ -429,6 +483,42 @@ def test_invalid_input_is_a_usage_error(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("quiet", [[], ["-q"]])
+def test_parallel_only_options_in_a_plain_run_say_they_have_no_effect(
+    pytester: pytest.Pytester, quiet: list[str]
+) -> None:
+    pytester.makepyfile(test_p="def test_a(): pass\n")
+    # In-process: no worker may start, and none would.
+    result = pytester.runpytest(
+        "--module-timeout=5", "--module-report-dir=out", "--keep-failed-worktrees", *quiet
+    )
+    assert result.ret == pytest.ExitCode.OK
+    warnings = [line for line in result.outlines if "have no effect" in line]
+    assert warnings == [
+        "parallel-modules: WARNING: --keep-failed-worktrees, --module-report-dir=out, "
+        "--module-timeout=5 have no effect: this run is not parallel "
+        "(no --parallel-modules=N and no ini parallel_modules)"
+    ]
+
+
+def test_a_plain_run_still_checks_parallel_only_paths(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_p="def test_a(): pass\n")
+    (pytester.path / "taken").write_text("a file\n")
+    result = pytester.runpytest("--module-report-dir=taken")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --module-report-dir: 'taken' is a file, expected a directory"]
+    )
+
+
+def test_ini_keys_in_a_plain_run_are_silent(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nmodule_timeout = 300\n")
+    pytester.makepyfile(test_p="def test_a(): pass\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.OK
+    assert "no effect" not in result.stdout.str()
 
 
 def test_quick_modules_with_history_run_exactly_once_each(

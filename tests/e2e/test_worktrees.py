@@ -16,8 +16,10 @@ import threading
 import time
 import uuid
 
+import filelock
 import pytest
 
+from pytest_parallel_modules import worktrees
 from pytest_parallel_modules.commands import clean
 from pytest_parallel_modules.worktrees import clean_pool
 from pytest_parallel_modules.worktrees import default_pool_dir
@@ -621,13 +623,50 @@ def test_clean_pool_removes_every_free_slot(repo: Path, pool_dir: Path) -> None:
         in_use = busy.acquire(snapshot)
         assert clean_pool(repo, pool_dir) == [path for path in kept if path != in_use]
         assert in_use.is_dir()
+    (pool_dir / "worktree-add.lock").touch()  # left by an earlier version
     assert clean_pool(repo, pool_dir) == [in_use]
 
     listed = git("worktree", "list", "--porcelain", cwd=repo)
     assert [line for line in listed.splitlines() if line.startswith("worktree ")] == [
         f"worktree {repo}"
     ]
-    assert not any(path.is_dir() for path in pool_dir.iterdir())
+    # Lock files and the pool directory go too, once no run holds anything there.
+    assert not pool_dir.exists()
+    with WorktreePool(repo, pool_dir) as pool:
+        assert pool.acquire(snapshot) == pool_dir / "slot-0"
+
+
+def test_clean_pool_keeps_the_lock_of_a_slot_in_use(repo: Path, pool_dir: Path) -> None:
+    snapshot = snap(repo)
+    with WorktreePool(repo, pool_dir) as pool:
+        pool.acquire(snapshot)
+        pool.acquire(snapshot)
+    with WorktreePool(repo, pool_dir) as busy:
+        in_use = busy.acquire(snapshot)
+        clean_pool(repo, pool_dir)
+        slots = sorted(path.name for path in pool_dir.iterdir() if path.name.startswith("slot-"))
+        assert slots == [in_use.name, f"{in_use.name}.lock"]
+
+
+def test_a_lock_file_replaced_while_locking_is_not_a_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that opened a slot's lock file just as ``clean`` deleted it holds nothing."""
+    path = tmp_path / "slot-0.lock"
+    lock = filelock.FileLock(str(path), thread_local=False)
+    real_acquire = lock.acquire
+
+    def acquire_after_clean(*args: object, **kwargs: object) -> object:
+        # `clean` deletes the file, another run creates a new one at the same path. The
+        # old file stays open meanwhile, as in the race, so its inode cannot be reused.
+        with open(path, "rb"):
+            path.unlink()
+            path.touch()
+            return real_acquire(*args, **kwargs)
+
+    monkeypatch.setattr(lock, "acquire", acquire_after_clean)
+    assert not worktrees._try_slot_lock(lock)
+    assert not lock.is_locked
 
 
 def test_kept_slots_are_reserved_until_clean(repo: Path, pool_dir: Path) -> None:
@@ -814,7 +853,9 @@ def test_clean_command(
 
     out = capsys.readouterr().out
     assert f"removed {worktree}" in out
+    assert f"removed the pool directory {pool_dir}" in out
     assert not worktree.exists()
+    assert not pool_dir.exists()
 
 
 def test_clean_command_outside_a_repository(
@@ -1002,7 +1043,8 @@ def test_the_snapshot_directory_lives_as_long_as_its_run(repo: Path, pool_dir: P
     orphan = snapshots / "run-orphan"  # died before it could create its lock
     orphan.mkdir()
     clean_pool(repo, pool_dir)
-    assert list(snapshots.iterdir()) == []
+    # clean also removes the directories it empties (the pool's, when nothing is left).
+    assert not any(snapshots.glob("*"))
 
 
 def test_a_sha256_repository(tmp_path: Path, pool_dir: Path) -> None:

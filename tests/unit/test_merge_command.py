@@ -104,11 +104,11 @@ def test_failures_exit_1_and_name_the_modules_to_rerun(
     second = shard(tmp_path / "b.json", [module("tests/test b.py", "failed")])
     assert run_merge(first, second) == 1
     out = capsys.readouterr().out
-    assert "FAILED   tests/test b.py" in out
+    assert "FAILED  tests/test b.py" in out
     assert "Rerun only the failed modules: pytest 'tests/test b.py'" in out
 
 
-def test_tests_that_never_ran_exit_1_and_are_named_to_rerun(
+def test_tests_that_never_ran_exit_1_and_are_named_apart(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     never_started = build_module_report(
@@ -128,7 +128,9 @@ def test_tests_that_never_ran_exit_1_and_are_named_to_rerun(
     capsys.readouterr()
     text = markdown.read_text(encoding="utf-8")
     assert text.startswith("## parallel-modules summary\n\n❌")
-    assert "- Rerun only the failed modules: `pytest tests/test_late.py`" in text
+    # Nothing failed: a module the run never got to is named, not offered as a rerun.
+    assert "Rerun only the failed modules" not in text
+    assert "- Tests without a result: 1 never ran, in 1 module (tests/test\\_late.py)" in text
     # Rerunning the module completes the run: merged with the rerun, it is green.
     rerun = shard(tmp_path / "rerun.json", [module("tests/test_late.py", "passed")])
     assert run_merge(run, rerun) == 0
@@ -155,7 +157,8 @@ def test_writes_markdown(tmp_path: Path) -> None:
     assert run_merge(report, "--md", markdown) == 1
     text = markdown.read_text(encoding="utf-8")
     assert text.startswith("## parallel-modules summary\n")
-    assert "| ❌ FAILED | `tests/test_a.py` | 1 | 0 | 1 | 0 | 1.00s | w1 |" in text
+    assert "| Status | Module | Tests | Pass | Fail | Time | Worker |" in text
+    assert "| ❌ FAILED | `tests/test_a.py` | 1 | 0 | 1 | 1.00s | w1 |" in text
     assert "- Rerun only the failed modules: `pytest tests/test_a.py`" in text
 
 
@@ -164,7 +167,9 @@ def test_quiet_prints_only_the_totals_of_a_green_run(
 ) -> None:
     report = shard(tmp_path / "a.json", [module("tests/test_a.py", "passed")])
     assert run_merge(report, "-q") == 0
-    assert capsys.readouterr().out == ("Totals: 1 passed (1 test in 1 module), pass rate 100.0%\n")
+    assert capsys.readouterr().out == (
+        "Totals: 1 passed (1 test in 1 module), pass rate 100.0% (1 of 1)\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -204,3 +209,15 @@ def test_needs_at_least_one_report() -> None:
     with pytest.raises(SystemExit) as excinfo:
         run_merge()
     assert excinfo.value.code == 2
+
+
+def test_piped_output_keeps_long_paths_on_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COLUMNS")
+    long_name = "tests/" + "/".join(f"package_{index}" for index in range(8)) + "/test_x.py"
+    report = shard(tmp_path / "a.json", [module(long_name, "failed")])
+    assert run_merge(report) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert any(long_name in line for line in lines if line.startswith("FAILED"))
+    assert f"Rerun only the failed modules: pytest {long_name}" in lines

@@ -26,6 +26,8 @@ from pytest_parallel_modules.summary import print_summary
 from pytest_parallel_modules.summary import ran_before_lines
 from pytest_parallel_modules.summary import render_markdown
 from pytest_parallel_modules.summary import render_summary
+from pytest_parallel_modules.summary import rerun_command
+from pytest_parallel_modules.summary import shorten_middle
 
 
 T0 = 1_735_689_600.0
@@ -132,26 +134,27 @@ def table_rows(lines: list[str]) -> list[list[str]]:
 
 
 def test_summary_lists_failures_first_then_slowest(failing_run: MergedReport) -> None:
-    lines = plain(render_summary(failing_run, verbosity=0, rerun_command=RERUN))
+    lines = plain(render_summary(failing_run, verbosity=0, rerun_command=RERUN), width=120)
     assert lines[0].split() == [
         "Status",
         "Module",
         "Tests",
-        "Passed",
-        "Failed",
-        "Skipped",
-        "Duration",
+        "Pass",
+        "Fail",
+        "Skip",
+        "XFail",
+        "Time",
         "Worker",
     ]
     assert table_rows(lines) == [
-        ["FAILED", "tests/test_db.py", "3", "1", "1", "1", "3.20s", "w1"],
-        ["PASSED", "tests/test_api.py", "25", "25", "0", "0", "25.00s", "w2"],
-        ["PASSED", "tests/test_io.py", "1", "1", "0", "0", "4.00s", "w1"],
-        ["PASSED", "tests/test_util.py", "2", "1", "0", "0", "1.00s", "w1"],
+        ["FAILED", "tests/test_db.py", "3", "1", "1", "1", "0", "3.20s", "w1"],
+        ["PASSED", "tests/test_api.py", "25", "25", "0", "0", "0", "25.00s", "w2"],
+        ["PASSED", "tests/test_io.py", "1", "1", "0", "0", "0", "4.00s", "w1"],
+        ["PASSED", "tests/test_util.py", "2", "1", "0", "0", "1", "1.00s", "w1"],
     ]
     assert (
         "Totals: 1 failed, 28 passed, 1 skipped, 1 xfailed (31 tests in 4 modules), "
-        "pass rate 96.6%" in lines
+        "pass rate 96.6% (29 of 30)" in lines
     )
 
 
@@ -171,7 +174,7 @@ def test_summary_timing_bottleneck_and_rerun(failing_run: MergedReport) -> None:
 
 
 def test_quiet_summary_shows_only_failed_modules_and_totals(failing_run: MergedReport) -> None:
-    lines = plain(render_summary(failing_run, verbosity=-1, rerun_command=RERUN))
+    lines = plain(render_summary(failing_run, verbosity=-1, rerun_command=RERUN), width=120)
     assert table_rows(lines) == [["FAILED", "tests/test_db.py", "3", "1", "1", "1", "3.20s", "w1"]]
     assert lines[-1].startswith("Totals: 1 failed, 28 passed")
     assert not [line for line in lines if line.startswith(("Wall", "Lower", "Bottleneck", "Rerun"))]
@@ -179,7 +182,7 @@ def test_quiet_summary_shows_only_failed_modules_and_totals(failing_run: MergedR
 
 def test_quiet_green_summary_is_one_line(green_run: MergedReport) -> None:
     assert plain(render_summary(green_run, verbosity=-1, rerun_command=RERUN)) == [
-        "Totals: 4 passed, 1 skipped (5 tests in 3 modules), pass rate 100.0%"
+        "Totals: 4 passed, 1 skipped (5 tests in 3 modules), pass rate 100.0% (4 of 4)"
     ]
 
 
@@ -245,7 +248,7 @@ def test_print_summary_writes_one_section_through_the_reporter(failing_run: Merg
         failing_run,
         write_sep=lambda sep, title: separators.append((sep, title)),
         file=file,
-        width=100,
+        width=120,
         verbosity=-1,
         rerun_command=None,
         color=False,
@@ -254,7 +257,7 @@ def test_print_summary_writes_one_section_through_the_reporter(failing_run: Merg
     output = file.getvalue()
     assert "\x1b[" not in output
     assert output.splitlines()[-1].startswith("Totals: 1 failed")
-    assert max(len(line) for line in output.splitlines()) <= 100
+    assert max(len(line) for line in output.splitlines()) <= 120
 
 
 def test_print_summary_colours_when_asked(failing_run: MergedReport) -> None:
@@ -306,15 +309,36 @@ def test_format_duration(seconds: float, expected: str) -> None:
 
 
 def test_pass_rate_ignores_skipped_and_never_rounds_up() -> None:
-    report = module("t.py", 1.0, *passes(999), "failed", "skipped", "not_run")
+    report = module("t.py", 1.0, *passes(999), "failed", "skipped")
     assert pass_rate(report["counts"]) == pytest.approx(0.999)
     lines = plain(
         render_summary(
             run_report([report], wall_s=1.0, workers=1), verbosity=-1, rerun_command=None
         )
     )
-    assert lines[-1].endswith("pass rate 99.9%")
+    assert lines[-1].endswith("pass rate 99.9% (999 of 1000)")
     assert pass_rate(module("t.py", 1.0, "skipped")["counts"]) is None
+
+
+def test_pass_rate_counts_tests_that_never_ran() -> None:
+    """Ctrl-C after 1 of 14 tests: 7.1% of the selected tests passed, not 100%."""
+    report = run_report(
+        [
+            module("tests/test_a.py", 1.0, "passed", "not_run", outcome="interrupted"),
+            *(
+                module(f"tests/test_{i}.py", 0.0, "not_run", "not_run", outcome="not_run")
+                for i in range(6)
+            ),
+        ],
+        wall_s=3.0,
+        workers=2,
+    )
+    assert pass_rate(report["totals"]) == pytest.approx(1 / 14)
+    assert "pass rate 7.1% (1 of 14)" in " ".join(
+        plain(render_summary(report, verbosity=0, rerun_command=RERUN))
+    )
+    # xfailed and xpassed tests pass, as far as the run's result goes.
+    assert pass_rate(module("t.py", 1.0, "passed", "xfailed", "xpassed")["counts"]) == 1.0
 
 
 def test_format_counts_follows_pytest_wording() -> None:
@@ -349,14 +373,15 @@ def test_markdown_table_rows_and_sections(failing_run: MergedReport) -> None:
     assert lines[0] == "## parallel-modules summary"
     assert lines[2] == (
         "❌ **1 failed, 28 passed, 1 skipped, 1 xfailed**: 31 tests in 4 modules, "
-        "pass rate 96.6%, 26.00s wall time with 2 workers"
+        "pass rate 96.6% (29 of 30), 26.00s wall time with 2 workers"
     )
+    assert "| Status | Module | Tests | Pass | Fail | Skip | XFail | Time | Worker |" in lines
     rows = [line for line in lines if line.startswith("| ") and "`tests/" in line]
     assert rows == [
-        "| ❌ FAILED | `tests/test_db.py` | 3 | 1 | 1 | 1 | 3.20s | w1 |",
-        "| ✅ PASSED | `tests/test_api.py` | 25 | 25 | 0 | 0 | 25.00s | w2 |",
-        "| ✅ PASSED | `tests/test_io.py` | 1 | 1 | 0 | 0 | 4.00s | w1 |",
-        "| ✅ PASSED | `tests/test_util.py` | 2 | 1 | 0 | 0 | 1.00s | w1 |",
+        "| ❌ FAILED | `tests/test_db.py` | 3 | 1 | 1 | 1 | 0 | 3.20s | w1 |",
+        "| ✅ PASSED | `tests/test_api.py` | 25 | 25 | 0 | 0 | 0 | 25.00s | w2 |",
+        "| ✅ PASSED | `tests/test_io.py` | 1 | 1 | 0 | 0 | 0 | 4.00s | w1 |",
+        "| ✅ PASSED | `tests/test_util.py` | 2 | 1 | 0 | 0 | 1 | 1.00s | w1 |",
     ]
     assert (
         "<details><summary><code>tests/test_db.py::test_0</code> (failed at call): "
@@ -462,3 +487,156 @@ def test_a_failing_module_names_what_ran_before_it_on_its_worker() -> None:
         "c.py failed on worker w1 after a.py ran there; if it passes alone (pytest c.py), "
         "look for state those modules leave behind"
     ]
+
+
+# --------------------------------------------------------------------------- honest numbers
+
+
+COUNT_HEADERS = {
+    "Pass": "passed",
+    "Fail": "failed",
+    "Error": "errors",
+    "Skip": "skipped",
+    "XFail": "xfailed",
+    "XPass": "xpassed",
+    "Not run": "not_run",
+}
+
+
+def test_every_row_adds_up_and_every_column_sums_to_the_totals() -> None:
+    report = run_report(
+        [
+            module("tests/test_mix.py", 2.0, "passed", "failed", "error", "skipped", "xfailed"),
+            module("tests/test_x.py", 1.0, "xpassed", "passed", "passed"),
+            module("tests/test_cut.py", 1.0, "passed", "not_run", "not_run", outcome="interrupted"),
+            module("tests/test_never.py", 0.0, "not_run", worker=None, outcome="not_run"),
+        ],
+        wall_s=2.0,
+        workers=2,
+    )
+    lines = plain(render_summary(report, verbosity=1, rerun_command=None), width=120)
+    header = re.split(r"\s{2,}", lines[0].strip())
+    assert header[:3] == ["Status", "Module", "Tests"]
+    counted = [name for name in header if name in COUNT_HEADERS]
+    assert counted == list(COUNT_HEADERS)  # every outcome occurs, so every column is shown
+    rows = table_rows(lines)
+    assert len(rows) == 4
+    totals = report["totals"]
+    for position, name in enumerate(counted, start=3):
+        assert sum(int(row[position]) for row in rows) == totals[COUNT_HEADERS[name]]
+    assert sum(int(row[2]) for row in rows) == totals["tests"]
+    for row in rows:
+        assert int(row[2]) == sum(int(row[position]) for position in range(3, 3 + len(counted)))
+
+
+def test_columns_that_are_zero_everywhere_are_left_out() -> None:
+    report = run_report([module("tests/test_a.py", 1.0, "passed", "passed")], wall_s=1, workers=1)
+    header = plain(render_summary(report, verbosity=1, rerun_command=None))[0]
+    assert header.split() == ["Status", "Module", "Tests", "Pass", "Fail", "Time", "Worker"]
+
+
+@pytest.mark.parametrize(
+    ("path", "width", "expected"),
+    [
+        ("tests/unit/test_converters.py", 40, "tests/unit/test_converters.py"),
+        ("tests/unit/formats/test_converters.py", 32, "tests/unit/…/test_converters.py"),
+        ("tests/unit/formats/test_converters.py", 27, "tests/…/test_converters.py"),
+        ("tests/unit/formats/test_converters.py", 20, "…/test_converters.py"),
+        ("tests/unit/formats/test_converters.py", 12, "test_c…rs.py"),
+        ("test_a_very_long_module_name.py", 15, "test_a_…name.py"),
+    ],
+)
+def test_shorten_middle(path: str, width: int, expected: str) -> None:
+    assert shorten_middle(path, width) == expected
+    assert len(shorten_middle(path, width)) <= width
+
+
+def test_long_names_are_shortened_in_the_middle_at_80_columns() -> None:
+    names = [
+        "tests/integration/storage/backends/test_converters.py",
+        "tests/unit/parsing/test_tokenizer_edge_cases.py",
+    ]
+    report = run_report(
+        [module(name, 1.0, "passed", "failed") for name in names], wall_s=1.0, workers=2
+    )
+    lines = plain(render_summary(report, verbosity=1, rerun_command=None), width=80)
+    rows = table_rows(lines)
+    for name, row in zip(sorted(names), sorted(rows, key=lambda row: row[1]), strict=True):
+        # The first directory and the file name stay; directories in between give way.
+        shown = row[1]
+        assert shown != name
+        assert shown.startswith("tests/")
+        assert shown.endswith("/…/" + name.rsplit("/", 1)[1])
+    # One line per module: nothing folded onto a line of its own.
+    assert len(lines) == 2 + len(names) + sum(1 for line in lines[2 + len(names) :])
+    assert max(len(line) for line in lines if not line.startswith(("Totals", "Wall"))) <= 80
+
+
+def test_the_rerun_command_is_one_line_a_shell_accepts() -> None:
+    modules = [f"tests/package_{i}/test module {i}.py" for i in range(6)]
+    command = rerun_command(modules)
+    assert command is not None
+    assert command.startswith("pytest 'tests/package_0/test module 0.py' ")
+    report = run_report([module(name, 1.0, "failed") for name in modules], wall_s=1.0, workers=2)
+    file = io.StringIO()
+    print_summary(
+        report,
+        write_sep=lambda sep, title: None,
+        file=file,
+        width=60,
+        verbosity=0,
+        rerun_command=command,
+        color=False,
+    )
+    lines = file.getvalue().splitlines()
+    assert f"Rerun only the failed modules: {command}" in lines
+    # Too long: the short form stands in when there is one.
+    assert rerun_command(modules, short=RERUN, max_length=100) == RERUN
+    assert rerun_command(modules[:1], short=RERUN, max_length=100) == (
+        "pytest 'tests/package_0/test module 0.py'"
+    )
+    assert rerun_command([]) is None
+
+
+def test_a_stopped_run_names_failed_and_never_run_modules_apart() -> None:
+    report = run_report(
+        [
+            module("tests/test_fails.py", 1.0, "failed", "passed"),
+            module("tests/test_cut.py", 5.0, "passed", "not_run", outcome="interrupted"),
+            *(
+                module(f"tests/test_late_{i}.py", 0.0, "not_run", "not_run", outcome="not_run")
+                for i in range(6)
+            ),
+        ],
+        wall_s=6.0,
+        workers=2,
+    )
+    lines = plain(render_summary(report, verbosity=0, rerun_command="pytest tests/test_fails.py"))
+    assert "Rerun only the failed modules: pytest tests/test_fails.py" in lines
+    assert (
+        "Tests without a result: 13 never ran, in 7 modules (tests/test_cut.py, tests/test_late_0.py, "
+        "tests/test_late_1.py, tests/test_late_2.py, tests/test_late_3.py and 2 more "
+        "(the JSON report lists them))"
+    ) in " ".join(lines)
+    # The interrupted module ran 5 of 6 s: no advice from a run that did not finish.
+    assert advice(report) == []
+    assert bottleneck(report) is None
+
+
+def test_no_bottleneck_from_a_module_that_did_not_finish() -> None:
+    report = run_report(
+        [
+            module("tests/test_cut.py", 5.0, "passed", "not_run", outcome="interrupted"),
+            module("tests/test_ok.py", 1.0, "passed"),
+        ],
+        wall_s=5.5,
+        workers=4,
+    )
+    assert bottleneck(report) is None
+
+
+def test_format_module_line_with_its_progress_letters() -> None:
+    report = module("tests/test_api.py", 3.21, "passed", "failed", "skipped", worker="w2")
+    assert format_module_line(7, 20, report, letters=".Fs") == (
+        "[7/20] FAILED tests/test_api.py .Fs  1 failed, 1 passed, 1 skipped in 3.21s  (worker w2)"
+    )

@@ -18,7 +18,7 @@ COMMANDS: Final[dict[str, str]] = {
 
 #: One-line help for each sub-command.
 COMMAND_HELP: Final[dict[str, str]] = {
-    "clean": "remove every worktree slot of this repository's pool",
+    "clean": "remove this repository's worktree pool (the slots no run holds, their locks)",
     "durations": "print the saved duration history, slowest modules first",
     "merge": "join the merged JSON reports of several shards or runs into one",
 }

@@ -3,7 +3,8 @@
 Removes every worktree slot of the current repository's pool that no running
 test run holds, slots kept by ``--keep-failed-worktrees`` included, with the
 snapshot objects of runs that died (and the git registration of slots made by
-earlier versions), and says what it removed.
+earlier versions), with their lock files; then the pool directory itself once
+nothing is left in it. Says what it removed.
 """
 
 from __future__ import annotations
@@ -60,4 +61,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"removed {len(removed)} worktree(s) from {pool_dir}")
     if in_use:
         print(f"left {len(in_use)} worktree(s) in use by a running test run")
+    elif not pool_dir.exists():
+        print(f"removed the pool directory {pool_dir}")
     return 0

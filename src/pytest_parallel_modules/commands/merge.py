@@ -9,49 +9,60 @@ writes it, prints the same summary pytest would, and exits like pytest:
 - 1 when a test failed or errored, a module crashed, timed out or was cut short,
   or a test never ran (a module never started, a worker collected none of its
   tests): such a report is not green,
-- 2 when a report cannot be read or an output cannot be written.
+- 2 when a report cannot be read or an output cannot be written,
+- 3 when the shards' reports do not add up to one run
+  (:func:`pytest_parallel_modules.reports.shard_problems`: a shard missing or given
+  twice, modules in no report or in two, shards split from different selections
+  or histories), whatever the tests did: the report cannot be trusted.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
-import shlex
 import sys
 from typing import Final
 
 import filelock
 from rich.console import Console
 
+from pytest_parallel_modules import summary
 from pytest_parallel_modules import timing
 from pytest_parallel_modules.history import measured_outcome
 from pytest_parallel_modules.history import MeasuredModule
 from pytest_parallel_modules.history import MeasuredRun
 from pytest_parallel_modules.history import MeasuredTest
 from pytest_parallel_modules.history import save_history
-from pytest_parallel_modules.reports import failed_modules
 from pytest_parallel_modules.reports import has_failures
 from pytest_parallel_modules.reports import load_report
 from pytest_parallel_modules.reports import merge_reports
 from pytest_parallel_modules.reports import MergedReport
 from pytest_parallel_modules.reports import module_results
+from pytest_parallel_modules.reports import modules_that_failed
 from pytest_parallel_modules.reports import ReportError
+from pytest_parallel_modules.reports import shard_problems
 from pytest_parallel_modules.reports import write_json_atomic
 from pytest_parallel_modules.summary import render_markdown
 from pytest_parallel_modules.summary import render_summary
 
 
+#: Console width when the output is not a terminal: the table takes only what it needs.
+UNLIMITED_WIDTH: Final = 10_000
+
 EXIT_OK: Final = 0
 EXIT_TESTS_FAILED: Final = 1
 EXIT_BAD_INPUT: Final = 2
+EXIT_SHARDS_DO_NOT_ADD_UP: Final = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``merge`` sub-command's arguments to ``parser``."""
     parser.description = (
         "Join the merged JSON reports of several shards or runs into one, print its summary "
-        "and exit with 1 if a test failed or never ran. A module found in several reports is taken from "
-        "the last one, so 'merge run.json rerun.json' shows the rerun's result."
+        "and exit with 1 if a test failed or never ran, 3 if the shards do not add up to one "
+        "run (a shard missing, modules run twice or never). A module found in several reports "
+        "is taken from the last one, so 'merge run.json rerun.json' shows the rerun's result."
     )
     parser.add_argument(
         "reports", nargs="+", type=Path, metavar="REPORT", help="merged JSON report to join"
@@ -128,8 +139,10 @@ def run(args: argparse.Namespace) -> int:
     except ReportError as error:
         return _fail(str(error))
     merged = merge_reports(reports)
-    failed = failed_modules(merged)
-    rerun_command = _rerun_command(failed)
+    problems = shard_problems(reports)
+    # The shards ran elsewhere, so --rerun-failed-modules has no local state to go by:
+    # name the modules instead (paths are relative to the rootdir).
+    rerun_command = summary.rerun_command(modules_that_failed(merged))
     if args.output is not None:
         try:
             # Often the last step of a CI job: make the file survive the machine going away.
@@ -149,24 +162,27 @@ def run(args: argparse.Namespace) -> int:
     if args.md is not None:
         try:
             args.md.write_text(
-                render_markdown(merged, rerun_command=rerun_command), encoding="utf-8"
+                render_markdown(merged, rerun_command=rerun_command, problems=problems),
+                encoding="utf-8",
             )
         except OSError as error:
             return _fail(f"cannot write {args.md}: {error.strerror or error}")
     # Colour follows rich's own detection (a TTY, NO_COLOR, FORCE_COLOR), as for any CLI.
-    console = Console(file=sys.stdout, markup=False, emoji=False, highlight=False)
+    # A pipe or a CI log does not wrap, so rich must not either (it would cut module
+    # paths in two at 80 columns); COLUMNS, when set, still says how wide to be.
+    width = None if sys.stdout.isatty() or "COLUMNS" in os.environ else UNLIMITED_WIDTH
+    console = Console(file=sys.stdout, width=width, markup=False, emoji=False, highlight=False)
     console.print(
         render_summary(merged, verbosity=args.verbose - args.quiet, rerun_command=rerun_command)
     )
+    # Last, where a CI log is read first; plain print: a wrapped line would split a path.
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return EXIT_SHARDS_DO_NOT_ADD_UP
     return EXIT_TESTS_FAILED if has_failures(merged) else EXIT_OK
 
 
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
-
-
-def _rerun_command(failed: list[str]) -> str | None:
-    # The shards ran elsewhere, so --rerun-failed-modules has no local state to go by:
-    # name the modules instead (paths are relative to the rootdir).
-    return shlex.join(["pytest", *failed]) if failed else None
