@@ -104,6 +104,8 @@ EARLY_STARTS_WITHOUT_HISTORY: Final = 2
 SLOW_FACTOR: Final = 10.0
 #: ... and this many seconds (never killed for it: see --module-timeout).
 SLOW_MIN_S: Final = 60.0
+#: The name the ledger knows this process by when it runs a selection itself.
+LOCAL_WORKER: Final = "local"
 #: Seconds between two looks at timeouts and deadlines while no message arrives.
 POLL_S: Final = 0.25
 #: Under ``auto``, a selection estimated under this many seconds runs in this process:
@@ -175,6 +177,11 @@ class ParallelSession:
         self._planned = False
         #: ``auto`` found the selection too small for workers: pytest's own loop runs it.
         self.in_process = False
+        #: In process: each node id's unit, the unit running, since when, its test's reports.
+        self._unit_of: dict[str, str] = {}
+        self._local_unit: str | None = None
+        self._local_started = 0.0
+        self._local_reports: list[pytest.TestReport] = []
         self._finished = False
         self._terminated = False
         self._started_perf = timing.perf()
@@ -293,13 +300,14 @@ class ParallelSession:
             except ValueError as exc:
                 raise pytest.UsageError(str(exc)) from None
         units = units_of(plan)
-        if self._runs_in_process(units):
-            self.in_process = True
-            self._stop()
-            return
         self.ledger = RunLedger(
             units, retries=self.options.retries, strict_retries=self.options.retries_strict
         )
+        if self._runs_in_process(units):
+            self.in_process = True
+            self._unit_of = {nodeid: unit.id for unit in units for nodeid in unit.nodeids}
+            self._stop()
+            return
         self.view.units = units
         self.view.estimates = dict(self.estimates.seconds)
         self.view.estimates_known = self.estimates.known_modules > 0
@@ -376,9 +384,14 @@ class ParallelSession:
             signal.signal(signal.SIGTERM, self._previous_sigterm)
             self._previous_sigterm = None
         self._terminate()
-        if self._finished or self.in_process:
+        if self._finished:
             return
         self._finished = True
+        if self.in_process:
+            self._finish_local_unit()
+            self.ledger.finish()
+            self._join_persistence()
+            return
         self._apply(self.ledger.finish())
         if self.workers_exhausted:
             self._report_unrun()
@@ -391,6 +404,52 @@ class ParallelSession:
         # What is left of the process is its exit: a full collection over the run's
         # objects (collected items, reports) would only slow it down.
         gc.freeze()
+
+    # -- a selection run in this process (auto) ----------------------------------
+    # The ledger hears the run as if this process were a worker named "local", so a
+    # run in process updates the history and the failed-modules state like any other.
+
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        if not self.in_process:
+            return
+        unit_id = self._unit_of.get(nodeid)
+        if unit_id is None:
+            return
+        if unit_id != self._local_unit:
+            self._finish_local_unit()
+            unit = self.ledger.entries[unit_id].unit
+            self.ledger.assign(unit, LOCAL_WORKER, timing.now())
+            self.ledger.started(
+                LOCAL_WORKER, unit_id, now=timing.now(), perf=timing.perf(), collect_s=0.0
+            )
+            self._local_unit = unit_id
+            self._local_started = timing.perf()
+        self.ledger.test_started(LOCAL_WORKER, nodeid, location, at=timing.perf())
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.in_process and self._local_unit is not None:
+            self._local_reports.append(report)
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
+        if not self.in_process or self._local_unit is None:
+            return
+        reports, self._local_reports = self._local_reports, []
+        self.ledger.test_finished(LOCAL_WORKER, nodeid, location, reports)
+
+    def _finish_local_unit(self) -> None:
+        if self._local_unit is None:
+            return
+        attempt = self.ledger.current(LOCAL_WORKER)
+        complete = attempt is not None and not attempt.left()
+        self.ledger.unit_finished(
+            LOCAL_WORKER,
+            self._local_unit,
+            now=timing.now(),
+            collect_s=0.0,
+            run_s=timing.perf() - self._local_started,
+            completed=complete,
+        )
+        self._local_unit = None
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         for record in self.fleet:

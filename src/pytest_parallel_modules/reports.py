@@ -448,6 +448,10 @@ def fold_test_reports(reports: Sequence[pytest.TestReport]) -> tuple[ResultRecor
 
     records: list[ResultRecord] = []
     for test in tests:
+        if any(_is_rerun(phase) for phase in test.phases):
+            # pytest-rerunfailures runs a test marked "rerun" again; the controller folds
+            # each test as it ends, so that attempt arrives (and is folded) on its own.
+            continue
         records.append(_fold_phases(test))
         for report in test.subtests:
             description = _subtest_description(report)
