@@ -161,6 +161,17 @@ SUITES: Final = (
         # Fastest of -n 2/4 x load/loadfile/worksteal in a loaded sitting (load 10-15).
         xdist_workers=2,
         xdist_dist="loadfile",
+        expected_differences=(
+            ExpectedDifference(
+                "test/test_parsers/test_rst/test_directives/test_admonitions_dummy_lang.py::*",
+                "run-order dependence inside the suite: its first case expects docutils' "
+                "directive cache as test_admonitions_de.py leaves it; plain pytest passes it "
+                "alone and fails it right after test_admonitions.py (`pytest "
+                "test/.../test_admonitions.py test/.../test_admonitions_dummy_lang.py`), so "
+                "any order that runs those two on one worker without the _de module between "
+                "them fails it; the summary names the modules that ran before it",
+            ),
+        ),
     ),
     Suite(
         name="packaging",
