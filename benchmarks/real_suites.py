@@ -654,6 +654,34 @@ class RunResult:
     #: For a killed run: the test started last and the tests started but not finished.
     last_started: str | None = None
     in_flight: list[tuple[str, float]] = field(default_factory=list)
+    #: Epoch seconds the process was spawned and exited (the harness's stopwatch).
+    spawned: float = 0.0
+    exited: float = 0.0
+    #: The recorder's moments of the run and CPU readings (see real_suites_recorder).
+    times: dict[str, float] = field(default_factory=dict)
+    #: Bytes in the plugin's report directory after the run (ours only).
+    report_bytes: int | None = None
+
+    def overhead(self) -> dict[str, float | None]:
+        """Where the time went beyond the tests: start-up, the tail, the controller's CPU."""
+        times = self.times
+        tests = sum(1 for key in (self.outcomes or {}) if key[2] == "test")
+
+        def span(start: str, end: str) -> float | None:
+            if start in times and end in times:
+                return times[end] - times[start]
+            return None
+
+        cpu = span("cpu_at_collection_finished", "cpu_at_session_finished")
+        return {
+            "collection_to_first_test_s": span("collection_finished", "first_test_started"),
+            "last_test_to_exit_s": (
+                self.exited - times["last_test_finished"]
+                if "last_test_finished" in times and self.exited
+                else None
+            ),
+            "cpu_per_test_ms": (1000 * cpu / tests) if cpu is not None and tests else None,
+        }
 
     @property
     def hung(self) -> bool:
@@ -732,6 +760,7 @@ class Record:
     #: How to show a subtest's key: its description with the keyword values.
     descriptions: dict[OutcomeKey, str]
     module_seconds: dict[str, float]
+    times: dict[str, float]
 
 
 def read_record(path: Path) -> Record | None:
@@ -749,7 +778,8 @@ def read_record(path: Path) -> Record | None:
         if description is not None:
             descriptions[nodeid, subtest, kind] = description
     seconds = {str(module): float(value) for module, value in document["module_seconds"].items()}
-    return Record(outcomes, descriptions, seconds)
+    times = {str(name): float(value) for name, value in document.get("times", {}).items()}
+    return Record(outcomes, descriptions, seconds, times)
 
 
 def run_pytest(
@@ -772,6 +802,7 @@ def run_pytest(
         log_file.write(f"$ {' '.join(command)}\n")
         log_file.flush()
         start = time.perf_counter()
+        spawned = time.time()
         process = subprocess.Popen(
             command,
             cwd=layout.repo(suite),
@@ -791,6 +822,12 @@ def run_pytest(
             process.wait()
             returncode = None
     result = RunResult(suite.name, tool, tuple(tool_args), wall, returncode, log_path)
+    result.spawned, result.exited = spawned, spawned + wall
+    report_dir = layout.repo(suite) / ".pytest_cache" / "d" / "parallel-modules-report"
+    if any(arg.startswith("--parallel-modules") for arg in tool_args) and report_dir.is_dir():
+        result.report_bytes = sum(
+            entry.stat().st_size for entry in report_dir.rglob("*") if entry.is_file()
+        )
     if result.hung:
         result.last_started, result.in_flight = read_progress(
             Path(f"{record_path}.progress"), time.time()
@@ -801,6 +838,7 @@ def run_pytest(
         result.outcomes = record.outcomes
         result.descriptions = record.descriptions
         result.module_seconds = record.module_seconds
+        result.times = record.times
     return result
 
 
@@ -1234,8 +1272,43 @@ def bench_suite(
             "wall_over_lb": over_lb,
             "outcomes": [outcome_note(suite, runs["plain"][0], r) for r in runs[tool.name]],
         }
+    lines += ["", *overhead_lines(tools, runs, figures)]
     log("\n".join(lines))
     return figures
+
+
+def overhead_lines(
+    tools: Sequence[Tool], runs: dict[str, list[RunResult]], figures: dict[str, Any]
+) -> list[str]:
+    """The medians of where the time went beyond the tests, per tool (issue #14's figures)."""
+    lines = [
+        "  | tool | collection -> first test | last test -> exit | controller CPU per test | report dir |",
+        "  | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for tool in tools:
+        finished = [run for run in runs[tool.name] if not run.hung]
+        parts = [run.overhead() for run in finished]
+
+        def median_of(name: str, parts: list[dict[str, float | None]] = parts) -> float | None:
+            values = [value for part in parts if (value := part[name]) is not None]
+            return statistics.median(values) if values else None
+
+        sizes = [run.report_bytes for run in finished if run.report_bytes is not None]
+        size = statistics.median(sizes) if sizes else None
+        medians = {name: median_of(name) for name in parts[0]} if parts else {}
+        figures["tools"][tool.name]["overhead"] = {**medians, "report_bytes": size}
+        cpu = medians.get("cpu_per_test_ms")
+        lines.append(
+            f"  | {tool.name} | {fmt(medians.get('collection_to_first_test_s'), ' s')}"
+            f" | {fmt(medians.get('last_test_to_exit_s'), ' s')}"
+            f" | {'-' if cpu is None else f'{cpu:.3f} ms'}"
+            f" | {'-' if size is None else f'{size / 1e6:.1f} MB'} |"
+        )
+    lines.append(
+        "  (controller CPU per test: CPU seconds of the process the user started, from the end"
+        " of collection to session finish, per test; for plain pytest that is running the tests)"
+    )
+    return lines
 
 
 def command_bench(

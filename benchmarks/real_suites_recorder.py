@@ -154,6 +154,9 @@ class Recorder:
         #: module file -> seconds of its tests' setup, call and teardown.
         self.module_seconds: dict[str, float] = {}
         self.progress_fd: int | None = None
+        #: Moments of the run (epoch seconds) and this process's CPU seconds at some of
+        #: them, for the harness's overhead figures.
+        self.times: dict[str, float] = {"configured": time.time()}
 
     def open_progress(self) -> None:
         """Start the progress file (truncating an old one)."""
@@ -168,10 +171,22 @@ class Recorder:
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         self.progress("start", nodeid)
+        self.times.setdefault("first_test_started", time.time())
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         self.progress("finish", nodeid)
+        self.times["last_test_finished"] = time.time()
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self) -> None:
+        self.times["collection_finished"] = time.time()
+        self.times["cpu_at_collection_finished"] = time.process_time()
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self) -> None:
+        self.times["session_finished"] = time.time()
+        self.times["cpu_at_session_finished"] = time.process_time()
 
     # trylast: pytest's subtests support turns a passed call into "failed" inside
     # pytest_report_teststatus, which the terminal reporter calls from its own
@@ -212,10 +227,12 @@ class Recorder:
             rows.append([nodeid, None, "test", fold_phases(phases), None])
         for (nodeid, subtest), (outcome, description) in self.subtests.items():
             rows.append([nodeid, subtest, "subtest", outcome, description])
+        self.times["unconfigured"] = time.time()
         return {
             "version": RECORD_VERSION,
             "outcomes": rows,
             "module_seconds": self.module_seconds,
+            "times": self.times,
         }
 
     def write(self) -> None:
