@@ -205,7 +205,8 @@ class MeasuredModule:
     collect_s: float
     #: False if the module did not run to its end (``-x``, a crash, a timeout, Ctrl-C).
     complete: bool
-    #: Short digest of the module file's content (see :func:`content_digest`), ``None`` when
+    #: Short digest of the module file's content (see
+    #: :func:`pytest_parallel_modules.timeline_recorder.content_digest`), ``None`` when
     #: unknown. A test whose outcome changes while this stays the same is flaky.
     content_hash: str | None = None
 
@@ -390,16 +391,6 @@ def decode_recent(recent: str, last_seen_run: int) -> tuple[RecentMeasurement, .
             RecentMeasurement(run, outcome, int(match[3]) / 1000, match[2].islower())
         )
     return tuple(measurements)
-
-
-def content_digest(content: bytes) -> str:
-    """PURE: the short digest of a module file's content that the history keeps.
-
-    Twelve hex digits of its SHA-1: enough to tell two versions of one file apart.
-
-    :param content: the file's bytes.
-    """
-    return hashlib.sha1(content, usedforsecurity=False).hexdigest()[:12]
 
 
 # -- parsing (pure) ----------------------------------------------------------------------------
