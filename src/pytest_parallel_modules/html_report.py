@@ -119,17 +119,19 @@ font-size:12.5px;white-space:pre-line;pointer-events:none;word-break:break-all}
 table{border-collapse:collapse;width:100%}th,td{padding:4px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:middle}
 th{position:sticky;top:0;background:var(--bg);cursor:pointer;white-space:nowrap;user-select:none}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
-td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}td.m{word-break:break-all}
+td.n,th.n,#modules td:nth-child(n+3):nth-child(-n+7){text-align:right;font-variant-numeric:tabular-nums}
+td.m,#modules td:nth-child(2){overflow-wrap:anywhere}
 .st{font-weight:600;font-size:12px}.st.o-passed,.st.o-failed,.st.o-error,.st.o-crashed,.st.o-timeout,.st.o-interrupted,.st.o-not_run{background:none}
 .st.o-passed{color:var(--pass)}.st.o-failed,.st.o-error{color:var(--fail)}.st.o-crashed{color:var(--crash)}
 .st.o-timeout{color:var(--timeout)}.st.o-interrupted,.st.o-not_run{color:var(--muted)}
-svg.spark{width:84px;height:22px;display:block}svg.spark polyline{fill:none;stroke:#6c8ebf;stroke-width:1.5}
-svg.spark circle.p{fill:var(--pass)}svg.spark circle.f{fill:var(--fail)}svg.spark circle.s{fill:var(--stop)}
-svg.spark path{fill:none;stroke:var(--timeout);stroke-width:1.5}
+td svg{width:90px;height:24px;display:block}td svg polyline{fill:none;stroke:#6c8ebf;stroke-width:1.5}
+td svg path{stroke-linecap:round;stroke-width:4;fill:none}td svg .p{stroke:var(--pass)}td svg .f{stroke:var(--fail)}
+td svg .s{stroke:var(--stop)}td svg .sl{stroke:var(--timeout);fill:var(--timeout);stroke-width:1}
 details{margin:4px 0;border:1px solid var(--line);border-radius:4px;padding:4px 8px}
 summary{cursor:pointer;word-break:break-all}pre{overflow-x:auto;background:var(--panel);padding:8px;margin:6px 0;white-space:pre}
 @media (max-width:700px){main{padding:10px}.row>b{flex-basis:56px}.axis,.marks{margin-left:0}.axis{margin-left:56px}.marks{left:56px}
-.hide-s{display:none}th,td{padding:3px 4px}}
+.hide-s,#modules tr>:nth-child(4),#modules tr>:nth-child(6),#modules tr>:nth-child(8){display:none}
+th,td{padding:3px 4px}}
 @media (prefers-color-scheme:dark){:root{--fg:#e6e8eb;--muted:#a3a9b1;--line:#3a3f47;--bg:#16191d;--panel:#23272e}
 #tip{background:#e6e8eb;color:#16191d}}
 """
@@ -139,7 +141,10 @@ _SCRIPT: Final = """
 var tip=document.getElementById('tip'),sel=null;
 function hide(){tip.hidden=true;if(sel){sel.classList.remove('sel');sel=null;}}
 function show(bar,x,y){if(sel&&sel!==bar){sel.classList.remove('sel');}sel=bar;bar.classList.add('sel');
-tip.textContent=bar.getAttribute('data-tip');tip.hidden=false;
+var t=bar.getAttribute('data-t'),o=/o-(\\w+)/.exec(bar.className);
+tip.textContent=[bar.getAttribute('data-m'),'worker '+bar.parentNode.parentNode.getAttribute('data-lane'),
+t===null?'tests: ?':t+(t==='1'?' test':' tests'),o?o[1].replace('_',' ').toUpperCase():'',bar.getAttribute('data-d')].join('\n');
+tip.hidden=false;
 var w=tip.offsetWidth,h=tip.offsetHeight,vw=document.documentElement.clientWidth;
 tip.style.left=Math.max(4,Math.min(x+12,vw-w-4))+'px';tip.style.top=(y+16+h>window.innerHeight?y-h-12:y+16)+'px';}
 var tl=document.querySelector('.tl');
@@ -209,17 +214,6 @@ def _legend() -> str:
     )
 
 
-def _bar_tip(module: str, worker: str, tests: int | None, outcome: str, seconds: float) -> str:
-    lines = [
-        module,
-        f"worker {worker}",
-        "tests: ?" if tests is None else f"{tests} test{'' if tests == 1 else 's'}",
-        _LABELS.get(outcome, outcome.upper()),
-        format_duration(seconds),
-    ]
-    return "\n".join(lines)
-
-
 def render_timeline(layout: TimelineLayout) -> str:
     """PURE: the timeline section's HTML (lanes, bars, gaps, marks, axis)."""
     if not layout.bars and not layout.lanes:
@@ -248,10 +242,13 @@ def render_timeline(layout: TimelineLayout) -> str:
         for bar in layout.bars:
             if bar.lane != index:
                 continue
-            tip = _bar_tip(bar.module, bar.worker, bar.tests, bar.outcome, bar.duration_s)
+            # The tooltip (module, worker, tests, outcome, duration) is put together by the
+            # script from these attributes, the lane's name and the class: a 2,000-module
+            # page stays small.
+            tests = "" if bar.tests is None else f' data-t="{bar.tests}"'
             cells.append(
                 f'<i class="bar o-{_e(bar.outcome)}" style="{_span(bar.start_s, bar.end_s, scale)}" '
-                f'data-m="{_e(bar.module)}" data-tip="{_e(tip)}"></i>'
+                f'data-m="{_e(bar.module)}"{tests} data-d="{_e(format_duration(bar.duration_s))}"></i>'
             )
         row_class = "row crit" if lane.critical else "row"
         title = (
@@ -321,20 +318,34 @@ def _critical_text(layout: TimelineLayout) -> str:
     )
 
 
+#: A sparkline's size, in the units of its coordinates (integers keep the markup short).
+_SPARK_WIDTH: Final = 90
+_SPARK_HEIGHT: Final = 24
+_SPARK_PAD: Final = 3
+
+
 def sparkline(trend: Trend) -> str:
-    """PURE: an inline SVG of a trend: duration as a line, outcome as dots, slowdowns ringed."""
+    """PURE: an inline SVG of a trend: duration as a line, outcome as dots, slowdowns marked.
+
+    Dots are drawn as zero-length path segments with round caps, one path per kind of
+    outcome: a few bytes a point, which matters in a table of 2,000 modules.
+    """
     points = trend.points
     if not points:
         return ""
-    width, height, pad = 84.0, 22.0, 3.0
     top = max(point.duration_s for point in points) or 1.0
-    step = (width - 2 * pad) / max(len(points) - 1, 1)
+    step = (_SPARK_WIDTH - 2 * _SPARK_PAD) // max(len(points) - 1, 1)
+    span = _SPARK_HEIGHT - 2 * _SPARK_PAD
     coordinates = [
-        (pad + index * step, height - pad - point.duration_s / top * (height - 2 * pad))
+        (
+            _SPARK_PAD + index * step,
+            round(_SPARK_HEIGHT - _SPARK_PAD - point.duration_s / top * span),
+        )
         for index, point in enumerate(points)
     ]
-    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in coordinates)
-    dots = []
+    line = " ".join(f"{x},{y}" for x, y in coordinates)
+    dots: dict[str, list[str]] = {"p": [], "f": [], "s": []}
+    slower = []
     for (x, y), point in zip(coordinates, points, strict=True):
         kind = (
             "f"
@@ -343,18 +354,23 @@ def sparkline(trend: Trend) -> str:
             if point.outcome == "skipped"
             else "p"
         )
-        dots.append(f'<circle class="{kind}" cx="{x:.1f}" cy="{y:.1f}" r="1.8"/>')
+        dots[kind].append(f"M{x} {y}h0")
         if point.slower:
-            dots.append(f'<path d="M{x - 3.5:.1f},{y - 4:.1f}h7l-3.5,-5z"/>')
+            slower.append(f"M{x - 3} {max(y - 4, 0)}h6l-3-4z")
+    shapes = "".join(f'<path class="{kind}" d="{"".join(d)}"/>' for kind, d in dots.items() if d)
+    if slower:
+        shapes += f'<path class="sl" d="{"".join(slower)}"/>'
     first, last = points[0], points[-1]
+    failing = [point.run for point in points if point.outcome in ("failed", "error")]
     title = (
         f"runs {first.run}-{last.run}: "
-        + ", ".join(f"{format_duration(point.duration_s)} {point.outcome}" for point in points)
+        + " ".join(format_duration(point.duration_s) for point in points)
+        + (f"; failed in run {', '.join(map(str, failing))}" if failing else "")
         + "".join(f"; much slower in run {point.run}" for point in trend.slowdowns)
     )
     return (
-        f'<svg class="spark" viewBox="0 0 {width:g} {height:g}" role="img"><title>{_e(title)}</title>'
-        f'<polyline points="{line}"/>{"".join(dots)}</svg>'
+        f'<svg viewBox="0 0 {_SPARK_WIDTH} {_SPARK_HEIGHT}"><title>{_e(title)}</title>'
+        f'<polyline points="{line}"/>{shapes}</svg>'
     )
 
 
@@ -458,11 +474,13 @@ def _not_run(ordered: Sequence[ModuleReport]) -> str:
 
 
 def _module_table(ordered: Sequence[ModuleReport], history: History | None) -> str:
+    # Numeric cells are right-aligned and the narrow-screen columns hidden by position
+    # (CSS nth-child), not by a class on every cell: a 2,000-row table stays small.
     head = (
         '<div class="scroll"><table class="sortable" id="modules"><thead><tr>'
-        '<th>Status</th><th>Module</th><th class="n">Tests</th>'
-        '<th class="n hide-s">Passed</th><th class="n">Failed</th><th class="n hide-s">Skipped</th>'
-        '<th class="n">Duration</th><th class="hide-s">Worker</th><th>Trend</th></tr></thead><tbody>'
+        '<th>Status</th><th>Module</th><th class="n">Tests</th><th class="n">Passed</th>'
+        '<th class="n">Failed</th><th class="n">Skipped</th><th class="n">Duration</th>'
+        '<th>Worker</th><th class="n">Trend</th></tr></thead><tbody>'
     )
     rows = []
     for rank, module in enumerate(ordered):
@@ -470,15 +488,14 @@ def _module_table(ordered: Sequence[ModuleReport], history: History | None) -> s
         outcome = module["outcome"]
         record = None if history is None else history.modules.get(module["module"])
         trend = None if record is None else module_trend(record)
+        # The trend column sorts modules that got much slower first (descending).
         slow = 1 if trend is not None and trend.slowdowns else 0
         rows.append(
-            f'<tr><td class="st o-{_e(outcome)}" data-v="{rank:06d}">{_e(_LABELS[outcome])}</td>'
-            f'<td class="m">{_e(module["module"])}</td>'
-            f'<td class="n">{counts["tests"]}</td><td class="n hide-s">{counts["passed"]}</td>'
-            f'<td class="n">{counts["failed"] + counts["errors"]}</td>'
-            f'<td class="n hide-s">{counts["skipped"]}</td>'
-            f'<td class="n" data-v="{module["duration_s"]:.6f}">{_e(format_duration(module["duration_s"]))}</td>'
-            f'<td class="hide-s">{_e(module["worker"] or "-")}</td>'
+            f'<tr><td class="st o-{_e(outcome)}" data-v="{rank}">{_e(_LABELS[outcome])}</td>'
+            f"<td>{_e(module['module'])}</td><td>{counts['tests']}</td><td>{counts['passed']}</td>"
+            f"<td>{counts['failed'] + counts['errors']}</td><td>{counts['skipped']}</td>"
+            f'<td data-v="{module["duration_s"]!r}">{_e(format_duration(module["duration_s"]))}</td>'
+            f"<td>{_e(module['worker'] or '-')}</td>"
             f'<td data-v="{slow}">{"" if trend is None else sparkline(trend)}</td></tr>'
         )
     return head + "".join(rows) + "</tbody></table></div>"
