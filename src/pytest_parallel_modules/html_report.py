@@ -143,7 +143,7 @@ function hide(){tip.hidden=true;if(sel){sel.classList.remove('sel');sel=null;}}
 function show(bar,x,y){if(sel&&sel!==bar){sel.classList.remove('sel');}sel=bar;bar.classList.add('sel');
 var t=bar.getAttribute('data-t'),o=/o-(\\w+)/.exec(bar.className);
 tip.textContent=[bar.getAttribute('data-m'),'worker '+bar.parentNode.parentNode.getAttribute('data-lane'),
-t===null?'tests: ?':t+(t==='1'?' test':' tests'),o?o[1].replace('_',' ').toUpperCase():'',bar.getAttribute('data-d')].join('\n');
+t===null?'tests: ?':t+(t==='1'?' test':' tests'),o?o[1].replace('_',' ').toUpperCase():'',bar.getAttribute('data-d')].join('\\n');
 tip.hidden=false;
 var w=tip.offsetWidth,h=tip.offsetHeight,vw=document.documentElement.clientWidth;
 tip.style.left=Math.max(4,Math.min(x+12,vw-w-4))+'px';tip.style.top=(y+16+h>window.innerHeight?y-h-12:y+16)+'px';}
