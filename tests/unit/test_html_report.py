@@ -13,6 +13,7 @@ from pytest_parallel_modules.history import merge_history
 from pytest_parallel_modules.html_report import MAX_FAILURES
 from pytest_parallel_modules.html_report import render_html
 from pytest_parallel_modules.html_report import sparkline
+from pytest_parallel_modules.html_report import trend_text
 from pytest_parallel_modules.reports import MergedReport
 from pytest_parallel_modules.summary import summary_lines
 from pytest_parallel_modules.trends import trend_of
@@ -198,10 +199,13 @@ def test_sparkline_draws_duration_outcome_and_slowdowns() -> None:
     assert len(page.having("path", "sl")) == 1  # the slowdown marker
     points = page.having("polyline")[0]["points"].split()
     assert points == ["3,15", "31,15", "59,15", "87,3"]  # y: 21 - d / 3.0 * 18
-    assert "much slower in run 4" in "".join(page.text["title"])
-    failing = sparkline(trend_of(measured(1.0, 1.0, outcome="failed")))
-    assert Page(failing).having("path", "f") and "failed in run 1, 2" in failing
-    assert sparkline(trend_of([])) == ""
+    assert trend_text(trend_of(measured(1.0, 1.0, 1.0, 3.0))) == (
+        "runs 1-4: 1.00s 1.00s 1.00s 3.00s; much slower in run 4"
+    )
+    failing = trend_of(measured(1.0, 1.0, outcome="failed"))
+    assert Page(sparkline(failing)).having("path", "f")
+    assert trend_text(failing) == "runs 1-2: 1.00s 1.00s; failed in run 1, 2"
+    assert sparkline(trend_of([])) == trend_text(trend_of([])) == ""
 
 
 def test_a_two_thousand_module_run_stays_small() -> None:
