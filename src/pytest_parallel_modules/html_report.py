@@ -126,7 +126,7 @@ td.m,#modules td:nth-child(2){overflow-wrap:anywhere}
 .st.o-timeout{color:var(--timeout)}.st.o-interrupted,.st.o-not_run{color:var(--muted)}
 td svg{width:90px;height:24px;display:block}td svg polyline{fill:none;stroke:#6c8ebf;stroke-width:1.5}
 td svg path{stroke-linecap:round;stroke-width:4;fill:none}td svg .p{stroke:var(--pass)}td svg .f{stroke:var(--fail)}
-td svg .s{stroke:var(--stop)}td svg .sl{stroke:var(--timeout);fill:var(--timeout);stroke-width:1}
+td svg .s{stroke:var(--stop)}td svg path.sl{stroke:var(--timeout);stroke-width:8}
 details{margin:4px 0;border:1px solid var(--line);border-radius:4px;padding:4px 8px}
 summary{cursor:pointer;word-break:break-all}pre{overflow-x:auto;background:var(--panel);padding:8px;margin:6px 0;white-space:pre}
 @media (max-width:700px){main{padding:10px}.row>b{flex-basis:56px}.axis,.marks{margin-left:0}.axis{margin-left:56px}.marks{left:56px}
@@ -307,8 +307,9 @@ def _critical_text(layout: TimelineLayout) -> str:
     lower = (
         ""
         if layout.lower_bound_end_s is None
-        else f" The lower bound (dashed line, LB = {_e(format_duration(layout.lower_bound_s))} after "
-        f"the first unit started) is where no module-level scheduler could have ended sooner."
+        else " The dashed line is the lower bound: the first unit's start plus LB = max(longest "
+        f"unit, sum of units / workers) = {_e(format_duration(layout.lower_bound_s))}, of the "
+        "units as drawn; no scheduler handing them out could have ended sooner."
     )
     return (
         f'<p class="crit-text">Critical path: <b>{_e(lane.name)}</b> ended last, at '
@@ -321,11 +322,11 @@ def _critical_text(layout: TimelineLayout) -> str:
 #: A sparkline's size, in the units of its coordinates (integers keep the markup short).
 _SPARK_WIDTH: Final = 90
 _SPARK_HEIGHT: Final = 24
-_SPARK_PAD: Final = 3
+_SPARK_PAD: Final = 4
 
 
 def sparkline(trend: Trend) -> str:
-    """PURE: an inline SVG of a trend: duration as a line, outcome as dots, slowdowns marked.
+    """PURE: an inline SVG of a trend: duration as a line, outcome as dots, slowdowns ringed.
 
     Its words are :func:`trend_text`.
 
@@ -358,10 +359,10 @@ def sparkline(trend: Trend) -> str:
         )
         dots[kind].append(f"M{x} {y}h0")
         if point.slower:
-            slower.append(f"M{x - 3} {max(y - 4, 0)}h6l-3-4z")
-    shapes = "".join(f'<path class="{kind}" d="{"".join(d)}"/>' for kind, d in dots.items() if d)
-    if slower:
-        shapes += f'<path class="sl" d="{"".join(slower)}"/>'
+            slower.append(f"M{x} {y}h0")
+    # A slowdown is a wide orange dot drawn under the outcome's dot: a ring around it.
+    shapes = f'<path class="sl" d="{"".join(slower)}"/>' if slower else ""
+    shapes += "".join(f'<path class="{kind}" d="{"".join(d)}"/>' for kind, d in dots.items() if d)
     return (
         f'<svg viewBox="0 0 {_SPARK_WIDTH} {_SPARK_HEIGHT}">'
         f'<polyline points="{line}"/>{shapes}</svg>'
@@ -492,7 +493,7 @@ def _module_table(ordered: Sequence[ModuleReport], history: History | None) -> s
         '<div class="scroll"><table class="sortable" id="modules"><thead><tr>'
         '<th>Status</th><th>Module</th><th class="n">Tests</th><th class="n">Passed</th>'
         '<th class="n">Failed</th><th class="n">Skipped</th><th class="n">Duration</th>'
-        '<th>Worker</th><th class="n">Trend</th></tr></thead><tbody>'
+        '<th>Worker</th><th>Trend</th></tr></thead><tbody>'
     )
     rows = []
     for rank, module in enumerate(ordered):

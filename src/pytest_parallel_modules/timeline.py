@@ -21,6 +21,7 @@ from typing import Final
 from typing import final
 from typing import TYPE_CHECKING
 
+from pytest_parallel_modules.scheduling import lower_bound as compute_lower_bound
 from pytest_parallel_modules.timeline_data import decode_test_starts
 from pytest_parallel_modules.timeline_data import timeline_of
 
@@ -113,8 +114,9 @@ class TimelineLayout:
     #: When every worker had stopped (the tail runs from ``last_end_s`` to here).
     end_s: float
     #: Where the lower bound puts the end of the run: the first bar's start plus
-    #: ``LB(N) = max(longest module, sum / N)``; ``None`` without bars.
+    #: ``LB(N) = max(longest bar, sum of bars / N)``; ``None`` without bars.
     lower_bound_end_s: float | None
+    #: ``LB(N)`` of the bars (of the modules' durations for a report without a timeline).
     lower_bound_s: float
     #: Index of the lane that finished last, ``None`` without bars.
     critical_lane: int | None
@@ -166,6 +168,9 @@ def layout_timeline(report: MergedReport) -> TimelineLayout:
       between its bars, and from its last bar to the end of the run's last bar.
     - The critical lane is the one whose last bar ended last (ties: the first lane);
       its bars are the critical path: what held the run.
+    - The lower bound is ``LB(N) = max(longest bar, sum of bars / N)`` from the first
+      bar's start, ``N`` the report's workers: no scheduler handing out these units could
+      have ended sooner. (A report without a timeline has only its modules' durations.)
     """
     timeline = timeline_of(report)
     modules = {module["module"]: module for module in report["modules"]}
@@ -251,7 +256,15 @@ def layout_timeline(report: MergedReport) -> TimelineLayout:
         )
         if value is not None
     ]
+    measured = "timeline" in report
     lower_bound = report["timing"]["lower_bound_s"]
+    if measured and bars:
+        # The bars' own lengths, not the modules' duration_s: a module's report counts from
+        # when it was handed to its worker, which may be while the worker still ran the
+        # one before; a bar starts when the worker began it.
+        lower_bound = compute_lower_bound(
+            [bar.duration_s for bar in bars], max(report["workers"], 1)
+        )
     return TimelineLayout(
         lanes=tuple(lanes),
         bars=bars,
@@ -263,7 +276,7 @@ def layout_timeline(report: MergedReport) -> TimelineLayout:
         lower_bound_end_s=None if first_start is None else first_start + lower_bound,
         lower_bound_s=lower_bound,
         critical_lane=critical_lane,
-        measured="timeline" in report,
+        measured=measured,
     )
 
 

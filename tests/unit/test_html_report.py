@@ -196,9 +196,10 @@ def test_sparkline_draws_duration_outcome_and_slowdowns() -> None:
     page = Page(svg)
     (passed,) = page.having("path", "p")
     assert passed["d"].count("h0") == 4  # a dot per run
-    assert len(page.having("path", "sl")) == 1  # the slowdown marker
+    (ring,) = page.having("path", "sl")  # the slowdown, ringed
+    assert ring["d"] == "M85 4h0"
     points = page.having("polyline")[0]["points"].split()
-    assert points == ["3,15", "31,15", "59,15", "87,3"]  # y: 21 - d / 3.0 * 18
+    assert points == ["4,15", "31,15", "58,15", "85,4"]  # y: 20 - d / 3.0 * 16
     assert trend_text(trend_of(measured(1.0, 1.0, 1.0, 3.0))) == (
         "runs 1-4: 1.00s 1.00s 1.00s 3.00s; much slower in run 4"
     )

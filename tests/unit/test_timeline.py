@@ -176,10 +176,21 @@ def test_the_critical_lane_tie_goes_to_the_first_lane() -> None:
     assert layout_timeline(merged).critical_lane == 0
 
 
-def test_the_lower_bound_line_is_the_first_start_plus_lb() -> None:
+def test_the_lower_bound_line_is_the_first_start_plus_lb_of_the_bars() -> None:
     layout = layout_timeline(two_lane_report())
-    assert layout.lower_bound_s == 5.0
-    assert layout.lower_bound_end_s == 7.0
+    # Bars of 2, 6.5 and 1 s on 2 workers: max(6.5, 9.5 / 2). The report's own figure (5, from
+    # module durations that count from when a module was handed out) is not the bars'.
+    assert layout.lower_bound_s == 6.5
+    assert layout.lower_bound_end_s == 8.5
+    merged = two_lane_report()
+    merged["workers"] = 1
+    assert layout_timeline(merged).lower_bound_s == 9.5
+
+
+def test_without_a_timeline_the_lower_bound_is_the_reports() -> None:
+    merged = two_lane_report()
+    del merged["timeline"]
+    assert layout_timeline(merged).lower_bound_s == 5.0
 
 
 def test_bars_on_a_lane_never_overlap() -> None:
