@@ -104,6 +104,15 @@ LEGACY_HISTORY_VERSION: Final = 1
 #: How many measurements of each test and module the history keeps (for trends and flake rates).
 RECENT_RUNS: Final = 10
 
+#: The word of a slot of ``recent`` that holds no measurement yet.
+EMPTY_SLOT: Final = "-"
+
+#: What follows the first measurement of a new entry: the other slots, empty. Every
+#: ``recent`` the merge writes has :data:`RECENT_RUNS` words, so making room for the next
+#: measurement is always dropping the last word, with no counting (which matters in the
+#: merge's loop over every test).
+_EMPTY_TAIL: Final = f" {EMPTY_SLOT}" * (RECENT_RUNS - 1)
+
 #: Decimal text of 0 ... 999: most tests take under a second, and looking their milliseconds
 #: up here is 3x faster than formatting them, in the merge's loop over every test.
 _MILLISECONDS_TEXT: Final[tuple[str, ...]] = tuple(map(str, range(1000)))
@@ -250,7 +259,8 @@ class RecordedTest(NamedTuple):
     #: How many complete measurements the figure is based on.
     runs: int
     #: The last :data:`RECENT_RUNS` measurements, newest first, in the compact form
-    #: :func:`decode_recent` reads (``"p412 p398 3F1203"``); empty when none is known.
+    #: :func:`decode_recent` reads (``"p412 p398 3F1203 - - - - - - -"``, a word per
+    #: slot, ``-`` for an empty one); empty when none is known (a version 1 or 2 file).
     recent: str = ""
 
 
@@ -372,8 +382,8 @@ def decode_recent(recent: str, last_seen_run: int) -> tuple[RecentMeasurement, .
     ``last_seen_run``, with the module as it was three runs before, when the test
     failed in 52 ms with another content of the module than at its measurement before.
 
-    Reading stops at the first token it cannot read (a hand-edited file): what came
-    before it is still good.
+    Reading stops at the first empty slot (:data:`EMPTY_SLOT`) and at the first token
+    it cannot read (a hand-edited file): what came before it is still good.
 
     :param recent: the field, as :class:`RecordedTest` or :class:`RecordedModule` hold it.
     :param last_seen_run: the record's ``last_seen_run``.
@@ -381,6 +391,8 @@ def decode_recent(recent: str, last_seen_run: int) -> tuple[RecentMeasurement, .
     measurements: list[RecentMeasurement] = []
     run, gap = last_seen_run, 0
     for token in recent.split():
+        if token == EMPTY_SLOT:
+            break
         match = _RECENT_TOKEN.fullmatch(token)
         outcome = None if match is None else _OUTCOME_OF_LETTER.get(match[2].lower())
         if match is None or outcome is None or len(match[1]) > 6:
@@ -675,8 +687,10 @@ def parse_history(text: str) -> History:
 # was written. The recent measurements and the content digest go between quotes unescaped
 # too: the merge writes only letters, digits and spaces there, and the parser accepts
 # nothing else.
-_TEST_ROW: Final = '"%s": [%.6f, "%s", %d, %d, %d, "%s"]'
-_MODULE_ROW: Final = '"%s": [%.6f, %.6f, %.6f, "%s", %d, %d, %d, "%s", %d, "%s"]'
+# A row is formatted from the record tuple as it is and its key put in front: building a
+# new tuple with the key for every row costs a tenth of the serializer's time.
+_TEST_ROW: Final = '[%.6f, "%s", %d, %d, %d, "%s"]'
+_MODULE_ROW: Final = '[%.6f, %.6f, %.6f, "%s", %d, %d, %d, "%s", %d, "%s"]'
 _ENTRY_SEPARATOR: Final = ",\n    "
 
 
@@ -725,9 +739,11 @@ def serialize_history(history: History) -> str:
     :returns: the file's content, ASCII only (``ensure_ascii`` escapes, as json does).
     """
     keys, tests = _sorted_entries(history.tests)
-    test_lines = [_TEST_ROW % (key, *record) for key, record in zip(keys, tests, strict=True)]
+    row = _TEST_ROW.__mod__
+    test_lines = [f'"{key}": {row(record)}' for key, record in zip(keys, tests, strict=True)]
     keys, modules = _sorted_entries(history.modules)
-    module_lines = [_MODULE_ROW % (key, *record) for key, record in zip(keys, modules, strict=True)]
+    row = _MODULE_ROW.__mod__
+    module_lines = [f'"{key}": {row(record)}' for key, record in zip(keys, modules, strict=True)]
     return (
         f'{{\n  "columns": {_COLUMNS_HEADER},'
         f'\n  "modules": {_json_object(module_lines)},'
@@ -773,13 +789,10 @@ def _recent_token(gap: int, letter: str, seconds: float) -> str:
 
 
 def _push_recent(token: str, recent: str) -> str:
-    """Put ``token`` in front of ``recent``, keeping at most :data:`RECENT_RUNS` measurements."""
-    if not recent:
-        return token
-    # count() and rindex() run in C: cheaper than splitting and joining for every test.
-    if recent.count(" ") >= RECENT_RUNS - 1:
-        recent = recent[: recent.rindex(" ")]
-    return f"{token} {recent}"
+    """Put ``token`` in front of ``recent`` and drop its last (oldest) word."""
+    if not recent:  # a new entry, or one from a version 1 or 2 file
+        return token + _EMPTY_TAIL
+    return f"{token} {recent.rpartition(' ')[0]}"
 
 
 def _clean_content(content_hash: str | None) -> str:
@@ -821,7 +834,7 @@ def _merge_module(
     content = _clean_content(measured.content_hash)
     content_run = _content_run(previous, content, run_index)
     if previous is None:
-        token = _recent_token(1, RECENT_LETTERS[outcome].upper(), total)
+        token = _recent_token(1, RECENT_LETTERS[outcome].upper(), total) + _EMPTY_TAIL
         return RecordedModule(
             collect,
             total,
@@ -942,7 +955,8 @@ def merge_history(
     new_tuple = cast(Callable[[type[RecordedTest], tuple[Any, ...]], RecordedTest], tuple.__new__)
     severities, previous_of = _SEVERITY, old_tests.get
     lower, upper = RECENT_LETTERS, {key: letter.upper() for key, letter in RECENT_LETTERS.items()}
-    milliseconds_texts, keep_spaces = _MILLISECONDS_TEXT, RECENT_RUNS - 1
+    milliseconds_texts, empty_tail = _MILLISECONDS_TEXT, _EMPTY_TAIL
+    longest = MAX_DURATION_S
     module: str | None = None
     # "<module>::": a test of the current module starts with it, checked without splitting.
     prefix = "\0"
@@ -967,7 +981,7 @@ def merge_history(
                 prefix = test_module + "::"
                 content_run = content_runs.get(test_module, run_index)
         value = measured.duration_s
-        usable = 0 <= value <= MAX_DURATION_S  # False for NaN and inf too
+        usable = 0 <= value <= longest  # False for NaN and inf too
         if not usable:
             value = 0.0
         measured_value = value
@@ -978,7 +992,7 @@ def merge_history(
         previous = previous_of(nodeid)
         if previous is None:
             duration, runs = round(value * 1e6) / 1e6, int(usable and measured.complete)
-            recent = upper[outcome] + milliseconds_text
+            recent = upper[outcome] + milliseconds_text + empty_tail
         else:
             old_value, _, _, old_seen_run, old_runs, old_recent = previous
             if usable and measured.complete:
@@ -994,12 +1008,10 @@ def merge_history(
             gap = run_index - old_seen_run
             if gap != 1:
                 letter = f"{gap}{letter}"
-            if not old_recent:
-                recent = letter + milliseconds_text
-            else:
-                if old_recent.count(" ") >= keep_spaces:
-                    old_recent = old_recent[: old_recent.rindex(" ")]
-                recent = f"{letter}{milliseconds_text} {old_recent}"
+            if old_recent:
+                recent = f"{letter}{milliseconds_text} {old_recent.rpartition(' ')[0]}"
+            else:  # from a version 1 or 2 file
+                recent = letter + milliseconds_text + empty_tail
         tests[nodeid] = new_tuple(RecordedTest, (duration, outcome, seen, run_index, runs, recent))
         module_s += measured_value
         if severity < module_worst:

@@ -35,6 +35,7 @@ from pytest_parallel_modules.history import MeasuredTest
 from pytest_parallel_modules.history import merge_history
 from pytest_parallel_modules.history import OUTCOMES_BY_SEVERITY
 from pytest_parallel_modules.history import parse_history
+from pytest_parallel_modules.history import RECENT_RUNS
 from pytest_parallel_modules.history import RecordedModule
 from pytest_parallel_modules.history import RecordedTest
 from pytest_parallel_modules.history import save_history
@@ -47,6 +48,11 @@ NOW = 1_700_000_000
 #: Deterministic and small: the whole file runs in a few seconds.
 FUZZ = settings(max_examples=200, derandomize=True, deadline=None)
 PROPERTY = settings(max_examples=100, derandomize=True, deadline=None)
+
+
+def slots(*words: str) -> str:
+    """A ``recent`` field holding ``words``, its other slots empty."""
+    return " ".join([*words, *["-"] * (RECENT_RUNS - len(words))])
 
 
 def passed(duration: float, *, complete: bool = True) -> MeasuredTest:
@@ -63,7 +69,7 @@ def one_test_run(nodeid: str, measured: MeasuredTest) -> MeasuredRun:
 def test_first_complete_measurement_is_taken_as_is() -> None:
     merged = merge_history(History(), one_test_run("a.py::t", passed(1.25)), now=NOW)
     assert merged.run_count == 1
-    assert merged.tests == {"a.py::t": RecordedTest(1.25, "passed", NOW, 1, 1, "P1250")}
+    assert merged.tests == {"a.py::t": RecordedTest(1.25, "passed", NOW, 1, 1, slots("P1250"))}
 
 
 def test_later_complete_measurements_are_smoothed_with_the_documented_alpha() -> None:
@@ -95,7 +101,9 @@ def test_an_incomplete_measurement_never_overwrites_a_good_figure() -> None:
     history = merge_history(History(), one_test_run("a.py::t", passed(1.0)), now=NOW)
     crashed = MeasuredTest(60.0, "error", complete=False)
     history = merge_history(history, one_test_run("a.py::t", crashed), now=NOW + 5)
-    assert history.tests["a.py::t"] == RecordedTest(1.0, "error", NOW + 5, 2, 1, "E60000 P1000")
+    assert history.tests["a.py::t"] == RecordedTest(
+        1.0, "error", NOW + 5, 2, 1, slots("E60000", "P1000")
+    )
 
 
 def test_without_a_complete_run_the_longest_incomplete_one_is_a_lower_bound() -> None:
@@ -144,7 +152,7 @@ def test_a_module_records_its_total_collect_time_and_fixed_cost() -> None:
     )
     history = merge_history(History(), run, now=NOW)
     assert history.modules["a.py"] == RecordedModule(
-        0.25, 3.5, 0.5, "passed", NOW, 1, 1, content="", content_run=1, recent="P3500"
+        0.25, 3.5, 0.5, "passed", NOW, 1, 1, content="", content_run=1, recent=slots("P3500")
     )
     # Clocks read at slightly different times can make the parts exceed the whole: floor at 0.
     assert history.modules["b.py"].fixed_s == 0.0
@@ -165,7 +173,7 @@ def test_module_figures_are_smoothed_and_kept_on_incomplete_runs() -> None:
     assert smoothed.runs == 2
     history = merge_history(history, module_run(0.7, False), now=NOW + 9)
     assert history.modules["a.py"] == smoothed._replace(
-        last_seen=NOW + 9, last_seen_run=3, content_run=3, recent="P700 P5000 P3000"
+        last_seen=NOW + 9, last_seen_run=3, content_run=3, recent=slots("P700", "P5000", "P3000")
     )
 
 
@@ -326,12 +334,12 @@ def test_the_file_reads_well_and_diffs_line_by_line() -> None:
             "tests": ["duration_s", "last_outcome", "last_seen", "last_seen_run", "runs", "recent"]
           },
           "modules": {
-            "tests/test_a.py": [0.125000, 1.500000, 0.250000, "passed", 1700000060, 2, 2, "4e1f0a7c9b2d", 1, "p1500 P1500"]
+            "tests/test_a.py": [0.125000, 1.500000, 0.250000, "passed", 1700000060, 2, 2, "4e1f0a7c9b2d", 1, "p1500 P1500 - - - - - - - -"]
           },
           "run_count": 2,
           "tests": {
-            "tests/test_a.py::T::test_y": [1.250000, "passed", 1700000060, 2, 2, "p1250 P1250"],
-            "tests/test_b.py::test_x[1]": [0.500000, "passed", 1700000060, 2, 2, "P500 P500"]
+            "tests/test_a.py::T::test_y": [1.250000, "passed", 1700000060, 2, 2, "p1250 P1250 - - - - - - - -"],
+            "tests/test_b.py::test_x[1]": [0.500000, "passed", 1700000060, 2, 2, "P500 P500 - - - - - - - -"]
           },
           "version": 3
         }
@@ -447,7 +455,7 @@ def test_a_version_1_file_loads_and_is_written_back_as_version_3(tmp_path: Path)
     assert json.loads(path.read_text())["version"] == 3
     # No measurement survives from version 1: the recent list starts with this run's.
     assert load_history(path).history.tests["a.py::t"] == RecordedTest(
-        1.3, "passed", NOW, 3, 3, "P2000"
+        1.3, "passed", NOW, 3, 3, slots("P2000")
     )
 
 
@@ -826,7 +834,9 @@ def test_save_merges_with_what_is_on_disk(history_path: Path) -> None:
     on_disk = load_history(history_path).history
     assert on_disk == saved.history
     assert on_disk.run_count == 3
-    assert on_disk.tests["a.py::t"] == RecordedTest(1.0, "error", NOW + 2, 3, 1, "2E50000 P1000")
+    assert on_disk.tests["a.py::t"] == RecordedTest(
+        1.0, "error", NOW + 2, 3, 1, slots("2E50000", "P1000")
+    )
     assert on_disk.tests["b.py::t"].duration_s == 2.0
 
 

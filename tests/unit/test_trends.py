@@ -63,7 +63,7 @@ def test_gaps_between_runs_and_content_changes_are_kept() -> None:
         history = merge_history(history, MeasuredRun(), now=NOW)
     history = merge_history(history, run_of("failed", content="c2"), now=NOW)
     record = history.tests["a.py::t"]
-    assert record.recent == "3f100 F100 P100"
+    assert record.recent == "3f100 F100 P100 - - - - - - -"
     assert decode_recent(record.recent, record.last_seen_run) == (
         RecentMeasurement(5, "failed", 0.1, True),
         RecentMeasurement(2, "failed", 0.1, False),
@@ -73,7 +73,7 @@ def test_gaps_between_runs_and_content_changes_are_kept() -> None:
 
 def test_a_module_without_a_known_content_never_counts_as_unchanged() -> None:
     history = history_of(run_of("passed", content=None), run_of("failed", content=None))
-    assert history.tests["a.py::t"].recent == "F100 P100"
+    assert history.tests["a.py::t"].recent == "F100 P100 - - - - - - - -"
     # A digest the file could not hold (from a hand-edited report) counts as unknown.
     history = history_of(run_of("passed", content='"x'), run_of("failed", content='"x'))
     assert history.modules["a.py"].content == ""
@@ -83,6 +83,7 @@ def test_decode_stops_at_what_it_cannot_read() -> None:
     assert decode_recent("p10 zz p20", 5) == (RecentMeasurement(5, "passed", 0.01, True),)
     assert decode_recent("q10", 5) == ()
     assert decode_recent("", 5) == ()
+    assert decode_recent("p10 - - p20", 5) == (RecentMeasurement(5, "passed", 0.01, True),)
 
 
 # --------------------------------------------------------------------------- trends
