@@ -36,9 +36,9 @@ from pytest_parallel_modules.history import MeasuredRun
 from pytest_parallel_modules.history import MeasuredTest
 from pytest_parallel_modules.history import merge_history
 from pytest_parallel_modules.history import parse_history
-from pytest_parallel_modules.history import RECENT_RUNS
 from pytest_parallel_modules.history import save_history
 from pytest_parallel_modules.history import serialize_history
+from pytest_parallel_modules.recent import RECENT_RUNS
 
 
 TARGET_S = 0.3

@@ -70,7 +70,6 @@ import operator
 from operator import itemgetter
 import os
 from pathlib import Path
-import re
 import stat
 from typing import Any
 from typing import cast
@@ -88,6 +87,10 @@ from pytest_parallel_modules import timing
 from pytest_parallel_modules.atomic_files import is_plain_file
 from pytest_parallel_modules.atomic_files import move_aside
 from pytest_parallel_modules.atomic_files import write_atomic
+from pytest_parallel_modules.recent import EMPTY_TAIL
+from pytest_parallel_modules.recent import push_recent
+from pytest_parallel_modules.recent import RECENT_LETTERS
+from pytest_parallel_modules.recent import recent_token
 
 
 #: Version of the file format written; other versions than this,
@@ -101,18 +104,6 @@ ROWS_HISTORY_VERSION: Final = 2
 #: Version 1 stored an object per entry; it is read, and written back as :data:`HISTORY_VERSION`.
 LEGACY_HISTORY_VERSION: Final = 1
 
-#: How many measurements of each test and module the history keeps (for trends and flake rates).
-RECENT_RUNS: Final = 10
-
-#: The word of a slot of ``recent`` that holds no measurement yet.
-EMPTY_SLOT: Final = "-"
-
-#: What follows the first measurement of a new entry: the other slots, empty. Every
-#: ``recent`` the merge writes has :data:`RECENT_RUNS` words, so making room for the next
-#: measurement is always dropping the last word, with no counting (which matters in the
-#: merge's loop over every test).
-_EMPTY_TAIL: Final = f" {EMPTY_SLOT}" * (RECENT_RUNS - 1)
-
 #: Decimal text of 0 ... 999: most tests take under a second, and looking their milliseconds
 #: up here is 3x faster than formatting them, in the merge's loop over every test.
 _MILLISECONDS_TEXT: Final[tuple[str, ...]] = tuple(map(str, range(1000)))
@@ -123,19 +114,6 @@ MAX_RECENT_CHARS: Final = 200
 
 #: Longest ``content`` field accepted when loading.
 MAX_CONTENT_CHARS: Final = 64
-
-#: Outcome -> its letter in ``recent``: lower case when the module file had the same
-#: content at the previous measurement, upper case otherwise (changed, or not known).
-#: ``u`` is an unexpected pass (xpassed), ``k`` flaky (failed, then passed on a retry).
-RECENT_LETTERS: Final[dict[str, str]] = {
-    "passed": "p",
-    "failed": "f",
-    "error": "e",
-    "skipped": "s",
-    "xfailed": "x",
-    "xpassed": "u",
-    "flaky": "k",
-}
 
 #: Weight of the newest complete measurement in the moving average (see the module docstring).
 SMOOTHING_ALPHA: Final = 0.3
@@ -258,8 +236,8 @@ class RecordedTest(NamedTuple):
     last_seen_run: int
     #: How many complete measurements the figure is based on.
     runs: int
-    #: The last :data:`RECENT_RUNS` measurements, newest first, in the compact form
-    #: :func:`decode_recent` reads (``"p412 p398 3F1203 - - - - - - -"``, a word per
+    #: The last :data:`~pytest_parallel_modules.recent.RECENT_RUNS` measurements, newest first, in the compact form
+    #: :func:`~pytest_parallel_modules.recent.decode_recent` reads (``"p412 p398 3F1203 - - - - - - -"``, a word per
     #: slot, ``-`` for an empty one); empty when none is known (a version 1 or 2 file).
     recent: str = ""
 
@@ -292,7 +270,7 @@ class RecordedModule(NamedTuple):
     #: The run since which the module has had that content (``last_seen_run`` when it
     #: changed in the run that last saw it, or is unknown).
     content_run: int = 0
-    #: The last :data:`RECENT_RUNS` measurements, newest first (see :attr:`RecordedTest.recent`).
+    #: The last :data:`~pytest_parallel_modules.recent.RECENT_RUNS` measurements, newest first (see :attr:`RecordedTest.recent`).
     recent: str = ""
 
 
@@ -344,65 +322,6 @@ class HistoryJson(TypedDict):
     run_count: int
     tests: dict[str, list[JsonValue]]
     version: int
-
-
-# -- recent measurements (pure) -----------------------------------------------------------------
-
-
-@final
-class RecentMeasurement(NamedTuple):
-    """One of the last measurements of a test or module, as :func:`decode_recent` reads it."""
-
-    #: Value of :attr:`History.run_count` in the run that measured it.
-    run: int
-    #: One of :data:`Outcome`.
-    outcome: str
-    #: Seconds, to the millisecond.
-    duration_s: float
-    #: True when the module file is known to have had the same content at the previous
-    #: (older) measurement; False when it changed, is not known, or there is none.
-    same_content: bool
-
-
-#: Letter -> outcome, for reading ``recent``.
-_OUTCOME_OF_LETTER: Final[dict[str, str]] = {
-    letter: outcome for outcome, letter in RECENT_LETTERS.items()
-}
-_RECENT_TOKEN: Final = re.compile(r"([0-9]*)([A-Za-z])([0-9]+)")
-
-
-def decode_recent(recent: str, last_seen_run: int) -> tuple[RecentMeasurement, ...]:
-    """PURE: the measurements a ``recent`` field holds, newest first.
-
-    Each space-separated token is ``[gap]letter milliseconds``. The newest was taken in
-    ``last_seen_run``; the gap is how many runs after the next older measurement this
-    one was taken, written only when it is not 1. The letter is the outcome's
-    (:data:`RECENT_LETTERS`), in lower case when the module file had the same content
-    as at the next older measurement. ``"3p41 F52"``: passed in 41 ms in
-    ``last_seen_run``, with the module as it was three runs before, when the test
-    failed in 52 ms with another content of the module than at its measurement before.
-
-    Reading stops at the first empty slot (:data:`EMPTY_SLOT`) and at the first token
-    it cannot read (a hand-edited file): what came before it is still good.
-
-    :param recent: the field, as :class:`RecordedTest` or :class:`RecordedModule` hold it.
-    :param last_seen_run: the record's ``last_seen_run``.
-    """
-    measurements: list[RecentMeasurement] = []
-    run, gap = last_seen_run, 0
-    for token in recent.split():
-        if token == EMPTY_SLOT:
-            break
-        match = _RECENT_TOKEN.fullmatch(token)
-        outcome = None if match is None else _OUTCOME_OF_LETTER.get(match[2].lower())
-        if match is None or outcome is None or len(match[1]) > 6:
-            break
-        run -= gap
-        gap = int(match[1] or 1)
-        measurements.append(
-            RecentMeasurement(run, outcome, int(match[3]) / 1000, match[2].islower())
-        )
-    return tuple(measurements)
 
 
 # -- parsing (pure) ----------------------------------------------------------------------------
@@ -781,20 +700,6 @@ def _round_duration(seconds: float) -> float:
     return round(seconds * 1e6) / 1e6
 
 
-def _recent_token(gap: int, letter: str, seconds: float) -> str:
-    """One measurement as ``recent`` stores it: ``[runs since the previous one, if not 1]``
-    ``letter`` ``milliseconds`` (``p412``, ``3F1203``)."""
-    milliseconds = int(seconds * 1000 + 0.5)
-    return f"{letter}{milliseconds}" if gap == 1 else f"{gap}{letter}{milliseconds}"
-
-
-def _push_recent(token: str, recent: str) -> str:
-    """Put ``token`` in front of ``recent`` and drop its last (oldest) word."""
-    if not recent:  # a new entry, or one from a version 1 or 2 file
-        return token + _EMPTY_TAIL
-    return f"{token} {recent.rpartition(' ')[0]}"
-
-
 def _clean_content(content_hash: str | None) -> str:
     """The digest as the file stores it: ``""`` for none, or for one the file could not hold.
 
@@ -834,7 +739,7 @@ def _merge_module(
     content = _clean_content(measured.content_hash)
     content_run = _content_run(previous, content, run_index)
     if previous is None:
-        token = _recent_token(1, RECENT_LETTERS[outcome].upper(), total) + _EMPTY_TAIL
+        token = recent_token(1, RECENT_LETTERS[outcome].upper(), total) + EMPTY_TAIL
         return RecordedModule(
             collect,
             total,
@@ -849,8 +754,8 @@ def _merge_module(
         )
     same = previous.last_seen_run >= content_run
     letter = RECENT_LETTERS[outcome] if same else RECENT_LETTERS[outcome].upper()
-    recent = _push_recent(
-        _recent_token(run_index - previous.last_seen_run, letter, total), previous.recent
+    recent = push_recent(
+        recent_token(run_index - previous.last_seen_run, letter, total), previous.recent
     )
     if complete and previous.runs:
         return RecordedModule(
@@ -912,7 +817,7 @@ def merge_history(
       :data:`MAX_DURATION_S` count as incomplete, so the result always parses.
     * A module's outcome is the most severe of its tests' outcomes in this run.
     * Every measurement, complete or not, goes in front of the entry's ``recent``
-      list (the last :data:`RECENT_RUNS`), its letter in lower case when the module's
+      list (the last :data:`~pytest_parallel_modules.recent.RECENT_RUNS`), its letter in lower case when the module's
       content is known to be what it was at the entry's previous measurement.
     * Entries not seen in the last ``max_unseen_runs`` runs are dropped. Runs that
       select only some tests (``-k``) count too: entries age while unselected.
@@ -955,7 +860,7 @@ def merge_history(
     new_tuple = cast(Callable[[type[RecordedTest], tuple[Any, ...]], RecordedTest], tuple.__new__)
     severities, previous_of = _SEVERITY, old_tests.get
     lower, upper = RECENT_LETTERS, {key: letter.upper() for key, letter in RECENT_LETTERS.items()}
-    milliseconds_texts, empty_tail = _MILLISECONDS_TEXT, _EMPTY_TAIL
+    milliseconds_texts, empty_tail = _MILLISECONDS_TEXT, EMPTY_TAIL
     longest = MAX_DURATION_S
     module: str | None = None
     # "<module>::": a test of the current module starts with it, checked without splitting.

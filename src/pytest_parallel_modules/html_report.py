@@ -493,7 +493,7 @@ def _module_table(ordered: Sequence[ModuleReport], history: History | None) -> s
         '<div class="scroll"><table class="sortable" id="modules"><thead><tr>'
         '<th>Status</th><th>Module</th><th class="n">Tests</th><th class="n">Passed</th>'
         '<th class="n">Failed</th><th class="n">Skipped</th><th class="n">Duration</th>'
-        '<th>Worker</th><th>Trend</th></tr></thead><tbody>'
+        "<th>Worker</th><th>Trend</th></tr></thead><tbody>"
     )
     rows = []
     for rank, module in enumerate(ordered):

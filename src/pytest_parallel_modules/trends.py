@@ -1,6 +1,6 @@
 """PURE trends and flake rates from the duration history. Runs in the controller and the commands.
 
-The history keeps the last :data:`~pytest_parallel_modules.history.RECENT_RUNS`
+The history keeps the last :data:`~pytest_parallel_modules.recent.RECENT_RUNS`
 measurements of every test and module (duration, outcome, run number, and
 whether the module file had the same content as at the measurement before).
 From them:
@@ -35,9 +35,9 @@ from typing import Final
 from typing import final
 from typing import TYPE_CHECKING
 
-from pytest_parallel_modules.history import decode_recent
-from pytest_parallel_modules.history import RECENT_LETTERS
-from pytest_parallel_modules.history import RecentMeasurement
+from pytest_parallel_modules.recent import decode_recent
+from pytest_parallel_modules.recent import RECENT_LETTERS
+from pytest_parallel_modules.recent import RecentMeasurement
 
 
 if TYPE_CHECKING:

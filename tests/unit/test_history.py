@@ -35,12 +35,12 @@ from pytest_parallel_modules.history import MeasuredTest
 from pytest_parallel_modules.history import merge_history
 from pytest_parallel_modules.history import OUTCOMES_BY_SEVERITY
 from pytest_parallel_modules.history import parse_history
-from pytest_parallel_modules.history import RECENT_RUNS
 from pytest_parallel_modules.history import RecordedModule
 from pytest_parallel_modules.history import RecordedTest
 from pytest_parallel_modules.history import save_history
 from pytest_parallel_modules.history import serialize_history
 from pytest_parallel_modules.history import SMOOTHING_ALPHA
+from pytest_parallel_modules.recent import RECENT_RUNS
 
 
 NOW = 1_700_000_000

@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from pytest_parallel_modules.history import decode_recent
 from pytest_parallel_modules.history import History
 from pytest_parallel_modules.history import MeasuredModule
 from pytest_parallel_modules.history import MeasuredRun
 from pytest_parallel_modules.history import MeasuredTest
 from pytest_parallel_modules.history import merge_history
-from pytest_parallel_modules.history import RECENT_RUNS
-from pytest_parallel_modules.history import RecentMeasurement
 from pytest_parallel_modules.history import RecordedTest
 from pytest_parallel_modules.history import save_history
+from pytest_parallel_modules.recent import decode_recent
+from pytest_parallel_modules.recent import RECENT_RUNS
+from pytest_parallel_modules.recent import RecentMeasurement
 from pytest_parallel_modules.trends import flake_rate
 from pytest_parallel_modules.trends import flakiest_tests
 from pytest_parallel_modules.trends import module_trend

@@ -41,7 +41,7 @@ from pytest_parallel_modules.history import DEFAULT_HISTORY_PATH
 from pytest_parallel_modules.history import History
 from pytest_parallel_modules.history import HistoryFormatError
 from pytest_parallel_modules.history import parse_history
-from pytest_parallel_modules.history import RECENT_RUNS
+from pytest_parallel_modules.recent import RECENT_RUNS
 from pytest_parallel_modules.trends import FlakeRate
 from pytest_parallel_modules.trends import flakiest_tests
 
