@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING
 
 from pytest_parallel_modules.scheduling import lower_bound as compute_lower_bound
 from pytest_parallel_modules.timeline_data import decode_test_starts
+from pytest_parallel_modules.timeline_data import module_tests
 from pytest_parallel_modules.timeline_data import timeline_of
 
 
 if TYPE_CHECKING:
     from pytest_parallel_modules.reports import MergedReport
     from pytest_parallel_modules.reports import ModuleReport
-    from pytest_parallel_modules.reports import ResultRecord
     from pytest_parallel_modules.timeline_data import UnitRecord
 
 
@@ -148,10 +148,12 @@ def lane_sort_key(name: str) -> tuple[tuple[int, str], ...]:
 def _unit_test_count(unit: UnitRecord, module: ModuleReport | None, parts: int) -> int | None:
     if module is None:
         return None
-    if "tests" in unit and "first_test" in unit:
-        first = unit["first_test"]
-        count = len(decode_test_starts(unit["tests"]))
-        return sum(1 for test in module["tests"][first : first + count] if test["subtest"] is None)
+    if "tests" in unit:
+        positions = {position for position, _ in decode_test_starts(unit["tests"])}
+        tests = module_tests(module)
+        return sum(
+            1 for position in positions if position < len(tests) and tests[position][1] is None
+        )
     return module["counts"]["tests"] if parts == 1 else None
 
 
@@ -307,35 +309,41 @@ def unit_tests(report: MergedReport) -> list[tuple[TestSlice, ...]]:
     module, a unit of a module that a later report of a ``merge`` replaced.
     """
     modules = {module["module"]: module for module in report["modules"]}
+    tests_of: dict[str, list[tuple[str, str | None, str, float]]] = {}
     slices: list[tuple[TestSlice, ...]] = []
     for unit in timeline_of(report)["units"]:
         module = modules.get(unit["module"])
-        if module is None or "tests" not in unit or "first_test" not in unit:
+        if module is None or "tests" not in unit:
             slices.append(())
-        else:
-            slices.append(_slices(module["tests"], unit, unit["start_s"]))
+            continue
+        if unit["module"] not in tests_of:
+            tests_of[unit["module"]] = module_tests(module)
+        slices.append(_slices(tests_of[unit["module"]], unit["tests"], unit["start_s"]))
     return slices
 
 
-def _slices(tests: Sequence[ResultRecord], unit: UnitRecord, start: float) -> tuple[TestSlice, ...]:
-    starts = decode_test_starts(unit.get("tests", ""))
-    first = unit.get("first_test", 0)
+def _slices(
+    tests: Sequence[tuple[str, str | None, str, float]], starts: str, start: float
+) -> tuple[TestSlice, ...]:
     slices: list[TestSlice] = []
     cursor = start
-    for offset, test in zip(starts, tests[first : first + len(starts)], strict=False):
-        if test["outcome"] == "not_run":
+    for position, offset in decode_test_starts(starts):
+        if position >= len(tests):
+            break
+        nodeid, subtest, outcome, duration = tests[position]
+        if outcome in ("not_run", "interrupted") and offset is None:
             continue
         begin = start + offset if offset is not None else cursor
         slices.append(
             TestSlice(
-                nodeid=test["nodeid"],
-                subtest=test["subtest"],
-                outcome=test["outcome"],
+                nodeid=nodeid,
+                subtest=subtest,
+                outcome=outcome,
                 start_s=begin,
-                duration_s=test["duration_s"],
+                duration_s=duration,
                 measured=offset is not None,
             )
         )
-        if test["subtest"] is None:
-            cursor = max(cursor, begin + test["duration_s"])
+        if subtest is None:
+            cursor = max(cursor, begin + duration)
     return tuple(slices)

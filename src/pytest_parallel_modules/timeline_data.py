@@ -17,10 +17,12 @@ whose epoch time (``time.time()``, the clock of pytest's ``TestReport.start``) i
 ``start``. The object is optional (``schema_version`` stays 1).
 
 A test's start is stored compactly, because a suite of 62,000 tests must not make
-the report much bigger: each unit holds one string of its tests' start offsets in
-milliseconds from the unit's start (``"0 12 250"``), aligned with the module
-report's ``tests`` from index ``first_test`` on; ``-`` marks a test with no known
-start (it never ran, or pytest older than 8.2 did not say).
+the report much bigger: each unit holds one string, ``tests``, with a word per
+test of its module, in the order :func:`module_tests` gives (the module report's
+``tests``, then its ``passed`` sorted by name): the test's start in milliseconds
+from the unit's start (``"0 12 250"``), ``-`` for a test of the unit with no known
+start (it never ran, or pytest older than 8.2 did not say), and ``~k`` for ``k``
+tests in a row that other units of the module ran.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ if TYPE_CHECKING:
 #: Outcomes a unit of work can end with (those of a module).
 UNIT_OUTCOMES: Final = ("passed", "failed", "error", "crashed", "timeout", "interrupted", "not_run")
 
-#: What a unit's ``tests`` string may hold: offsets in ms, or ``-``, separated by one space.
-_TEST_STARTS: Final = re.compile(r"(?:-|[0-9]{1,10})(?: (?:-|[0-9]{1,10}))*")
+#: What a unit's ``tests`` string may hold: offsets in ms, ``-`` or ``~skip``, one space apart.
+_TEST_STARTS: Final = re.compile(r"(?:-|~?[0-9]{1,10})(?: (?:-|~?[0-9]{1,10}))*")
 
 #: What a content digest may look like (hex digits, as the recorder writes them).
 _CONTENT: Final = re.compile(r"[0-9a-f]{1,64}")
@@ -67,10 +69,8 @@ class WorkerTimes(TypedDict):
 
 
 class _UnitExtras(TypedDict, total=False):
-    #: Start offsets of the unit's tests, in ms from ``start_s``, space-separated.
+    #: Start of each of the unit's tests, in ms from ``start_s`` (see the module docstring).
     tests: str
-    #: Index in the module report's ``tests`` of the first test ``tests`` describes.
-    first_test: int
     #: Short digest of the module file's content the run collected.
     content: str
 
@@ -139,9 +139,15 @@ class UnitRun:
     crashed: bool
     #: 1 for the first run of the module, 2 for its first retry (``--module-retries``)...
     attempt: int
-    #: ``(node id, epoch seconds the phase began)`` for every test report of the unit,
-    #: in the order they arrived (``None`` when the report does not say).
+    #: ``(node id, epoch seconds it began)`` for every test of the unit, in the order
+    #: they ended (``None`` when the reports do not say).
     test_starts: Sequence[tuple[str, float | None]] = ()
+    #: The ledger's unit id (``tests/test_x.py``, ``tests/test_x.py[2/3]`` for a part a
+    #: plan hook made); attempts of one unit share it.
+    unit_id: str = ""
+    #: The unit's outcome when the module ran as several units (the module report's
+    #: ``units``), else ``None``: the module's is the unit's.
+    unit_outcome: str | None = None
 
 
 @final
@@ -220,15 +226,16 @@ def build_timeline(
 def _final_chains(units: Sequence[UnitRun]) -> dict[str, list[int]]:
     """Module -> indexes of the units whose tests its report holds, in the order they ran.
 
-    Those of the module's last attempt: with ``--module-retries`` only the last attempt
-    is reported; a crashed part and the rest of the module run after it are one attempt.
+    Those of each of its units' last attempt: with ``--module-retries`` only the last
+    attempt is reported; a crashed part and the rest run after it are one attempt.
     """
     last_attempt: dict[str, int] = {}
     for unit in units:
-        last_attempt[unit.module] = max(last_attempt.get(unit.module, 0), unit.attempt)
+        key = unit.unit_id or unit.module
+        last_attempt[key] = max(last_attempt.get(key, 0), unit.attempt)
     chains: dict[str, list[int]] = {}
     for index, unit in enumerate(units):
-        if unit.attempt == last_attempt[unit.module]:
+        if unit.attempt == last_attempt[unit.unit_id or unit.module]:
             chains.setdefault(unit.module, []).append(index)
     for chain in chains.values():
         chain.sort(key=lambda index: (units[index].began, index))
@@ -242,12 +249,34 @@ def _unit_outcome(unit: UnitRun, final: bool, report: ModuleReport | None) -> st
     if report is None:
         return "not_run"
     if final:
-        return report["outcome"]
-    # An earlier attempt of a retried module: the report lists every attempt's outcome.
+        return unit.unit_outcome or report["outcome"]
+    # An earlier attempt of a retried module: the report lists every attempt's outcome
+    # (of every retried unit, in turn: only a module of one unit reads unambiguously).
     attempts = report.get("attempts") or []
-    if 0 < unit.attempt <= len(attempts):
+    if "units" not in report and 0 < unit.attempt <= len(attempts):
         return attempts[unit.attempt - 1]["outcome"]
     return "failed"
+
+
+def module_tests(module: ModuleReport) -> list[tuple[str, str | None, str, float]]:
+    """PURE: ``(node id, subtest, outcome, seconds)`` of every test of a module, in timeline order.
+
+    The module report's ``tests`` (every test that did not simply pass, in the order they
+    ran), then its ``passed`` (plain passes) sorted by name: an order that survives the
+    JSON file, which sorts the keys of ``passed``. The positions of a unit's ``tests``
+    string count in this order.
+    """
+    prefix = module["module"] + "::"
+    return [
+        *(
+            (test["nodeid"], test["subtest"], test["outcome"], test["duration_s"])
+            for test in module["tests"]
+        ),
+        *(
+            (prefix + name, None, "passed", seconds)
+            for name, seconds in sorted(module.get("passed", {}).items())
+        ),
+    ]
 
 
 def _place_tests(
@@ -258,11 +287,9 @@ def _place_tests(
 ) -> None:
     """Give each unit of a module's last attempt the start offsets of its tests.
 
-    The module report's ``tests`` hold the tests of the attempt's units one unit after
-    another (that is how the controller folds them), each test's record followed by its
-    subtests'. A record stays with the current unit unless the next unit, and not this
-    one, ran its node id; so subtests and tests that never ran stay with the unit
-    before them. A subtest gets its test's start.
+    A test belongs to the first unit of the attempt that reported its node id (a subtest
+    to its test's unit; a test no unit reported, which never ran, to the last unit);
+    a subtest gets its test's start. Tests of other units are skipped with ``~k``.
     """
     first_starts: list[dict[str, float | None]] = []
     for unit in chain:
@@ -270,33 +297,46 @@ def _place_tests(
         for nodeid, start in unit.test_starts:
             starts.setdefault(nodeid, start)
         first_starts.append(starts)
-    tests = report["tests"]
-    position = 0
-    for part, record in enumerate(records):
-        starts = first_starts[part]
-        later = first_starts[part + 1] if part + 1 < len(records) else {}
-        unit_epoch = run_start + record["start_s"]
-        offsets: list[str] = []
-        first = position
-        while position < len(tests):
-            test = tests[position]
-            nodeid = test["nodeid"]
-            if nodeid not in starts and nodeid in later:
-                break
-            start = starts.get(nodeid)
-            if start is None or test["outcome"] == "not_run":
-                offsets.append("-")
+    words: list[list[str]] = [[] for _ in records]
+    skips = [0] * len(records)
+    for nodeid, _, outcome, _ in module_tests(report):
+        owner = next(
+            (index for index, starts in enumerate(first_starts) if nodeid in starts),
+            len(records) - 1,
+        )
+        for index in range(len(records)):
+            if index != owner:
+                skips[index] += 1
+                continue
+            if skips[index]:
+                words[index].append(f"~{skips[index]}")
+                skips[index] = 0
+            start = first_starts[index].get(nodeid)
+            if start is None or outcome in ("not_run", "interrupted"):
+                words[index].append("-")
             else:
-                offsets.append(str(max(0, round((start - unit_epoch) * 1000))))
-            position += 1
-        if offsets:
-            record["tests"] = " ".join(offsets)
-            record["first_test"] = first
+                unit_epoch = run_start + records[index]["start_s"]
+                words[index].append(str(max(0, round((start - unit_epoch) * 1000))))
+    for record, unit_words in zip(records, words, strict=True):
+        if unit_words:
+            record["tests"] = " ".join(unit_words)
 
 
-def decode_test_starts(tests: str) -> list[float | None]:
-    """PURE: the start offsets (seconds from the unit's start) a unit's ``tests`` string holds."""
-    return [None if token == "-" else int(token) / 1000 for token in tests.split()]
+def decode_test_starts(tests: str) -> list[tuple[int, float | None]]:
+    """PURE: ``(position, start)`` of each test a unit's ``tests`` string holds.
+
+    The position counts in :func:`module_tests` order; the start is in seconds from the
+    unit's start, ``None`` when it is not known.
+    """
+    decoded: list[tuple[int, float | None]] = []
+    position = 0
+    for word in tests.split():
+        if word.startswith("~"):
+            position += int(word[1:])
+            continue
+        decoded.append((position, None if word == "-" else int(word) / 1000))
+        position += 1
+    return decoded
 
 
 # --------------------------------------------------------------------------- reading
@@ -350,13 +390,9 @@ def _parse_unit(value: object, where: str) -> UnitRecord:
         raise TimelineFormatError(f"{where}: ends before it starts")
     if "tests" in data:
         tests = _string(data, "tests", where)
-        first = data.get("first_test")
         if not _TEST_STARTS.fullmatch(tests):
-            raise TimelineFormatError(f"{where}.tests: expected start offsets in ms, or -")
-        if not isinstance(first, int) or isinstance(first, bool) or first < 0:
-            raise TimelineFormatError(f"{where}.first_test: expected an index >= 0")
+            raise TimelineFormatError(f"{where}.tests: expected start offsets in ms, - or ~skip")
         unit["tests"] = tests
-        unit["first_test"] = first
     if "content" in data:
         content = _string(data, "content", where)
         if not _CONTENT.fullmatch(content):
@@ -511,7 +547,6 @@ def merge_timelines(reports: Sequence[MergedReport]) -> TimelineRecord | None:
             )
             if "tests" in unit and owner.get(unit["module"]) == index:
                 moved["tests"] = unit["tests"]
-                moved["first_test"] = unit["first_test"]
             if "content" in unit:
                 moved["content"] = unit["content"]
             units.append(moved)

@@ -1,16 +1,18 @@
 """Notes when the parts of a run happen, for the report's ``timeline``. Runs in the controller.
 
 The controller owns one :class:`TimelineRecorder` and tells it, in a handful of
-marked lines, when collection starts and ends and when each worker is spawned,
-ready and gone; :meth:`TimelineRecorder.build` hands what it noted to the pure
-:func:`~pytest_parallel_modules.timeline_data.build_timeline`. Reading the clock
-and the module files (for their content digests) is all this module does.
+marked lines, when collection starts and ends, when each worker is spawned, ready
+and gone, and when each test began; :meth:`TimelineRecorder.build_for` reads the
+units of work and their attempts from the run ledger and hands everything to the
+pure :func:`~pytest_parallel_modules.timeline_data.build_timeline`. Reading the
+clock and the module files (for their content digests) is all this module does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Iterable
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ from typing import final
 from typing import TYPE_CHECKING
 
 from pytest_parallel_modules import timing
+from pytest_parallel_modules.history import MeasuredRun
+from pytest_parallel_modules.ledger import LossKind
 from pytest_parallel_modules.timeline_data import build_timeline
 from pytest_parallel_modules.timeline_data import RecordedTimes
 from pytest_parallel_modules.timeline_data import TimelineRecord
@@ -27,6 +31,8 @@ from pytest_parallel_modules.timeline_data import UnitRun
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from pytest_parallel_modules.ledger import Attempt
+    from pytest_parallel_modules.ledger import RunLedger
     from pytest_parallel_modules.reports import ModuleReport
 
 
@@ -57,9 +63,10 @@ def report_starts(reports: Iterable[Any]) -> list[tuple[str, float | None]]:
 
 @final
 class TimelineRecorder:
-    """Notes when the run and its workers start and end. Owned by the controller.
+    """Notes when the run, its workers and its tests start and end. Owned by the controller.
 
-    ``worker_spawned`` is called from the thread that starts workers: each call sets
+    ``worker_spawned`` is called from the thread that starts workers, and
+    :meth:`content_of` from the one that saves the history: each call sets or reads
     one dictionary item, which is atomic; everything else runs on the main thread.
     """
 
@@ -82,6 +89,8 @@ class TimelineRecorder:
         self.exited: dict[str, float] = {}
         #: Module -> :func:`content_digest` of its file, read at :meth:`collected`.
         self.contents: dict[str, str] = {}
+        #: ``(worker, unit id)`` (one attempt) -> ``(node id, start)`` of each of its tests.
+        self.starts: dict[tuple[str, str], list[tuple[str, float | None]]] = {}
 
     def epoch(self, perf_seconds: float) -> float:
         """The epoch time of a :func:`~pytest_parallel_modules.timing.perf` reading."""
@@ -118,55 +127,62 @@ class TimelineRecorder:
     def worker_exited(self, worker_id: str) -> None:
         self.exited.setdefault(worker_id, self._at())
 
+    def test_ended(self, worker_id: str, attempt: Attempt | None, reports: Sequence[Any]) -> None:
+        """A test of ``attempt`` ended with ``reports``: note when it began (its first report's start)."""
+        if attempt is None or not reports:
+            return
+        ((nodeid, start),) = report_starts(reports[:1])
+        self.starts.setdefault((worker_id, attempt.unit_id), []).append((nodeid, start))
+
+    def with_contents(self, measured: MeasuredRun) -> MeasuredRun:
+        """``measured`` with each module's content digest, for the history's flake rates."""
+        modules = {
+            module: dataclasses.replace(measurement, content_hash=self.contents.get(module))
+            for module, measurement in measured.modules.items()
+        }
+        return MeasuredRun(tests=measured.tests, modules=modules)
+
     def ended(self) -> None:
         """Every worker has stopped."""
         if self.end is None:
             self.end = self._at()
 
-    def unit(
-        self,
-        *,
-        module: str,
-        worker: str,
-        assigned: float,
-        began_perf: float | None,
-        finished: float | None,
-        crashed: bool,
-        attempt: int,
-        reports: Iterable[Any],
-    ) -> UnitRun | None:
-        """One unit of work as :func:`build` takes it; ``None`` for one that never began.
-
-        :param assigned: epoch seconds it was handed to the worker.
-        :param began_perf: perf seconds the worker began it (``None``: it was handed out
-            ahead and the worker never got to it, unless it reported tests).
-        :param finished: epoch seconds it ended, ``None`` if it never did.
-        :param reports: its pytest test reports, in the order they arrived.
-        """
-        starts = report_starts(reports)
-        if began_perf is None and not starts:
-            return None
-        return UnitRun(
-            module=module,
-            worker=worker,
-            began=assigned if began_perf is None else self.epoch(began_perf),
-            finished=finished,
-            crashed=crashed,
-            attempt=attempt,
-            test_starts=starts,
-        )
-
     def content_of(self, module: str) -> str | None:
         """The module file's content digest noted at :meth:`collected`, if any."""
         return self.contents.get(module)
 
-    def build(
-        self, units: Iterable[UnitRun | None], modules: Sequence[ModuleReport]
-    ) -> TimelineRecord:
-        """The ``timeline`` object for the merged report holding ``modules``.
+    def build_for(self, ledger: RunLedger, modules: Sequence[ModuleReport]) -> TimelineRecord:
+        """The ``timeline`` object of the run ``ledger`` kept, for the merged report of ``modules``.
 
-        :param units: what :meth:`unit` returned for every unit of work of the run.
+        One unit of the timeline per attempt the ledger knows that a worker started.
         """
+        outcomes = {
+            unit["id"]: unit["outcome"] for module in modules for unit in module.get("units", [])
+        }
+        units: list[UnitRun] = []
+        for entry in ledger.entries.values():
+            for number, group in enumerate(entry.retries(), start=1):
+                for attempt in group:
+                    if attempt.started is None:
+                        continue  # handed out ahead, never begun
+                    starts = list(self.starts.get((attempt.worker_id, attempt.unit_id), ()))
+                    # Tests the attempt got to without reporting them itself (the one its
+                    # worker died in, those it did not collect) are its own too.
+                    noted = {nodeid for nodeid, _ in starts}
+                    starts.extend((nodeid, None) for nodeid in attempt.done - noted)
+                    units.append(
+                        UnitRun(
+                            module=entry.unit.module,
+                            worker=attempt.worker_id,
+                            began=attempt.started,
+                            finished=attempt.finished,
+                            crashed=attempt.end is LossKind.CRASH,
+                            attempt=number,
+                            test_starts=starts,
+                            unit_id=attempt.unit_id,
+                            unit_outcome=outcomes.get(attempt.unit_id),
+                        )
+                    )
         times = RecordedTimes(
             start=self.start if self.start is not None else self._at(),
             collected=self.collected_at,
@@ -176,4 +192,4 @@ class TimelineRecorder:
             exited=dict(self.exited),
             contents=dict(self.contents),
         )
-        return build_timeline(times, [unit for unit in units if unit is not None], modules)
+        return build_timeline(times, units, modules)

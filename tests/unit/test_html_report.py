@@ -81,7 +81,7 @@ def hostile_report() -> MergedReport:
     )
     merged["timeline"] = timeline(
         [
-            unit(HOSTILE_MODULE, "w1", 1.0, 2.0, "failed", tests="0 500", first_test=0),
+            unit(HOSTILE_MODULE, "w1", 1.0, 2.0, "failed", tests="0 500"),
             unit("tests/test_plain.py", "w2", 1.0, 1.5),
         ],
         {"w1": (0.1, 1.0, 2.5), "w2": (0.2, 1.0, 2.6)},
@@ -219,11 +219,7 @@ def test_a_two_thousand_module_run_stays_small() -> None:
         modules.append(
             module(name, [result(f"{name}::test_trivial_{index}")], worker=f"w{index % 4 + 1}")
         )
-        units.append(
-            unit(
-                name, f"w{index % 4 + 1}", index / 400, index / 400 + 0.01, tests="1", first_test=0
-            )
-        )
+        units.append(unit(name, f"w{index % 4 + 1}", index / 400, index / 400 + 0.01, tests="1"))
     for repeat in range(11):
         runs.append(
             MeasuredRun(

@@ -8,6 +8,10 @@ from typing import Any
 
 import pytest
 
+from pytest_parallel_modules.grouping import group_by_module
+from pytest_parallel_modules.grouping import units_of
+from pytest_parallel_modules.ledger import LossKind
+from pytest_parallel_modules.ledger import RunLedger
 from pytest_parallel_modules.reports import build_merged_report
 from pytest_parallel_modules.reports import build_module_report
 from pytest_parallel_modules.reports import MergedReport
@@ -20,6 +24,7 @@ from pytest_parallel_modules.timeline import unit_tests
 from pytest_parallel_modules.timeline_data import build_timeline
 from pytest_parallel_modules.timeline_data import decode_test_starts
 from pytest_parallel_modules.timeline_data import merge_timelines
+from pytest_parallel_modules.timeline_data import module_tests
 from pytest_parallel_modules.timeline_data import parse_timeline
 from pytest_parallel_modules.timeline_data import RecordedTimes
 from pytest_parallel_modules.timeline_data import timeline_from_modules
@@ -73,7 +78,7 @@ def unit(
     name: str, worker: str, start: float, end: float, outcome: str = "passed", **extra: Any
 ) -> UnitRecord:
     record = UnitRecord(module=name, worker=worker, start_s=start, end_s=end, outcome=outcome)
-    record.update(extra)  # type: ignore[typeddict-item]  # tests / first_test / content
+    record.update(extra)  # type: ignore[typeddict-item]  # tests / content
     return record
 
 
@@ -112,7 +117,7 @@ def two_lane_report() -> MergedReport:
     merged["timing"]["lower_bound_s"] = 5.0
     merged["timeline"] = timeline(
         [
-            unit("a.py", "w1", 2.0, 4.0, tests="0 1000", first_test=0),
+            unit("a.py", "w1", 2.0, 4.0, tests="0 1000"),
             unit("b.py", "w2", 2.5, 9.0, "failed"),
             unit("c.py", "w1", 5.0, 6.0),
         ],
@@ -309,8 +314,9 @@ def test_build_timeline_offsets_everything_from_the_run_start() -> None:
                 "end_s": 5.0,
                 "outcome": "interrupted",
                 "content": "abc123",
-                "tests": "10 1000 -",
-                "first_test": 0,
+                # The module's tests in timeline order: its tests (t3, not run), then its
+                # plain passes by name (t1, t2).
+                "tests": "- 10 1000",
             }
         ],
     }
@@ -318,7 +324,8 @@ def test_build_timeline_offsets_everything_from_the_run_start() -> None:
 
 
 def test_a_crashed_part_and_the_rest_of_the_module_share_its_tests() -> None:
-    # w1 ran t1 and died in t2; w2 ran t3. The report holds t1, t2 (failed), t3.
+    # w1 ran t1 and died in t2; w2 ran t3. In timeline order: t2 (failed), then the plain
+    # passes t1 and t3.
     tests = [result("a.py::t1"), result("a.py::t2", "failed"), result("a.py::t3")]
     modules = [module("a.py", tests, outcome="crashed")]
     units = [
@@ -329,8 +336,14 @@ def test_a_crashed_part_and_the_rest_of_the_module_share_its_tests() -> None:
     ]
     built = build_timeline(RecordedTimes(start=T0), units, modules)
     first, second = built["units"]
-    assert (first["outcome"], first["tests"], first["first_test"]) == ("crashed", "0 500", 0)
-    assert (second["outcome"], second["tests"], second["first_test"]) == ("crashed", "250", 2)
+    assert (first["outcome"], first["tests"]) == ("crashed", "500 0")
+    assert (second["outcome"], second["tests"]) == ("crashed", "~2 250")
+    merged = report(modules)
+    merged["timeline"] = built
+    assert [[(s.nodeid, s.start_s) for s in unit] for unit in unit_tests(merged)] == [
+        [("a.py::t2", 1.5), ("a.py::t1", 1.0)],
+        [("a.py::t3", 3.25)],
+    ]
 
 
 def test_an_earlier_attempt_of_a_retried_module_has_its_outcome_and_no_tests() -> None:
@@ -356,7 +369,45 @@ def test_a_unit_still_running_when_the_run_ended_ends_with_it() -> None:
     assert (built["units"][0]["end_s"], built["units"][0]["tests"]) == (3.0, "-")
 
 
-def test_the_recorder_turns_monotonic_readings_into_epoch_times(tmp_path: Any) -> None:
+def test_units_of_a_module_split_by_a_plan_hook_each_have_their_tests() -> None:
+    tests = [result(f"a.py::t{index}") for index in range(4)]
+    modules = [module("a.py", tests)]
+    modules[0]["units"] = [
+        {"id": "a.py[1/2]", "worker": "w1", "started": None, "finished": None,
+         "duration_s": 1.0, "outcome": "passed", "tests": 2},
+        {"id": "a.py[2/2]", "worker": "w2", "started": None, "finished": None,
+         "duration_s": 1.0, "outcome": "passed", "tests": 2},
+    ]  # fmt: skip
+    units = [
+        UnitRun("a.py", "w1", T0 + 1, T0 + 2, False, 1, [("a.py::t0", T0 + 1), ("a.py::t2", T0 + 1.5)], "a.py[1/2]"),
+        UnitRun("a.py", "w2", T0 + 1, T0 + 2, False, 1, [("a.py::t1", T0 + 1), ("a.py::t3", T0 + 1.1)], "a.py[2/2]"),
+    ]  # fmt: skip
+    built = build_timeline(RecordedTimes(start=T0), units, modules)
+    assert [unit["tests"] for unit in built["units"]] == ["0 ~1 500", "~1 0 ~1 100"]
+    merged = report(modules)
+    merged["timeline"] = built
+    layout = layout_timeline(merged)
+    assert [bar.tests for bar in layout.bars] == [2, 2]
+
+
+def phases(nodeid: str, start: float) -> list[pytest.TestReport]:
+    return [
+        pytest.TestReport(
+            nodeid=nodeid,
+            location=(nodeid, 1, nodeid),
+            keywords={},
+            outcome="passed",
+            longrepr=None,
+            when=when,  # type: ignore[arg-type]  # a phase
+            duration=0.1,
+            start=start + index * 0.1,
+            stop=start + index * 0.1 + 0.1,
+        )
+        for index, when in enumerate(("setup", "call", "teardown"))
+    ]
+
+
+def test_the_recorder_reads_the_ledgers_units_and_notes_times(tmp_path: Any) -> None:
     clock = {"now": T0, "perf": 100.0}
     recorder = TimelineRecorder(now=lambda: clock["now"], perf=lambda: clock["perf"])
     recorder.begin()
@@ -367,37 +418,54 @@ def test_the_recorder_turns_monotonic_readings_into_epoch_times(tmp_path: Any) -
     recorder.worker_spawned("w1")
     clock["perf"] = 102.0
     recorder.worker_ready("w1")
-    clock["perf"] = 105.0
+    # The run: a.py on w1, its second test's worker crashed; the rest on w2.
+    (whole,) = units_of(group_by_module(["a.py::t1", "a.py::t2", "a.py::t3"]))
+    ledger = RunLedger((whole,))
+    assert ledger.next_unit() == whole
+    ledger.assign(whole, "w1", T0 + 2)
+    ledger.started("w1", whole.id, now=T0 + 2, perf=102.0, collect_s=0.0)
+    for nodeid, start in (("a.py::t1", T0 + 2.1),):
+        reports = phases(nodeid, start)
+        recorder.test_ended("w1", ledger.current("w1"), reports)
+        ledger.test_finished("w1", nodeid, (nodeid, 1, nodeid), reports)
+    ledger.test_started("w1", "a.py::t2", ("a.py::t2", 1, "a.py::t2"))
+    ledger.worker_lost("w1", LossKind.CRASH, "died", now=T0 + 3)
+    rest = ledger.next_unit()
+    assert rest is not None
+    ledger.assign(rest, "w2", T0 + 4)
+    ledger.started("w2", rest.id, now=T0 + 4, perf=104.0, collect_s=0.0)
+    reports = phases("a.py::t3", T0 + 4.25)
+    recorder.test_ended("w2", ledger.current("w2"), reports)
+    ledger.test_finished("w2", "a.py::t3", ("a.py::t3", 1, "a.py::t3"), reports)
+    decisions = ledger.unit_finished(
+        "w2", rest.id, now=T0 + 5, collect_s=0, run_s=1, completed=True
+    )
+    (module_report,) = decisions.finished_modules
+    clock["perf"] = 106.0
     recorder.worker_exited("w1")
     recorder.ended()
+
     assert recorder.content_of("a.py") == content_digest(b"def test(): pass\n")
     assert recorder.content_of("missing.py") is None
-    began = recorder.unit(
-        module="a.py",
-        worker="w1",
-        assigned=T0 + 1,
-        began_perf=102.0,
-        finished=T0 + 4,
-        crashed=False,
-        attempt=1,
-        reports=[],
-    )
-    never = recorder.unit(
-        module="a.py",
-        worker="w1",
-        assigned=T0 + 1,
-        began_perf=None,
-        finished=T0 + 4,
-        crashed=True,
-        attempt=1,
-        reports=[],
-    )
-    assert never is None
-    built = recorder.build([began, never], [module("a.py", [result("a.py::t")])])
+    built = recorder.build_for(ledger, [module_report])
     assert built["collected_s"] == 0.5
-    assert built["workers"]["w1"] == {"spawned_s": 1.0, "ready_s": 2.0, "exited_s": 5.0}
-    assert (built["units"][0]["start_s"], built["units"][0]["end_s"]) == (2.0, 4.0)
-    assert built["end_s"] == 5.0
+    assert built["end_s"] == 6.0
+    assert built["workers"]["w1"] == {"spawned_s": 1.0, "ready_s": 2.0, "exited_s": 6.0}
+    first, second = built["units"]
+    assert (first["worker"], first["start_s"], first["end_s"], first["outcome"]) == (
+        "w1",
+        2.0,
+        3.0,
+        "crashed",
+    )
+    assert (second["worker"], second["start_s"], second["end_s"]) == ("w2", 4.0, 5.0)
+    assert first["content"] == second["content"] == content_digest(b"def test(): pass\n")
+    names = [nodeid for nodeid, *_ in module_tests(module_report)]
+    starts = {names[position]: offset for position, offset in decode_test_starts(first["tests"])}
+    assert starts["a.py::t1"] == 0.1
+    assert [names[p] for p, _ in decode_test_starts(second["tests"])] == ["a.py::t3"]
+    measured = recorder.with_contents(ledger.measurements())
+    assert measured.modules["a.py"].content_hash == content_digest(b"def test(): pass\n")
 
 
 def test_report_starts_reads_what_reports_say() -> None:
@@ -408,7 +476,8 @@ def test_report_starts_reads_what_reports_say() -> None:
 
     reports = [Report("a", T0), Report("b", 0), Report("c", None), Report("d", True)]
     assert report_starts(reports) == [("a", T0), ("b", None), ("c", None), ("d", None)]
-    assert decode_test_starts("0 12 - 250") == [0.0, 0.012, None, 0.25]
+    assert decode_test_starts("0 12 - 250") == [(0, 0.0), (1, 0.012), (2, None), (3, 0.25)]
+    assert decode_test_starts("~2 5 ~1 -") == [(2, 0.005), (4, None)]
 
 
 # --------------------------------------------------------------------------- reading
@@ -430,7 +499,7 @@ def valid() -> dict[str, Any]:
         (lambda t: t["units"][0].update(outcome="odd"), "timeline.units[0].outcome: expected one"),
         (lambda t: t["units"][0].update(end_s=1.0), "timeline.units[0]: ends before it starts"),
         (lambda t: t["units"][0].update(tests="1,2"), "timeline.units[0].tests: expected"),
-        (lambda t: t["units"][0].pop("first_test"), "timeline.units[0].first_test: expected"),
+        (lambda t: t["units"][0].update(tests="~x 1"), "timeline.units[0].tests: expected"),
         (lambda t: t["units"][1].update(content="<b>"), "timeline.units[1].content: expected hex"),
         (lambda t: t["units"][1].update(module=3), "timeline.units[1].module: expected a string"),
     ],
@@ -461,8 +530,8 @@ def shard(name: str, start: float, units: list[UnitRecord]) -> MergedReport:
 
 
 def test_merging_shards_puts_their_lanes_on_one_clock() -> None:
-    one = shard("one", T0 + 10, [unit("a.py", "w1", 1.0, 2.0, tests="0", first_test=0)])
-    two = shard("two", T0, [unit("b.py", "w1", 1.0, 3.0, tests="5", first_test=0)])
+    one = shard("one", T0 + 10, [unit("a.py", "w1", 1.0, 2.0, tests="0")])
+    two = shard("two", T0, [unit("b.py", "w1", 1.0, 3.0, tests="5")])
     merged = merge_timelines([one, two])
     assert merged is not None
     assert merged["start"] == T0
@@ -480,8 +549,8 @@ def test_merging_shards_puts_their_lanes_on_one_clock() -> None:
 
 
 def test_a_module_replaced_by_a_later_report_keeps_its_bar_but_not_its_tests() -> None:
-    first = shard("run", T0, [unit("a.py", "w1", 1.0, 2.0, tests="0", first_test=0)])
-    rerun = shard("rerun", T0 + 60, [unit("a.py", "w1", 1.0, 2.0, tests="3", first_test=0)])
+    first = shard("run", T0, [unit("a.py", "w1", 1.0, 2.0, tests="0")])
+    rerun = shard("rerun", T0 + 60, [unit("a.py", "w1", 1.0, 2.0, tests="3")])
     merged = merge_timelines([first, rerun])
     assert merged is not None
     old, new = merged["units"]

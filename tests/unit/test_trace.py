@@ -102,7 +102,7 @@ def test_a_merge_of_shards_is_one_process_per_shard() -> None:
     def shard(start: float, name: str) -> MergedReport:
         merged = report([module(name, [result(name + "::t")])])
         merged["timeline"] = timeline(
-            [unit(name, "w1", 1.0, 2.0, tests="0", first_test=0)],
+            [unit(name, "w1", 1.0, 2.0, tests="0")],
             {"w1": (0.1, 1.0, 2.5)},
             start=start,
         )

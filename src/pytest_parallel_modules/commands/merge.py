@@ -30,8 +30,9 @@ from rich.console import Console
 
 from pytest_parallel_modules import summary
 from pytest_parallel_modules import timing
-from pytest_parallel_modules.history import measured_outcome
+from pytest_parallel_modules.atomic_files import write_atomic as write_text_atomic
 from pytest_parallel_modules.history import History
+from pytest_parallel_modules.history import measured_outcome
 from pytest_parallel_modules.history import MeasuredModule
 from pytest_parallel_modules.history import MeasuredRun
 from pytest_parallel_modules.history import MeasuredTest
@@ -46,7 +47,6 @@ from pytest_parallel_modules.reports import modules_that_failed
 from pytest_parallel_modules.reports import ReportError
 from pytest_parallel_modules.reports import shard_problems
 from pytest_parallel_modules.reports import write_json_atomic
-from pytest_parallel_modules.atomic_files import write_atomic as write_text_atomic
 from pytest_parallel_modules.summary import render_markdown
 from pytest_parallel_modules.summary import render_summary
 from pytest_parallel_modules.timeline_data import merge_timelines
