@@ -37,6 +37,7 @@ from pytest_parallel_modules.summary import order_modules
 from pytest_parallel_modules.summary import summary_lines
 from pytest_parallel_modules.timeline import layout_timeline
 from pytest_parallel_modules.timeline import TimelineLayout
+from pytest_parallel_modules.timeline_data import module_tests
 from pytest_parallel_modules.trends import could_be_flaky
 from pytest_parallel_modules.trends import flake_rate
 from pytest_parallel_modules.trends import FlakeRate
@@ -431,8 +432,8 @@ def _flaky(merged: MergedReport, history: History | None) -> str:
     if history is not None:
         seen: set[str] = set()
         for module in merged["modules"]:
-            for result in module["tests"]:
-                nodeid = result["nodeid"]
+            # Plain passes too: a test that passes now after failing before is one of them.
+            for nodeid, _, _, _ in module_tests(module):
                 record = history.tests.get(nodeid)
                 if record is None or nodeid in seen or not could_be_flaky(record):
                     continue

@@ -166,14 +166,23 @@ def test_flaky_tests_from_this_run_and_from_the_history() -> None:
     history = History()
     for outcome in ("passed", "failed", "passed"):
         run = MeasuredRun(
-            {"b.py::t": MeasuredTest(0.1, outcome, True)},  # type: ignore[arg-type]  # any outcome
-            {"b.py": MeasuredModule(0.2, 0.01, True, content_hash="c")},
+            {
+                "b.py::t": MeasuredTest(0.1, outcome, True),  # type: ignore[arg-type]  # any outcome
+                # Passes plainly in this run: the report holds it among its "passed".
+                "a.py::t2": MeasuredTest(0.1, outcome, True),  # type: ignore[arg-type]  # any outcome
+            },
+            {
+                "b.py": MeasuredModule(0.2, 0.01, True, content_hash="c"),
+                "a.py": MeasuredModule(0.2, 0.01, True, content_hash="c"),
+            },
         )
         history = merge_history(history, run, now=1)
+    assert "a.py::t2" not in [test["nodeid"] for test in merged["modules"][0]["tests"]]
     page = render_html(merged, history=history)
     section = page[page.index('id="flaky"') : page.index('id="not-run"')]
     assert "a.py::t1" in section
     assert "b.py::t" in section and "100%" in section and "2/2" in section
+    assert "a.py::t2" in section
 
 
 def test_the_module_table_sorts_and_shows_trends() -> None:
