@@ -116,7 +116,11 @@ def recent_token(gap: int, letter: str, seconds: float) -> str:
 
 
 def push_recent(token: str, recent: str) -> str:
-    """PURE: put ``token`` in front of ``recent`` and drop its last (oldest) word."""
+    """PURE: put ``token`` in front of ``recent`` and drop its last (oldest) word.
+
+    A ``recent`` the merge wrote always has :data:`RECENT_RUNS` words; one with fewer
+    (edited by hand) keeps as many as it has, the oldest measurement dropped.
+    """
     if not recent:  # a new entry, or one from a version 1 or 2 file
         return token + EMPTY_TAIL
     return f"{token} {recent.rpartition(' ')[0]}"
