@@ -939,9 +939,8 @@ class ParallelSession:
                 reports = replayer.rebuild_passed(worker_id, nodeid, location, event[3], event[4])
             else:
                 reports = [replayer.rebuild(worker_id, data) for data in event[3]]
-            self.timeline.test_ended(
-                worker_id, ledger.current(worker_id), reports
-            )  # timeline (#17)
+            # timeline (#17): when the test began, for the HTML report and the trace.
+            self.timeline.test_ended(worker_id, ledger.current(worker_id), reports)
             if not ledger.test_finished(worker_id, nodeid, location, reports):
                 continue
             for report in reports:
@@ -1166,9 +1165,8 @@ class ParallelSession:
             created=timing.now(),
             shard=self.config.stash.get(shard_info_key, None),
         )
-        merged["timeline"] = self.timeline.build_for(
-            self.ledger, merged["modules"]
-        )  # timeline (#17)
+        # timeline (#17): when each part of the run happened, from the ledger's attempts.
+        merged["timeline"] = self.timeline.build_for(self.ledger, merged["modules"])
         self.config.hook.pytest_parallel_modules_report(config=self.config, report=merged)
         return merged
 
