@@ -500,9 +500,11 @@ def _shifted(value: float | None, by: float) -> float | None:
 def merge_timelines(reports: Sequence[MergedReport]) -> TimelineRecord | None:
     """PURE: the timelines of several shards' (or runs') reports, on one clock.
 
-    Called by ``merge``. The earliest start becomes the start; each report's lanes
-    are renamed ``s<k>/<worker>``, ``k`` its place among ``reports`` (from 1), so
-    the shards' ``w1`` stay apart. A module found in several reports is reported
+    Called by ``merge``. The earliest start becomes the start; a shard's lanes are
+    renamed ``s<K>/<worker>`` as :func:`~pytest_parallel_modules.reports.merge_reports`
+    renames its modules' workers (``K`` the shard's index), and when several reports
+    are merged, another report's lanes ``r<k>/<worker>`` (``k`` its place among
+    ``reports``, from 1), so every report's ``w1`` stays apart. A module found in several reports is reported
     from the last one (as :func:`~pytest_parallel_modules.reports.merge_reports`
     does), so the units of the others keep their bars but not their tests'
     starts, which describe a report that is no longer there.
@@ -511,8 +513,6 @@ def merge_timelines(reports: Sequence[MergedReport]) -> TimelineRecord | None:
     """
     if not reports:
         return None
-    if len(reports) == 1:
-        return timeline_of(reports[0])
     timelines = [timeline_of(report) for report in reports]
     if not any(timeline["units"] for timeline in timelines):
         return None
@@ -530,7 +530,11 @@ def merge_timelines(reports: Sequence[MergedReport]) -> TimelineRecord | None:
         if not timeline["units"] and not timeline["workers"]:
             continue
         shift = timeline["start"] - start
-        prefix = f"s{index + 1}/"
+        shard = reports[index].get("shard")
+        if shard is not None:
+            prefix = f"s{shard['index']}/"
+        else:
+            prefix = f"r{index + 1}/" if len(reports) > 1 else ""
         for worker, times in timeline["workers"].items():
             workers[prefix + worker] = WorkerTimes(
                 spawned_s=_shifted(times["spawned_s"], shift),

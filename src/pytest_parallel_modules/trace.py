@@ -9,6 +9,10 @@ time before the first unit shows. Metadata events (``"ph": "M"``) name the
 processes and threads. Times (``ts``, ``dur``) are microseconds from the run's
 start; the run's epoch start is in ``otherData``.
 
+After a ``merge``, lanes named ``s2/w1`` are worker ``w1`` of shard 2 and
+``r2/w1`` worker ``w1`` of the second report merged that is not a shard: each
+shard and each such report is a process of its own.
+
 The format: https://docs.google.com/document/d/1CvAClvFfyA5R-PhYUmn5OOQtYMH4h6I0nSsKchNAySU
 (the "JSON Object Format" with ``traceEvents``).
 """
@@ -34,12 +38,18 @@ def _microseconds(seconds: float) -> int:
     return max(0, round(seconds * 1_000_000))
 
 
-def _shard_and_worker(lane: str) -> tuple[int, str]:
-    """``s2/w1`` -> ``(2, "w1")``; a lane of an unsharded run is in shard 1."""
+def _group_and_worker(lane: str) -> tuple[str, str]:
+    """``s2/w1`` -> ``("s2", "w1")``; a lane of a single run is in group ``""``."""
     prefix, slash, worker = lane.partition("/")
-    if slash and prefix.startswith("s") and prefix[1:].isdigit():
-        return int(prefix[1:]), worker
-    return 1, lane
+    if slash and prefix[:1] in ("s", "r") and prefix[1:].isdigit():
+        return prefix, worker
+    return "", lane
+
+
+def _process_name(group: str) -> str:
+    if not group:
+        return "pytest-parallel-modules"
+    return f"{'shard' if group[0] == 's' else 'run'} {group[1:]}"
 
 
 def _complete(
@@ -72,25 +82,26 @@ def render_trace(report: MergedReport) -> dict[str, Any]:
     tests_of_unit = unit_tests(report)
     events: list[dict[str, Any]] = []
     threads: dict[str, tuple[int, int]] = {}
-    shards = sorted({_shard_and_worker(lane.name)[0] for lane in layout.lanes} | {1})
-    sharded = any("/" in lane.name for lane in layout.lanes)
-    for shard in shards:
-        name = f"shard {shard}" if sharded else "pytest-parallel-modules"
-        events.append(_metadata("process_name", shard, 0, name=name))
-        events.append(_metadata("process_sort_index", shard, 0, sort_index=shard))
-    events.append(_metadata("thread_name", shards[0], CONTROLLER_TID, name="controller"))
-    events.append(_metadata("thread_sort_index", shards[0], CONTROLLER_TID, sort_index=0))
+    # One process per shard (or merged report), numbered from 1 in the lanes' order.
+    groups = list(dict.fromkeys(_group_and_worker(lane.name)[0] for lane in layout.lanes)) or [""]
+    pids = {group: number for number, group in enumerate(groups, start=1)}
+    for group, pid in pids.items():
+        events.append(_metadata("process_name", pid, 0, name=_process_name(group)))
+        events.append(_metadata("process_sort_index", pid, 0, sort_index=pid))
+    events.append(_metadata("thread_name", 1, CONTROLLER_TID, name="controller"))
+    events.append(_metadata("thread_sort_index", 1, CONTROLLER_TID, sort_index=0))
     next_tid: dict[int, int] = {}
     for lane in layout.lanes:
-        shard, worker = _shard_and_worker(lane.name)
-        tid = next_tid.get(shard, 1)
-        next_tid[shard] = tid + 1
-        threads[lane.name] = (shard, tid)
-        events.append(_metadata("thread_name", shard, tid, name=worker))
-        events.append(_metadata("thread_sort_index", shard, tid, sort_index=tid))
+        group, worker = _group_and_worker(lane.name)
+        pid = pids[group]
+        tid = next_tid.get(pid, 1)
+        next_tid[pid] = tid + 1
+        threads[lane.name] = (pid, tid)
+        events.append(_metadata("thread_name", pid, tid, name=worker))
+        events.append(_metadata("thread_sort_index", pid, tid, sort_index=tid))
     if layout.collected_s is not None:
         events.append(
-            _complete("collect", "controller", 0.0, layout.collected_s, shards[0], CONTROLLER_TID)
+            _complete("collect", "controller", 0.0, layout.collected_s, 1, CONTROLLER_TID)
         )
     for lane in layout.lanes:
         pid, tid = threads[lane.name]

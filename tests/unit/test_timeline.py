@@ -18,6 +18,7 @@ from pytest_parallel_modules.reports import MergedReport
 from pytest_parallel_modules.reports import ModuleReport
 from pytest_parallel_modules.reports import not_run_record
 from pytest_parallel_modules.reports import ResultRecord
+from pytest_parallel_modules.reports import ShardInfo
 from pytest_parallel_modules.timeline import lane_sort_key
 from pytest_parallel_modules.timeline import layout_timeline
 from pytest_parallel_modules.timeline import unit_tests
@@ -523,15 +524,21 @@ def test_parse_drops_unknown_keys() -> None:
 # --------------------------------------------------------------------------- merging
 
 
-def shard(name: str, start: float, units: list[UnitRecord]) -> MergedReport:
+def shard(index: int | None, start: float, units: list[UnitRecord]) -> MergedReport:
+    """A report of a run (``index`` None) or of shard ``index`` of 2, holding ``units``."""
     merged = report([module(unit["module"], [result(unit["module"] + "::t")]) for unit in units])
     merged["timeline"] = timeline(units, {"w1": (0.1, 1.0, 5.0)}, start=start, end=5.5)
+    if index is not None:
+        merged["shard"] = ShardInfo(
+            index=index, count=2, history_fingerprint="f", selected_modules={}
+        )
     return merged
 
 
 def test_merging_shards_puts_their_lanes_on_one_clock() -> None:
-    one = shard("one", T0 + 10, [unit("a.py", "w1", 1.0, 2.0, tests="0")])
-    two = shard("two", T0, [unit("b.py", "w1", 1.0, 3.0, tests="5")])
+    # Given in any order, each shard's lanes are named after its index.
+    one = shard(1, T0 + 10, [unit("a.py", "w1", 1.0, 2.0, tests="0")])
+    two = shard(2, T0, [unit("b.py", "w1", 1.0, 3.0, tests="5")])
     merged = merge_timelines([one, two])
     assert merged is not None
     assert merged["start"] == T0
@@ -544,16 +551,23 @@ def test_merging_shards_puts_their_lanes_on_one_clock() -> None:
         ("s1/w1", "a.py", 11.0, 12.0),
     ]
     assert (merged["collected_s"], merged["end_s"]) == (10.5, 15.5)
-    assert merge_timelines([one]) == one["timeline"]
+    assert merge_timelines([two, one]) == merged
+    # One shard alone: named after its index too, as merge names its modules' workers.
+    (alone,) = merge_timelines([one])["units"]  # type: ignore[index]  # not None
+    assert alone["worker"] == "s1/w1"
+    run = shard(None, T0, [unit("a.py", "w1", 1.0, 2.0)])
+    assert merge_timelines([run]) == run["timeline"]
     assert merge_timelines([]) is None
 
 
 def test_a_module_replaced_by_a_later_report_keeps_its_bar_but_not_its_tests() -> None:
-    first = shard("run", T0, [unit("a.py", "w1", 1.0, 2.0, tests="0")])
-    rerun = shard("rerun", T0 + 60, [unit("a.py", "w1", 1.0, 2.0, tests="3")])
+    first = shard(None, T0, [unit("a.py", "w1", 1.0, 2.0, tests="0")])
+    rerun = shard(None, T0 + 60, [unit("a.py", "w1", 1.0, 2.0, tests="3")])
     merged = merge_timelines([first, rerun])
     assert merged is not None
     old, new = merged["units"]
+    # Reports that are not shards: lanes named after their place among the arguments.
+    assert (old["worker"], new["worker"]) == ("r1/w1", "r2/w1")
     assert "tests" not in old and new["tests"] == "3"
 
 
@@ -569,11 +583,11 @@ def test_merging_a_report_without_a_timeline_makes_one_from_its_modules() -> Non
             )
         ]
     )
-    new = shard("new", T0, [unit("a.py", "w1", 1.0, 2.0)])
+    new = shard(None, T0, [unit("a.py", "w1", 1.0, 2.0)])
     merged = merge_timelines([new, old])
     assert merged is not None
     assert [(u["worker"], u["module"], u["start_s"]) for u in merged["units"]] == [
-        ("s1/w1", "a.py", 1.0),
-        ("s2/w1", "c.py", 1.0),
+        ("r1/w1", "a.py", 1.0),
+        ("r2/w1", "c.py", 1.0),
     ]
     assert timeline_from_modules([])["units"] == []

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from pytest_parallel_modules.reports import MergedReport
+from pytest_parallel_modules.reports import ShardInfo
 from pytest_parallel_modules.timeline_data import merge_timelines
 from pytest_parallel_modules.trace import render_trace
 from tests.unit.test_timeline import module
@@ -99,16 +100,19 @@ def test_processes_and_threads_are_named_and_collection_and_start_up_are_slices(
 
 
 def test_a_merge_of_shards_is_one_process_per_shard() -> None:
-    def shard(start: float, name: str) -> MergedReport:
+    def shard(index: int, start: float, name: str) -> MergedReport:
         merged = report([module(name, [result(name + "::t")])])
         merged["timeline"] = timeline(
             [unit(name, "w1", 1.0, 2.0, tests="0")],
             {"w1": (0.1, 1.0, 2.5)},
             start=start,
         )
+        merged["shard"] = ShardInfo(
+            index=index, count=2, history_fingerprint="f", selected_modules={}
+        )
         return merged
 
-    first, second = shard(T0, "a.py"), shard(T0 + 1, "b.py")
+    first, second = shard(1, T0, "a.py"), shard(2, T0 + 1, "b.py")
     merged = report(first["modules"] + second["modules"])
     joined = merge_timelines([first, second])
     assert joined is not None

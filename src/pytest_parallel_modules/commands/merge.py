@@ -98,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="PATH",
         help="write the timeline of all the reports to PATH in the Chrome trace event format "
-        "(one process per report)",
+        "(one process per shard or report)",
     )
     parser.add_argument(
         "--durations",
