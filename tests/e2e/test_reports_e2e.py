@@ -198,9 +198,6 @@ def test_shards_cover_every_module_once_and_merge_to_the_unsharded_run(
     for index in (1, 2):
         shard = pytester.runpytest_subprocess(
             f"--module-shard={index}/2",
-            # An explicit count: under the implied auto, a shard this small runs in the
-            # pytest process and writes no report.
-            "--parallel-modules=2",
             "--module-durations=durations.json",
             f"--module-report-dir=shard{index}",
             timeout=60,
