@@ -12,6 +12,10 @@ at its start: take the lock, re-read the file and find it unchanged since the lo
 merge a run that measured every test, serialize, write, replace. "save, file
 changed" is the same after another process saved in between: the file is parsed
 again under the lock.
+
+The history is built as a long-lived one is: from more runs than it keeps measurements
+of (:data:`~pytest_parallel_modules.history.RECENT_RUNS`), with durations that differ
+from run to run, so every entry holds a full list of recent measurements.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pytest_parallel_modules.history import merge_history
 from pytest_parallel_modules.history import parse_history
 from pytest_parallel_modules.history import save_history
 from pytest_parallel_modules.history import serialize_history
+from pytest_parallel_modules.recent import RECENT_RUNS
 
 
 TARGET_S = 0.3
@@ -56,7 +61,8 @@ def make_run(tests: int, modules: int, seed: int) -> MeasuredRun:
         measured_tests[nodeid] = MeasuredTest(duration, "passed", True)
         module_totals[module] = module_totals.get(module, 0.0) + duration
     measured_modules = {
-        module: MeasuredModule(total + 0.05, 0.02, True) for module, total in module_totals.items()
+        module: MeasuredModule(total + 0.05, 0.02, True, content_hash=f"{index:012x}")
+        for index, (module, total) in enumerate(module_totals.items())
     }
     return MeasuredRun(measured_tests, measured_modules)
 
@@ -96,8 +102,13 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
 
-    run = make_run(args.tests, args.modules, seed=1)
-    history = merge_history(merge_history(History(), run, now=1.7e9), run, now=1.7e9 + 60)
+    # Three runs with different durations, merged in turn one more time than the history
+    # keeps measurements: the file a project has after a few weeks.
+    runs = [make_run(args.tests, args.modules, seed=seed) for seed in (1, 2, 3)]
+    run = runs[0]
+    history = History()
+    for index in range(RECENT_RUNS + 1):
+        history = merge_history(history, runs[index % len(runs)], now=1.7e9 + 60 * index)
     text = serialize_history(history)
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory, "durations.json")

@@ -67,6 +67,7 @@ from pytest_parallel_modules.scheduling import check_plan
 from pytest_parallel_modules.scheduling import estimate_modules
 from pytest_parallel_modules.scheduling import ModuleEstimates
 from pytest_parallel_modules.sharding import shard_info_key
+from pytest_parallel_modules.timeline_recorder import TimelineRecorder
 from pytest_parallel_modules.worker_pool import CHANNEL_CLOSED
 from pytest_parallel_modules.worker_pool import kill_process_group
 from pytest_parallel_modules.worker_pool import START_FAILED
@@ -136,6 +137,8 @@ class RunView:
     merged: MergedReport | None = None
     #: The command that reruns only what failed, once the run ended.
     rerun_modules: tuple[str, ...] = ()
+    #: The duration history as this run saved it, for the HTML report's trends (#17).
+    saved_history: History | None = None
 
 
 @final
@@ -206,6 +209,8 @@ class ParallelSession:
         self._previous_sigterm: Any = None
         self._persistence: threading.Thread | None = None
         self._persistence_warnings: list[str] = []
+        #: When the run's parts happened, for the report's timeline (#17).
+        self.timeline = TimelineRecorder()
         self.handlers: Final[dict[str, Callable[[WorkerRecord, Any], None]]] = {
             worker.READY: self._on_ready,
             worker.NEED_WORK: self._on_need_work,
@@ -232,6 +237,7 @@ class ParallelSession:
     def pytest_collection(self, session: pytest.Session) -> Generator[None, object, object]:
         # The first workers boot (worktree, interpreter, plugins, their own collection)
         # while the controller collects, so their start-up costs little wall time.
+        self.timeline.begin()  # timeline (#17)
         self._basetemp_dir = self._basetemp()
         if self.options.failed_modules_path is not None:
             self.last_failed = self._load_failed_modules(self.options.failed_modules_path)
@@ -312,6 +318,7 @@ class ParallelSession:
         self.view.estimates = dict(self.estimates.seconds)
         self.view.estimates_known = self.estimates.known_modules > 0
         self._planned = True
+        self.timeline.collected(self.config.rootpath, {u.module for u in units})  # timeline (#17)
 
     def pytest_report_collectionfinish(self) -> list[str]:
         lines: list[str] = []
@@ -368,6 +375,7 @@ class ParallelSession:
             raise
         finally:
             self.wall_s = timing.perf() - self._loop_started_perf
+            self.timeline.ended()  # timeline (#17)
         if self.exit_request is not None:
             pytest.exit(self.exit_request["message"], self.exit_request["returncode"])
         if session.shouldfail:
@@ -533,6 +541,7 @@ class ParallelSession:
             stderr_path=str(self._stderr_path(worker_id)),
             compact_reports=self.replayer.compact_reports,
         )
+        self.timeline.worker_spawned(worker_id)  # timeline (#17)
         self.pool.start(WorkerLaunch(cwd=placement.cwd, setup=setup))
 
     def _top_up(self, *, after_crash: bool = False) -> None:
@@ -873,6 +882,7 @@ class ParallelSession:
     # -- handlers (one per message; see worker.py for the protocol) -----------------
 
     def _on_ready(self, record: WorkerRecord, payload: worker.ReadyPayload) -> None:
+        self.timeline.worker_ready(record.worker_id)  # timeline (#17)
         record.pid = payload["pid"]
         if record.state is not WorkerState.STARTING:
             # Killed (or told to stop) while it collected: it gets no work.
@@ -929,6 +939,8 @@ class ParallelSession:
                 reports = replayer.rebuild_passed(worker_id, nodeid, location, event[3], event[4])
             else:
                 reports = [replayer.rebuild(worker_id, data) for data in event[3]]
+            # timeline (#17): when the test began, for the HTML report and the trace.
+            self.timeline.test_ended(worker_id, ledger.current(worker_id), reports)
             if not ledger.test_finished(worker_id, nodeid, location, reports):
                 continue
             for report in reports:
@@ -981,6 +993,7 @@ class ParallelSession:
         )
 
     def _on_channel_closed(self, record: WorkerRecord, payload: None) -> None:
+        self.timeline.worker_exited(record.worker_id)  # timeline (#17)
         error = self.pool.closing_error(record.worker_id)
         previous = record.state
         clean = record.session_finished and error is None
@@ -1152,6 +1165,8 @@ class ParallelSession:
             created=timing.now(),
             shard=self.config.stash.get(shard_info_key, None),
         )
+        # timeline (#17): when each part of the run happened, from the ledger's attempts.
+        merged["timeline"] = self.timeline.build_for(self.ledger, merged["modules"])
         self.config.hook.pytest_parallel_modules_report(config=self.config, report=merged)
         return merged
 
@@ -1188,19 +1203,20 @@ class ParallelSession:
 
     def _persist(self, measured: MeasuredRun, verdicts: dict[str, ModuleVerdict]) -> None:
         """Merge this run into the history and the failed-modules state. May run on a thread."""
+        measured = self.timeline.with_contents(measured)  # timeline (#17): modules' digests
         history_path = self.options.history_path
         # A shard only reads the history: the shards of one run must all split with the
         # same one (see sharding.py); `merge --durations` saves theirs together.
         if history_path is not None and self.options.shard is None:
             try:
                 # loaded=: when no other run saved meanwhile, the file is not parsed again.
-                save_history(
+                self.view.saved_history = save_history(  # saved_history: timeline (#17)
                     history_path,
                     measured,
                     now=timing.now(),
                     create_parents=True,
                     loaded=self._loaded_history,
-                )
+                ).history
             except Exception as exc:  # a history that cannot be saved must not fail the run
                 self._persistence_warnings.append(
                     f"could not save the duration history to {history_path}: {exc}"

@@ -87,14 +87,33 @@ from pytest_parallel_modules import timing
 from pytest_parallel_modules.atomic_files import is_plain_file
 from pytest_parallel_modules.atomic_files import move_aside
 from pytest_parallel_modules.atomic_files import write_atomic
+from pytest_parallel_modules.recent import EMPTY_TAIL
+from pytest_parallel_modules.recent import push_recent
+from pytest_parallel_modules.recent import RECENT_LETTERS
+from pytest_parallel_modules.recent import recent_token
 
 
-#: Version of the file format written; other versions than this and
-#: :data:`LEGACY_HISTORY_VERSION` are treated as a bad file.
-HISTORY_VERSION: Final = 2
+#: Version of the file format written; other versions than this,
+#: :data:`ROWS_HISTORY_VERSION` and :data:`LEGACY_HISTORY_VERSION` are treated as a bad file.
+HISTORY_VERSION: Final = 3
+
+#: Version 2 stored rows without the recent measurements and the module content; it is
+#: read (those fields empty), and written back as :data:`HISTORY_VERSION`.
+ROWS_HISTORY_VERSION: Final = 2
 
 #: Version 1 stored an object per entry; it is read, and written back as :data:`HISTORY_VERSION`.
 LEGACY_HISTORY_VERSION: Final = 1
+
+#: Decimal text of 0 ... 999: most tests take under a second, and looking their milliseconds
+#: up here is 3x faster than formatting them, in the merge's loop over every test.
+_MILLISECONDS_TEXT: Final[tuple[str, ...]] = tuple(map(str, range(1000)))
+
+#: Longest ``recent`` field accepted when loading: ten measurements of a test that took
+#: days and ran every 50th run are 10 x 12 characters, so this only rejects garbage.
+MAX_RECENT_CHARS: Final = 200
+
+#: Longest ``content`` field accepted when loading.
+MAX_CONTENT_CHARS: Final = 64
 
 #: Weight of the newest complete measurement in the moving average (see the module docstring).
 SMOOTHING_ALPHA: Final = 0.3
@@ -173,6 +192,10 @@ class MeasuredModule:
     collect_s: float
     #: False if the module did not run to its end (``-x``, a crash, a timeout, Ctrl-C).
     complete: bool
+    #: Short digest of the module file's content (see
+    #: :func:`pytest_parallel_modules.timeline_recorder.content_digest`), ``None`` when
+    #: unknown. A test whose outcome changes while this stays the same is flaky.
+    content_hash: str | None = None
 
 
 @final
@@ -197,7 +220,9 @@ class RecordedTest(NamedTuple):
     A :class:`~typing.NamedTuple` rather than a frozen dataclass, for speed: a history
     holds one per test, and on Python 3.11 building 100,000 frozen dataclasses takes
     0.15 s against 0.05 s for these tuples -- half the budget for loading a large
-    history. Fields are in the file's (sorted) key order, as the serializer writes them.
+    history. Fields are in the order the file's ``columns`` header names them: the
+    fields of version 2 in sorted order, then those version 3 added (with defaults,
+    which is what a version 2 entry migrates to).
     """
 
     #: Smoothed seconds of setup + call + teardown. With ``runs == 0`` it is the
@@ -211,6 +236,10 @@ class RecordedTest(NamedTuple):
     last_seen_run: int
     #: How many complete measurements the figure is based on.
     runs: int
+    #: The last :data:`~pytest_parallel_modules.recent.RECENT_RUNS` measurements, newest first, in the compact form
+    #: :func:`~pytest_parallel_modules.recent.decode_recent` reads (``"p412 p398 3F1203 - - - - - - -"``, a word per
+    #: slot, ``-`` for an empty one); empty when none is known (a version 1 or 2 file).
+    recent: str = ""
 
 
 @final
@@ -235,6 +264,14 @@ class RecordedModule(NamedTuple):
     last_seen_run: int
     #: How many complete measurements the figures are based on.
     runs: int
+    #: Short digest of the module file's content when it last ran (see
+    #: :attr:`MeasuredModule.content_hash`); empty when unknown.
+    content: str = ""
+    #: The run since which the module has had that content (``last_seen_run`` when it
+    #: changed in the run that last saw it, or is unknown).
+    content_run: int = 0
+    #: The last :data:`~pytest_parallel_modules.recent.RECENT_RUNS` measurements, newest first (see :attr:`RecordedTest.recent`).
+    recent: str = ""
 
 
 @final
@@ -383,9 +420,46 @@ _CHECKS: Final[dict[str, _FieldCheck]] = {
     "runs": _FieldCheck(
         lambda column: _numbers_within(column, _INT_TYPES, MAX_COUNT), _is_count, "a count >= 0"
     ),
+    "recent": _FieldCheck(
+        lambda column: _plain_strings(column, MAX_RECENT_CHARS),
+        lambda value: _plain_strings([value], MAX_RECENT_CHARS),
+        f"a string of printable ASCII without quotes or backslashes (at most {MAX_RECENT_CHARS})",
+    ),
+    "content": _FieldCheck(
+        lambda column: _plain_strings(column, MAX_CONTENT_CHARS),
+        lambda value: _plain_strings([value], MAX_CONTENT_CHARS),
+        f"a string of printable ASCII without quotes or backslashes (at most {MAX_CONTENT_CHARS})",
+    ),
+    "content_run": _FieldCheck(
+        lambda column: _numbers_within(column, _INT_TYPES, MAX_COUNT),
+        _is_count,
+        "a run number >= 0",
+    ),
 }
 
 _Record = TypeVar("_Record", RecordedTest, RecordedModule)
+
+#: How many leading fields of each record version 1 and 2 files hold (the rest are new).
+_OLD_FIELD_COUNT: Final[dict[type[tuple[Any, ...]], int]] = {RecordedTest: 5, RecordedModule: 7}
+
+
+def _plain_strings(column: Sequence[Any], longest: int) -> bool:
+    """Whether every value is a string JSON writes as it is, at most ``longest`` long.
+
+    The serializer writes these fields between quotes without escaping them, so a value
+    that would need escaping must never get past the parser. What a value means is
+    checked only where it is read (:func:`decode_recent` skips what it cannot read): a
+    garbled trend must not cost the durations that order the next run. One check of all
+    values joined runs in C: a few milliseconds for 100,000 tests.
+    """
+    if not set(map(type, column)) <= _STR_TYPES:
+        return False
+    if not column:
+        return True
+    if max(map(len, column)) > longest:
+        return False
+    joined = "".join(column)
+    return joined.isascii() and joined.isprintable() and '"' not in joined and "\\" not in joined
 
 
 def _describe(value: object) -> str:
@@ -446,10 +520,14 @@ def _parse_section(
     keys = list(entries)
     values = list(entries.values())
     fields = record_type._fields
-    columnize = _columns_of_rows if version == HISTORY_VERSION else _columns_of_objects
-    columns = columnize(section, keys, values, fields)
-    converted = False
-    for index, (name, column) in enumerate(zip(fields, columns, strict=True)):
+    # Versions 1 and 2 lack the fields version 3 added: they migrate to their defaults.
+    stored_fields = (
+        fields if version == HISTORY_VERSION else fields[: _OLD_FIELD_COUNT[record_type]]
+    )
+    columnize = _columns_of_objects if version == LEGACY_HISTORY_VERSION else _columns_of_rows
+    columns = columnize(section, keys, values, stored_fields)
+    converted = version != HISTORY_VERSION
+    for index, (name, column) in enumerate(zip(stored_fields, columns, strict=True)):
         check = _CHECKS[name]
         if not check.column_ok(column):
             key, bad = next(
@@ -458,19 +536,21 @@ def _parse_section(
             raise HistoryFormatError(
                 f"{section}[{key!r}].{name} is {_describe(bad)}, expected {check.expected}"
             )
-        if name == "last_seen_run" and column and max(column) > run_count:
+        if name in ("last_seen_run", "content_run") and column and max(column) > run_count:
             key, bad = next((k, v) for k, v in zip(keys, column, strict=True) if v > run_count)
             raise HistoryFormatError(
-                f"{section}[{key!r}].last_seen_run is {bad}, after run_count {run_count}"
+                f"{section}[{key!r}].{name} is {bad}, after run_count {run_count}"
             )
         stored = check.stored
         if stored is not None and not set(map(type, column)) <= {stored}:
             columns[index] = list(map(stored, column))
             converted = True
+    for name in fields[len(stored_fields) :]:
+        columns.append([record_type._field_defaults[name]] * len(keys))
     # tuple.__new__ straight from C: NamedTuple's own __new__ and _make are Python functions.
     make = cast(Callable[[Iterable[Any]], _Record], partial(tuple.__new__, record_type))
     # Rows that needed no conversion become records as they are, without a second zip.
-    rows = values if version == HISTORY_VERSION and not converted else zip(*columns, strict=True)
+    rows = values if not converted else zip(*columns, strict=True)
     return dict(zip(keys, map(make, rows), strict=True))
 
 
@@ -478,7 +558,7 @@ def parse_history(text: str) -> History:
     """PURE: parse the text of a history file. Runs in the controller and in ``durations``.
 
     Accepts what :func:`serialize_history` writes, with any whitespace and key
-    order, ignoring unknown keys, and version 1 files; rejects everything else: not
+    order, ignoring unknown keys, and version 1 and 2 files; rejects everything else: not
     JSON, the wrong shape, another version, NaN or infinite numbers, negative or
     absurd values (durations above :data:`MAX_DURATION_S`).
 
@@ -499,10 +579,11 @@ def parse_history(text: str) -> History:
     if "version" not in data:
         raise HistoryFormatError("no 'version' field")
     version = data["version"]
-    if type(version) is not int or version not in (HISTORY_VERSION, LEGACY_HISTORY_VERSION):
+    supported = (LEGACY_HISTORY_VERSION, ROWS_HISTORY_VERSION, HISTORY_VERSION)
+    if type(version) is not int or version not in supported:
         raise HistoryFormatError(
             f"version {_describe(version)} is not a supported version"
-            f" ({LEGACY_HISTORY_VERSION} or {HISTORY_VERSION})"
+            f" ({', '.join(map(str, supported))})"
         )
     run_count = data.get("run_count")
     if not _is_count(run_count):
@@ -522,9 +603,13 @@ def parse_history(text: str) -> History:
 # outcome goes between quotes unescaped: it is one of the known outcome names. Formatting
 # with % is faster than json.dumps of the rows, and json.dumps with indent (one line per
 # entry needs it) runs json's pure-Python encoder. Tests check that json reads back what
-# was written.
-_TEST_ROW: Final = '"%s": [%.6f, "%s", %d, %d, %d]'
-_MODULE_ROW: Final = '"%s": [%.6f, %.6f, %.6f, "%s", %d, %d, %d]'
+# was written. The recent measurements and the content digest go between quotes unescaped
+# too: the merge writes only letters, digits and spaces there, and the parser accepts
+# nothing else.
+# A row is formatted from the record tuple as it is and its key put in front: building a
+# new tuple with the key for every row costs a tenth of the serializer's time.
+_TEST_ROW: Final = '[%.6f, "%s", %d, %d, %d, "%s"]'
+_MODULE_ROW: Final = '[%.6f, %.6f, %.6f, "%s", %d, %d, %d, "%s", %d, "%s"]'
 _ENTRY_SEPARATOR: Final = ",\n    "
 
 
@@ -573,12 +658,11 @@ def serialize_history(history: History) -> str:
     :returns: the file's content, ASCII only (``ensure_ascii`` escapes, as json does).
     """
     keys, tests = _sorted_entries(history.tests)
-    test_lines = [
-        _TEST_ROW % (key, duration, outcome, seen, seen_run, runs)
-        for key, (duration, outcome, seen, seen_run, runs) in zip(keys, tests, strict=True)
-    ]
+    row = _TEST_ROW.__mod__
+    test_lines = [f'"{key}": {row(record)}' for key, record in zip(keys, tests, strict=True)]
     keys, modules = _sorted_entries(history.modules)
-    module_lines = [_MODULE_ROW % (key, *record) for key, record in zip(keys, modules, strict=True)]
+    row = _MODULE_ROW.__mod__
+    module_lines = [f'"{key}": {row(record)}' for key, record in zip(keys, modules, strict=True)]
     return (
         f'{{\n  "columns": {_COLUMNS_HEADER},'
         f'\n  "modules": {_json_object(module_lines)},'
@@ -616,6 +700,23 @@ def _round_duration(seconds: float) -> float:
     return round(seconds * 1e6) / 1e6
 
 
+def _clean_content(content_hash: str | None) -> str:
+    """The digest as the file stores it: ``""`` for none, or for one the file could not hold.
+
+    Digests come from reports too (``merge --durations``), which anyone may have edited.
+    """
+    if not content_hash or len(content_hash) > MAX_CONTENT_CHARS:
+        return ""
+    return content_hash if content_hash.isascii() and content_hash.isalnum() else ""
+
+
+def _content_run(previous: RecordedModule | None, content: str, run_index: int) -> int:
+    """The run since which a module has had ``content``: this one, unless it is known unchanged."""
+    if content and previous is not None and previous.content == content:
+        return previous.content_run
+    return run_index
+
+
 def _merge_module(
     previous: RecordedModule | None,
     measured: MeasuredModule,
@@ -635,8 +736,27 @@ def _merge_module(
         total, collect = _round_duration(total), _round_duration(collect)
     else:
         total = collect = fixed = 0.0
+    content = _clean_content(measured.content_hash)
+    content_run = _content_run(previous, content, run_index)
     if previous is None:
-        return RecordedModule(collect, total, fixed, outcome, seen, run_index, int(complete))
+        token = recent_token(1, RECENT_LETTERS[outcome].upper(), total) + EMPTY_TAIL
+        return RecordedModule(
+            collect,
+            total,
+            fixed,
+            outcome,
+            seen,
+            run_index,
+            int(complete),
+            content,
+            run_index,
+            token,
+        )
+    same = previous.last_seen_run >= content_run
+    letter = RECENT_LETTERS[outcome] if same else RECENT_LETTERS[outcome].upper()
+    recent = push_recent(
+        recent_token(run_index - previous.last_seen_run, letter, total), previous.recent
+    )
     if complete and previous.runs:
         return RecordedModule(
             _round_duration(previous.collect_s + alpha * (collect - previous.collect_s)),
@@ -646,9 +766,14 @@ def _merge_module(
             seen,
             run_index,
             previous.runs + 1,
+            content,
+            content_run,
+            recent,
         )
     if complete:  # the old figures were lower bounds: replace them
-        return RecordedModule(collect, total, fixed, outcome, seen, run_index, 1)
+        return RecordedModule(
+            collect, total, fixed, outcome, seen, run_index, 1, content, content_run, recent
+        )
     if previous.runs == 0:  # still only lower bounds: keep the largest
         return RecordedModule(
             max(previous.collect_s, collect),
@@ -658,8 +783,18 @@ def _merge_module(
             seen,
             run_index,
             0,
+            content,
+            content_run,
+            recent,
         )
-    return previous._replace(last_outcome=outcome, last_seen=seen, last_seen_run=run_index)
+    return previous._replace(
+        last_outcome=outcome,
+        last_seen=seen,
+        last_seen_run=run_index,
+        content=content,
+        content_run=content_run,
+        recent=recent,
+    )
 
 
 def merge_history(
@@ -681,6 +816,9 @@ def merge_history(
     * Measurements that are NaN, infinite, negative or above
       :data:`MAX_DURATION_S` count as incomplete, so the result always parses.
     * A module's outcome is the most severe of its tests' outcomes in this run.
+    * Every measurement, complete or not, goes in front of the entry's ``recent``
+      list (the last :data:`~pytest_parallel_modules.recent.RECENT_RUNS`), its letter in lower case when the module's
+      content is known to be what it was at the entry's previous measurement.
     * Entries not seen in the last ``max_unseen_runs`` runs are dropped. Runs that
       select only some tests (``-k``) count too: entries age while unselected.
 
@@ -706,6 +844,14 @@ def merge_history(
     tests = dict(old_tests)
     if tests and min(map(itemgetter(3), tests.values())) < oldest_kept:
         tests = {key: record for key, record in old_tests.items() if record[3] >= oldest_kept}
+    # Module -> the run since which it has had its present content: a test measured in
+    # that run or later saw the same module file as now.
+    content_runs = {
+        module: _content_run(
+            old.modules.get(module), _clean_content(measured.content_hash), run_index
+        )
+        for module, measured in run.modules.items()
+    }
     # Per module: the sum of its tests' durations and the most severe outcome (its index).
     tests_s: dict[str, float] = {}
     worst: dict[str, int] = {}
@@ -713,26 +859,47 @@ def merge_history(
     # tuple.__new__ straight from C: RecordedTest's own __new__ is a Python function.
     new_tuple = cast(Callable[[type[RecordedTest], tuple[Any, ...]], RecordedTest], tuple.__new__)
     severities, previous_of = _SEVERITY, old_tests.get
+    lower, upper = RECENT_LETTERS, {key: letter.upper() for key, letter in RECENT_LETTERS.items()}
+    milliseconds_texts, empty_tail = _MILLISECONDS_TEXT, EMPTY_TAIL
+    longest = MAX_DURATION_S
     module: str | None = None
-    module_s, module_worst = 0.0, least_severe
+    # "<module>::": a test of the current module starts with it, checked without splitting.
+    prefix = "\0"
+    module_s, module_worst, content_run = 0.0, least_severe, run_index
     # One pass over every measured test: this loop is most of the time of saving a large
-    # history, hence inlined rather than split into helpers (rounding as _round_duration).
-    # A run reports a module's tests one after another, so a module's sums are kept in
-    # locals until the next module starts, rather than looked up for every test.
+    # history, hence inlined rather than split into helpers (rounding as _round_duration,
+    # the recent list as _recent_token and _push_recent). A run reports a module's tests
+    # one after another, so a module's sums are kept in locals until the next module
+    # starts, rather than looked up for every test.
     for nodeid, measured in run.tests.items():
         outcome = measured.outcome
         severity = severities.get(outcome)
         if severity is None:
             raise ValueError(f"unknown outcome {outcome!r} for {nodeid}")
+        if not nodeid.startswith(prefix):
+            test_module = nodeid.split("::", 1)[0]  # grouping.module_of(), inlined
+            if test_module != module:
+                if module is not None:
+                    tests_s[module] = tests_s.get(module, 0.0) + module_s
+                    worst[module] = min(worst.get(module, least_severe), module_worst)
+                module, module_s, module_worst = test_module, 0.0, least_severe
+                prefix = test_module + "::"
+                content_run = content_runs.get(test_module, run_index)
         value = measured.duration_s
-        usable = 0 <= value <= MAX_DURATION_S  # False for NaN and inf too
+        usable = 0 <= value <= longest  # False for NaN and inf too
         if not usable:
             value = 0.0
+        measured_value = value
+        milliseconds = int(value * 1000 + 0.5)
+        milliseconds_text = (
+            milliseconds_texts[milliseconds] if milliseconds < 1000 else str(milliseconds)
+        )
         previous = previous_of(nodeid)
         if previous is None:
             duration, runs = round(value * 1e6) / 1e6, int(usable and measured.complete)
+            recent = upper[outcome] + milliseconds_text + empty_tail
         else:
-            old_value, _, _, _, old_runs = previous
+            old_value, _, _, old_seen_run, old_runs, old_recent = previous
             if usable and measured.complete:
                 # runs == 0: the old figure is only a lower bound; replace it, don't average.
                 if old_runs:
@@ -742,15 +909,16 @@ def merge_history(
                 duration, runs = max(old_value, round(value * 1e6) / 1e6), 0
             else:
                 duration, runs = old_value, old_runs
-            value = measured.duration_s if usable else 0.0
-        tests[nodeid] = new_tuple(RecordedTest, (duration, outcome, seen, run_index, runs))
-        test_module = nodeid.split("::", 1)[0]  # grouping.module_of(), inlined
-        if test_module != module:
-            if module is not None:
-                tests_s[module] = tests_s.get(module, 0.0) + module_s
-                worst[module] = min(worst.get(module, least_severe), module_worst)
-            module, module_s, module_worst = test_module, 0.0, least_severe
-        module_s += value
+            letter = (lower if old_seen_run >= content_run else upper)[outcome]
+            gap = run_index - old_seen_run
+            if gap != 1:
+                letter = f"{gap}{letter}"
+            if old_recent:
+                recent = f"{letter}{milliseconds_text} {old_recent.rpartition(' ')[0]}"
+            else:  # from a version 1 or 2 file
+                recent = letter + milliseconds_text + empty_tail
+        tests[nodeid] = new_tuple(RecordedTest, (duration, outcome, seen, run_index, runs, recent))
+        module_s += measured_value
         if severity < module_worst:
             module_worst = severity
     if module is not None:

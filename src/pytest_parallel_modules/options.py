@@ -40,6 +40,12 @@ KEEP_FAILED_WORKTREES_OPTION: Final = "--keep-failed-worktrees"
 MODULE_REPORT_DIR_OPTION: Final = "--module-report-dir"
 MODULE_REPORT_DIR_INI: Final = "module_report_dir"
 MODULE_REPORT_MD_OPTION: Final = "--module-report-md"
+MODULE_REPORT_HTML_OPTION: Final = "--module-report-html"
+MODULE_REPORT_HTML_INI: Final = "module_report_html"
+MODULE_TRACE_OPTION: Final = "--module-trace"
+MODULE_TRACE_INI: Final = "module_trace"
+#: The HTML report's name in the report directory (always written there).
+HTML_REPORT_FILE_NAME: Final = "report.html"
 MODULE_SHARD_OPTION: Final = "--module-shard"
 #: Where reports go by default, inside pytest's cache directory (always the last run).
 REPORT_CACHE_DIR: Final = "parallel-modules-report"
@@ -127,6 +133,35 @@ def register_options(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="Also write the run's summary as Markdown to PATH (and append it to "
         "$GITHUB_STEP_SUMMARY when that is set).",
+    )
+    group.addoption(
+        MODULE_REPORT_HTML_OPTION,
+        action="store",
+        dest="module_report_html",
+        default=None,
+        metavar="PATH",
+        help=f"Also write the self-contained HTML report (timeline, summary, failures, trends) to "
+        f"PATH; the report directory always holds {HTML_REPORT_FILE_NAME}. "
+        f"Default: the ini key {MODULE_REPORT_HTML_INI}.",
+    )
+    group.addoption(
+        MODULE_TRACE_OPTION,
+        action="store",
+        dest="module_trace",
+        default=None,
+        metavar="PATH",
+        help="Write the run's timeline to PATH in the Chrome trace event format (open it in "
+        f"Perfetto or chrome://tracing). Default: the ini key {MODULE_TRACE_INI}.",
+    )
+    parser.addini(
+        MODULE_REPORT_HTML_INI,
+        help=f"Default for {MODULE_REPORT_HTML_OPTION}, relative to the ini file's directory.",
+        default="",
+    )
+    parser.addini(
+        MODULE_TRACE_INI,
+        help=f"Default for {MODULE_TRACE_OPTION}, relative to the ini file's directory.",
+        default="",
     )
     group.addoption(
         MODULE_SHARD_OPTION,
@@ -577,6 +612,12 @@ def _writable_file_path(path: Path, source: str, raw: str) -> Path:
     return path
 
 
+def _output_file(config: pytest.Config, dest: str, option: str, ini: str) -> Path | None:
+    """A file the run writes, from its option or ini key; checked now so a bad path exits 4."""
+    configured = _configured_path(config, dest, option, ini)
+    return None if configured is None else _writable_file_path(*configured)
+
+
 def _history_path(config: pytest.Config) -> Path | None:
     """Where to read and save the duration history; None when there is nowhere to keep it."""
     configured = _configured_path(
@@ -619,6 +660,10 @@ class Options:
     report_dir: Path | None = None
     #: Where to write the Markdown summary, if anywhere.
     report_md: Path | None = None
+    #: Where else to write the HTML report (the report directory always holds one).
+    report_html: Path | None = None
+    #: Where to write the Chrome trace of the run, if anywhere.
+    trace: Path | None = None
     #: ``(K, N)``: run only share K of N of the modules.
     shard: tuple[int, int] | None = None
     #: How the share was given, for the header (``"--module-shard=auto, GitLab CI: ..."``).
@@ -735,6 +780,10 @@ class Options:
                 str(raw_md),
             )
         )
+        report_html = _output_file(
+            config, "module_report_html", MODULE_REPORT_HTML_OPTION, MODULE_REPORT_HTML_INI
+        )
+        trace = _output_file(config, "module_trace", MODULE_TRACE_OPTION, MODULE_TRACE_INI)
         if workers is None:
             # Checked as a parallel run would check them, though this run ignores them.
             for dest, option, ini in (
@@ -779,6 +828,8 @@ class Options:
             keep_failed_worktrees=bool(config.getoption("keep_failed_worktrees")),
             report_dir=report_dir,
             report_md=report_md,
+            report_html=report_html,
+            trace=trace,
             shard=shard,
             shard_source=shard_source,
             module_timeout=module_timeout,

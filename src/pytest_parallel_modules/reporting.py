@@ -4,7 +4,8 @@ A plugin of its own (registered as ``pytest_parallel_modules-reporting``) that
 listens to the controller's hooks: each finished module is written to
 ``<report dir>/modules/<module>.json`` and, when no live display runs, announced
 in one line; at the end the merged report is written to ``report.json`` (and as
-Markdown where asked) and summarised after pytest's own failures section.
+Markdown where asked), drawn as ``report.html`` (and as a Chrome trace where
+asked), and summarised after pytest's own failures section.
 
 What it prints follows pytest's verbosity, so a parallel run is as quiet or as
 verbose as a plain one:
@@ -23,7 +24,9 @@ verbose as a plain one:
 
 from __future__ import annotations
 
+from functools import partial
 import io
+import json
 import os
 from pathlib import Path
 from typing import Final
@@ -34,7 +37,9 @@ import pytest
 
 from pytest_parallel_modules.atomic_files import write_atomic
 from pytest_parallel_modules.grouping import module_of
+from pytest_parallel_modules.html_report import render_html
 from pytest_parallel_modules.junit_retries import rewrite_junit_xml
+from pytest_parallel_modules.options import HTML_REPORT_FILE_NAME
 from pytest_parallel_modules.reports import module_report_filename
 from pytest_parallel_modules.reports import modules_that_failed
 from pytest_parallel_modules.reports import write_json_atomic
@@ -42,6 +47,7 @@ from pytest_parallel_modules.summary import format_module_line
 from pytest_parallel_modules.summary import print_summary
 from pytest_parallel_modules.summary import render_markdown
 from pytest_parallel_modules.summary import rerun_command
+from pytest_parallel_modules.trace import render_trace
 
 
 if TYPE_CHECKING:
@@ -249,6 +255,46 @@ class RunReporter:
         step_summary = os.environ.get(GITHUB_STEP_SUMMARY_ENV)
         if step_summary:
             self._write(Path(step_summary), lambda: _append(Path(step_summary), markdown))
+        self._draw(merged)
+
+    def _draw(self, merged: MergedReport) -> None:
+        """Write ``report.html`` (and ``--module-report-html``) and the ``--module-trace``.
+
+        After the controller saved the history (its sessionfinish joins the thread that
+        saves it), so the page's trends include this run. Drawing the run must never
+        fail it: a bug here costs the picture, in one warning line, not the result.
+        """
+        html_paths = [] if self.report_dir is None else [self.report_dir / HTML_REPORT_FILE_NAME]
+        if self.options.report_html is not None:
+            html_paths.append(self.options.report_html)
+        trace_path = self.options.trace
+        try:
+            page = (
+                render_html(
+                    merged,
+                    history=self.view.saved_history,
+                    rerun_command=self.rerun_command(merged),
+                )
+                if html_paths
+                else ""
+            )
+            trace = (
+                ""
+                if trace_path is None
+                else json.dumps(render_trace(merged), separators=(",", ":"), allow_nan=False)
+            )
+        except Exception as error:  # a broken picture must not turn the run into an error
+            self._warn(
+                f"parallel-modules: WARNING: could not draw the run: {type(error).__name__}: {error}"
+            )
+            return
+        for path in html_paths:
+            if self._write(path, partial(write_atomic, path, page)):
+                self.written.append(self._shown(path))
+        if trace_path is not None and self._write(
+            trace_path, lambda: write_atomic(trace_path, trace + "\n")
+        ):
+            self.written.append(self._shown(trace_path))
 
     def _write(self, path: Path, write: Callable[[], None]) -> bool:
         """Run ``write``; a failure is one warning line naming the path, never a lost run."""

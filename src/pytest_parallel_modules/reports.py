@@ -59,6 +59,9 @@ from pytest_parallel_modules.outcomes import ModuleOutcome
 from pytest_parallel_modules.outcomes import RESULT_OUTCOMES
 from pytest_parallel_modules.outcomes import ResultOutcome
 from pytest_parallel_modules.scheduling import lower_bound
+from pytest_parallel_modules.timeline_data import parse_timeline
+from pytest_parallel_modules.timeline_data import TimelineFormatError
+from pytest_parallel_modules.timeline_data import TimelineRecord
 from pytest_parallel_modules.timing import isoformat
 
 
@@ -206,6 +209,8 @@ class ShardInfo(TypedDict):
 class _MergedReportShard(TypedDict, total=False):
     #: Present in the report of a shard (``--module-shard``); absent in a merge of shards.
     shard: ShardInfo
+    #: When each part of the run happened (#17); absent from reports of older releases.
+    timeline: TimelineRecord
 
 
 class MergedReport(_MergedReportShard):
@@ -1305,6 +1310,12 @@ def _parse_merged_report(data: object) -> MergedReport:
     # Version 1 reports have no shard (merge then checks nothing).
     if report.get("shard") is not None:
         merged["shard"] = _parse_shard(report["shard"], "shard")
+    # Optional (#17): reports of older releases have none.
+    if report.get("timeline") is not None:
+        try:
+            merged["timeline"] = parse_timeline(report["timeline"])
+        except TimelineFormatError as error:
+            raise _ShapeError(str(error)) from None
     return merged
 
 

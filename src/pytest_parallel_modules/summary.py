@@ -505,6 +505,24 @@ def render_summary(
     return Group(*parts)
 
 
+def summary_lines(merged: MergedReport, *, rerun_command: str | None) -> list[str]:
+    """The summary's lines below its module table, as plain text. PURE.
+
+    The same figures :func:`render_summary` prints at the default verbosity (totals,
+    flaky tests, timing, advice, the rerun command), from the same helpers; for the
+    HTML report.
+    """
+    lines = [_totals_text(merged).plain]
+    flaky = flaky_tests(merged)
+    if flaky:
+        lines.append(f"Flaky (failed, then passed on a retry): {', '.join(flaky)}")
+    lines.extend(_timing_lines(merged))
+    lines.extend(advice(merged))
+    if rerun_command and any(_is_problem(module) for module in merged["modules"]):
+        lines.append(f"Rerun only the failed modules: {rerun_command}")
+    return lines
+
+
 def print_summary(
     merged: MergedReport,
     *,

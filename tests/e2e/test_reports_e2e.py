@@ -13,6 +13,9 @@ import pytest
 
 from pytest_parallel_modules.history import parse_history
 from tests.conftest import GitRepo
+from tests.unit.test_html_report import Page
+from tests.unit.test_trace import slices
+from tests.unit.test_trace import validate_trace
 
 
 pytestmark = pytest.mark.e2e
@@ -52,9 +55,11 @@ def test_reports_summary_and_markdown(
         "--parallel-modules=2",
         "--module-report-dir=reports",
         "--module-report-md=summary.md",
+        "--module-trace=trace.json",
         timeout=60,
     )
     result.assert_outcomes(passed=7, failed=1, skipped=1, xfailed=1)
+    modules = ["test_alpha.py", "test_beta.py", "test_delta.py", "test_gamma.py"]
 
     merged = json.loads((pytester.path / "reports" / "report.json").read_text())
     validate_merged(merged)
@@ -107,6 +112,29 @@ def test_reports_summary_and_markdown(
     markdown = (pytester.path / "summary.md").read_text()
     assert "test_beta.py" in markdown and "beta broke" in markdown
     assert step_summary.read_text() == "# earlier step\n" + markdown
+
+    # The run drawn (#17): the timeline in the report, the HTML page and the trace.
+    timeline = merged["timeline"]
+    assert sorted(unit["module"] for unit in timeline["units"]) == modules
+    assert set(timeline["workers"]) == {"w1", "w2"}
+    assert all(times["ready_s"] is not None for times in timeline["workers"].values())
+    assert 0 < timeline["collected_s"] < timeline["end_s"]
+    page = Page((pytester.path / "reports" / "report.html").read_text())
+    assert sorted(bar["data-m"] for bar in page.having("i", "bar")) == modules
+    assert [row["data-lane"] for row in page.having("div", "row") if "data-lane" in row] == [
+        "w1",
+        "w2",
+    ]
+    assert any("beta broke" in text for text in page.text["pre"])
+    events = validate_trace(json.loads((pytester.path / "trace.json").read_text()))
+    assert sorted(event["name"] for event in slices(events, "unit")) == modules
+    assert len(slices(events, "test")) == 10
+    result.stdout.fnmatch_lines(
+        [
+            "parallel-modules: report written to reports/report.html",
+            "parallel-modules: report written to trace.json",
+        ]
+    )
 
 
 def test_quiet_summary_is_compact(pytester: pytest.Pytester, git_repo: GitRepo) -> None:
@@ -192,6 +220,10 @@ def test_shards_cover_every_module_once_and_merge_to_the_unsharded_run(
             "merged.json",
             "--durations",
             "folded.json",
+            "--html",
+            "merged.html",
+            "--trace",
+            "merged-trace.json",
         ],
         cwd=pytester.path,
         capture_output=True,
@@ -211,6 +243,16 @@ def test_shards_cover_every_module_once_and_merge_to_the_unsharded_run(
         "test_gamma.py",
     ]
     assert folded.tests["test_alpha.py::test_a1"].duration_s >= 0.2
+    # One picture of both shards, on one clock (#17): lanes and trace processes from both.
+    lanes = {worker.split("/")[0] for worker in merged["timeline"]["workers"]}
+    assert lanes == {"s1", "s2"}
+    page = Page((pytester.path / "merged.html").read_text())
+    drawn = [row["data-lane"] for row in page.having("div", "row") if "data-lane" in row]
+    assert {lane.split("/")[0] for lane in drawn} == {"s1", "s2"}
+    assert sorted(bar["data-m"] for bar in page.having("i", "bar")) == sorted(modules)
+    events = validate_trace(json.loads((pytester.path / "merged-trace.json").read_text()))
+    assert {event["pid"] for event in slices(events, "unit")} == {1, 2}
+    assert sorted(event["name"] for event in slices(events, "unit")) == sorted(modules)
     unsharded = json.loads((pytester.path / "whole" / "report.json").read_text())
     assert merged["totals"] == unsharded["totals"]
     assert [(m["module"], m["outcome"], m["counts"]) for m in merged["modules"]] == [
@@ -378,6 +420,26 @@ def test_bad_shard_is_a_usage_error(pytester: pytest.Pytester, value: str) -> No
     result.stderr.fnmatch_lines(
         [f"ERROR: --module-shard: expected K/N with 1 <= K <= N (e.g. 2/4), got '{value}'"]
     )
+
+
+@pytest.mark.parametrize("option", ["--module-report-html", "--module-trace"])
+def test_an_html_or_trace_path_that_cannot_be_written_is_a_usage_error(
+    pytester: pytest.Pytester, option: str
+) -> None:
+    pytester.mkdir("adir")
+    result = pytester.runpytest(f"{option}=adir")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {option}: 'adir' is a directory, expected a file path"])
+    result = pytester.runpytest("--parallel-modules=1", f"{option}=missing/out")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: {option}: the directory of 'missing/out' (*) does not exist"]
+    )
+    ini = option.lstrip("-").replace("-", "_")
+    pytester.makeini(f"[pytest]\n{ini} = adir\n")
+    result = pytester.runpytest("--parallel-modules=1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: ini {ini}: 'adir' is a directory, expected a file path"])
 
 
 def test_report_dir_that_is_a_file_is_a_usage_error(pytester: pytest.Pytester) -> None:

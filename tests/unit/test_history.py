@@ -40,6 +40,7 @@ from pytest_parallel_modules.history import RecordedTest
 from pytest_parallel_modules.history import save_history
 from pytest_parallel_modules.history import serialize_history
 from pytest_parallel_modules.history import SMOOTHING_ALPHA
+from pytest_parallel_modules.recent import RECENT_RUNS
 
 
 NOW = 1_700_000_000
@@ -47,6 +48,11 @@ NOW = 1_700_000_000
 #: Deterministic and small: the whole file runs in a few seconds.
 FUZZ = settings(max_examples=200, derandomize=True, deadline=None)
 PROPERTY = settings(max_examples=100, derandomize=True, deadline=None)
+
+
+def slots(*words: str) -> str:
+    """A ``recent`` field holding ``words``, its other slots empty."""
+    return " ".join([*words, *["-"] * (RECENT_RUNS - len(words))])
 
 
 def passed(duration: float, *, complete: bool = True) -> MeasuredTest:
@@ -63,7 +69,7 @@ def one_test_run(nodeid: str, measured: MeasuredTest) -> MeasuredRun:
 def test_first_complete_measurement_is_taken_as_is() -> None:
     merged = merge_history(History(), one_test_run("a.py::t", passed(1.25)), now=NOW)
     assert merged.run_count == 1
-    assert merged.tests == {"a.py::t": RecordedTest(1.25, "passed", NOW, 1, 1)}
+    assert merged.tests == {"a.py::t": RecordedTest(1.25, "passed", NOW, 1, 1, slots("P1250"))}
 
 
 def test_later_complete_measurements_are_smoothed_with_the_documented_alpha() -> None:
@@ -95,7 +101,9 @@ def test_an_incomplete_measurement_never_overwrites_a_good_figure() -> None:
     history = merge_history(History(), one_test_run("a.py::t", passed(1.0)), now=NOW)
     crashed = MeasuredTest(60.0, "error", complete=False)
     history = merge_history(history, one_test_run("a.py::t", crashed), now=NOW + 5)
-    assert history.tests["a.py::t"] == RecordedTest(1.0, "error", NOW + 5, 2, 1)
+    assert history.tests["a.py::t"] == RecordedTest(
+        1.0, "error", NOW + 5, 2, 1, slots("E60000", "P1000")
+    )
 
 
 def test_without_a_complete_run_the_longest_incomplete_one_is_a_lower_bound() -> None:
@@ -143,7 +151,9 @@ def test_a_module_records_its_total_collect_time_and_fixed_cost() -> None:
         modules={"a.py": MeasuredModule(3.5, 0.25, True), "b.py": MeasuredModule(4.9, 0.1, True)},
     )
     history = merge_history(History(), run, now=NOW)
-    assert history.modules["a.py"] == RecordedModule(0.25, 3.5, 0.5, "passed", NOW, 1, 1)
+    assert history.modules["a.py"] == RecordedModule(
+        0.25, 3.5, 0.5, "passed", NOW, 1, 1, content="", content_run=1, recent=slots("P3500")
+    )
     # Clocks read at slightly different times can make the parts exceed the whole: floor at 0.
     assert history.modules["b.py"].fixed_s == 0.0
 
@@ -162,7 +172,9 @@ def test_module_figures_are_smoothed_and_kept_on_incomplete_runs() -> None:
     assert smoothed.fixed_s == pytest.approx(2.0 + SMOOTHING_ALPHA * 2.0)
     assert smoothed.runs == 2
     history = merge_history(history, module_run(0.7, False), now=NOW + 9)
-    assert history.modules["a.py"] == smoothed._replace(last_seen=NOW + 9, last_seen_run=3)
+    assert history.modules["a.py"] == smoothed._replace(
+        last_seen=NOW + 9, last_seen_run=3, content_run=3, recent=slots("P700", "P5000", "P3000")
+    )
 
 
 @pytest.mark.parametrize(
@@ -230,15 +242,27 @@ _seconds = st.integers(min_value=0, max_value=int(MAX_DURATION_S * 1e6)).map(lam
 _timestamps = st.integers(min_value=0, max_value=4 * 10**9)
 _outcomes = st.sampled_from(OUTCOMES_BY_SEVERITY)
 _counts = st.integers(min_value=0, max_value=10**6)
+# What the merge writes into the recent lists and content digests (any word of these characters).
+_plain = st.text(alphabet="pfesxuk PFESXUK0123456789abcdef", max_size=40)
 
 
 @st.composite
 def histories(draw: st.DrawFn) -> History:
     run_count = draw(st.integers(min_value=0, max_value=100))
     seen_runs = st.integers(min_value=0, max_value=run_count)
-    tests = st.builds(RecordedTest, _seconds, _outcomes, _timestamps, seen_runs, _counts)
+    tests = st.builds(RecordedTest, _seconds, _outcomes, _timestamps, seen_runs, _counts, _plain)
     modules = st.builds(
-        RecordedModule, _seconds, _seconds, _seconds, _outcomes, _timestamps, seen_runs, _counts
+        RecordedModule,
+        _seconds,
+        _seconds,
+        _seconds,
+        _outcomes,
+        _timestamps,
+        seen_runs,
+        _counts,
+        _plain,
+        seen_runs,
+        _plain,
     )
     return History(
         run_count=run_count,
@@ -281,38 +305,43 @@ def test_an_empty_history_serializes_to_empty_objects_and_a_columns_header() -> 
                 "last_seen",
                 "last_seen_run",
                 "runs",
+                "content",
+                "content_run",
+                "recent",
             ],
-            "tests": ["duration_s", "last_outcome", "last_seen", "last_seen_run", "runs"],
+            "tests": ["duration_s", "last_outcome", "last_seen", "last_seen_run", "runs", "recent"],
         },
         "modules": {},
         "run_count": 0,
         "tests": {},
-        "version": 2,
+        "version": 3,
     }
 
 
 def test_the_file_reads_well_and_diffs_line_by_line() -> None:
     run = MeasuredRun(
         {"tests/test_b.py::test_x[1]": passed(0.5), "tests/test_a.py::T::test_y": passed(1.25)},
-        {"tests/test_a.py": MeasuredModule(1.5, 0.125, True)},
+        {"tests/test_a.py": MeasuredModule(1.5, 0.125, True, content_hash="4e1f0a7c9b2d")},
     )
-    text = serialize_history(merge_history(History(), run, now=NOW))
+    history = merge_history(History(), run, now=NOW)
+    history = merge_history(history, run, now=NOW + 60)
+    text = serialize_history(history)
     assert text == textwrap.dedent(
         """\
         {
           "columns": {
-            "modules": ["collect_s", "duration_s", "fixed_s", "last_outcome", "last_seen", "last_seen_run", "runs"],
-            "tests": ["duration_s", "last_outcome", "last_seen", "last_seen_run", "runs"]
+            "modules": ["collect_s", "duration_s", "fixed_s", "last_outcome", "last_seen", "last_seen_run", "runs", "content", "content_run", "recent"],
+            "tests": ["duration_s", "last_outcome", "last_seen", "last_seen_run", "runs", "recent"]
           },
           "modules": {
-            "tests/test_a.py": [0.125000, 1.500000, 0.250000, "passed", 1700000000, 1, 1]
+            "tests/test_a.py": [0.125000, 1.500000, 0.250000, "passed", 1700000060, 2, 2, "4e1f0a7c9b2d", 1, "p1500 P1500 - - - - - - - -"]
           },
-          "run_count": 1,
+          "run_count": 2,
           "tests": {
-            "tests/test_a.py::T::test_y": [1.250000, "passed", 1700000000, 1, 1],
-            "tests/test_b.py::test_x[1]": [0.500000, "passed", 1700000000, 1, 1]
+            "tests/test_a.py::T::test_y": [1.250000, "passed", 1700000060, 2, 2, "p1250 P1250 - - - - - - - -"],
+            "tests/test_b.py::test_x[1]": [0.500000, "passed", 1700000060, 2, 2, "P500 P500 - - - - - - - -"]
           },
-          "version": 2
+          "version": 3
         }
         """
     )
@@ -387,7 +416,7 @@ def test_parse_accepts_any_whitespace_and_key_order_ignores_unknown_keys_and_con
     assert all(type(value) is float for value in history.modules["a.py"][:3])
 
 
-def test_a_version_1_file_loads_and_is_written_back_as_version_2(tmp_path: Path) -> None:
+def test_a_version_1_file_loads_and_is_written_back_as_version_3(tmp_path: Path) -> None:
     # Version 1 stored an object per entry, and timestamps to the millisecond.
     version_1 = {
         "modules": {
@@ -423,8 +452,11 @@ def test_a_version_1_file_loads_and_is_written_back_as_version_2(tmp_path: Path)
         {"a.py": RecordedModule(0.1, 1.5, 0.5, "passed", 1700000000, 2, 2)},
     )
     save_history(path, one_test_run("a.py::t", passed(2.0)), now=NOW, loaded=loaded)
-    assert json.loads(path.read_text())["version"] == 2
-    assert load_history(path).history.tests["a.py::t"] == RecordedTest(1.3, "passed", NOW, 3, 3)
+    assert json.loads(path.read_text())["version"] == 3
+    # No measurement survives from version 1: the recent list starts with this run's.
+    assert load_history(path).history.tests["a.py::t"] == RecordedTest(
+        1.3, "passed", NOW, 3, 3, slots("P2000")
+    )
 
 
 def _valid_file() -> dict[str, Any]:
@@ -473,17 +505,20 @@ _DELETE = object()
         ("[]", "the top level is [], expected an object"),
         ('"text"', "the top level is 'text'"),
         (_with(("version",), _DELETE), "no 'version' field"),
-        (_with(("version",), 3), "version 3 is not a supported version (1 or 2)"),
+        (_with(("version",), 4), "version 4 is not a supported version (1, 2, 3)"),
         (_with(("version",), "2"), "version '2' is not a supported version"),
         (_with(("version",), True), "version True is not a supported version"),
         (_with(("run_count",), -1), "'run_count' is -1"),
         (_with(("run_count",), _DELETE), "'run_count' is None"),
         (_with(("tests",), _DELETE), "no 'tests' field"),
         (_with(("tests",), []), "'tests' is [], expected an object"),
-        (_with(("tests", "a.py::t"), 3), "tests['a.py::t'] is 3, expected a list of 5 values"),
-        (_with(("tests", "a.py::t"), {}), "tests['a.py::t'] is {}, expected a list of 5 values"),
+        (_with(("tests", "a.py::t"), 3), "tests['a.py::t'] is 3, expected a list of 6 values"),
+        (_with(("tests", "a.py::t"), {}), "tests['a.py::t'] is {}, expected a list of 6 values"),
         (_with(("tests", "a.py::t", "runs"), _DELETE), "tests['a.py::t'] is [1.0, 'passed', 1700"),
-        (_with(("tests", "a.py::t"), [1.0, "passed", 1, 1, 1, 1]), "expected a list of 5 values"),
+        (
+            _with(("tests", "a.py::t"), [1.0, "passed", 1, 1, 1, "", 1]),
+            "expected a list of 6 values",
+        ),
         (_with(("tests", "a.py::t", "duration_s"), -0.5), "tests['a.py::t'].duration_s is -0.5"),
         (_with(("tests", "a.py::t", "duration_s"), 1e8), "duration_s is 100000000.0, expected"),
         (_with(("tests", "a.py::t", "duration_s"), "1.0"), "duration_s is '1.0'"),
@@ -496,7 +531,15 @@ _DELETE = object()
         (_with(("tests", "a.py::t", "last_seen"), -1), "last_seen is -1"),
         (_with(("tests", "a.py::t", "last_seen_run"), 2), "last_seen_run is 2, after run_count 1"),
         (_with(("modules", "a.py", "fixed_s"), -1), "modules['a.py'].fixed_s is -1"),
-        (_with(("modules", "a.py", "collect_s"), _DELETE), "expected a list of 7 values"),
+        (_with(("modules", "a.py", "collect_s"), _DELETE), "expected a list of 10 values"),
+        (_with(("tests", "a.py::t", "recent"), 'p1 "x'), "recent is 'p1 \"x', expected a string"),
+        (_with(("tests", "a.py::t", "recent"), "p1\\"), "recent is 'p1\\\\', expected a string"),
+        (_with(("tests", "a.py::t", "recent"), "p1\n"), "recent is 'p1\\n', expected a string"),
+        (_with(("tests", "a.py::t", "recent"), "caf\u00e9"), "recent is 'café', expected a string"),
+        (_with(("tests", "a.py::t", "recent"), "p1 " * 100), "recent is 'p1 p1"),
+        (_with(("tests", "a.py::t", "recent"), 1), "recent is 1, expected a string"),
+        (_with(("modules", "a.py", "content"), None), "content is None, expected a string"),
+        (_with(("modules", "a.py", "content_run"), 5), "content_run is 5, after run_count 1"),
         (
             '{"version": 1, "run_count": 0, "tests": {"a": {"runs": 0}}, "modules": {}}',
             "tests['a'] has no 'duration_s'",
@@ -791,7 +834,9 @@ def test_save_merges_with_what_is_on_disk(history_path: Path) -> None:
     on_disk = load_history(history_path).history
     assert on_disk == saved.history
     assert on_disk.run_count == 3
-    assert on_disk.tests["a.py::t"] == RecordedTest(1.0, "error", NOW + 2, 3, 1)
+    assert on_disk.tests["a.py::t"] == RecordedTest(
+        1.0, "error", NOW + 2, 3, 1, slots("2E50000", "P1000")
+    )
     assert on_disk.tests["b.py::t"].duration_s == 2.0
 
 

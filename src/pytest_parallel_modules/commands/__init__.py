@@ -19,6 +19,6 @@ COMMANDS: Final[dict[str, str]] = {
 #: One-line help for each sub-command.
 COMMAND_HELP: Final[dict[str, str]] = {
     "clean": "remove this repository's worktree pool (the slots no run holds, their locks)",
-    "durations": "print the saved duration history, slowest modules first",
+    "durations": "print the saved duration history, slowest modules first (--flaky: flakiest tests)",
     "merge": "join the merged JSON reports of several shards or runs into one",
 }

@@ -1,6 +1,10 @@
 """The ``durations`` command: print the duration history. Runs in a plain Python process.
 
-Usage: ``python -m pytest_parallel_modules durations [--top K] [--path PATH]``.
+Usage: ``python -m pytest_parallel_modules durations [--top K] [--path PATH] [--flaky]``.
+
+With ``--flaky`` it lists the flakiest tests instead: those whose outcome changed
+between runs while their module file stayed the same
+(:func:`pytest_parallel_modules.trends.flakiest_tests`).
 
 Without ``--path`` it reads the history a run started in the current directory
 would use (:func:`find_history_path`): the ini key ``module_durations``, else
@@ -37,6 +41,9 @@ from pytest_parallel_modules.history import DEFAULT_HISTORY_PATH
 from pytest_parallel_modules.history import History
 from pytest_parallel_modules.history import HistoryFormatError
 from pytest_parallel_modules.history import parse_history
+from pytest_parallel_modules.recent import RECENT_RUNS
+from pytest_parallel_modules.trends import FlakeRate
+from pytest_parallel_modules.trends import flakiest_tests
 
 
 #: Files pytest reads its configuration from, in the order it looks for them in a directory.
@@ -108,7 +115,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=None,
         metavar="K",
-        help="show only the K slowest modules (default: all)",
+        help="show only the K slowest modules (or, with --flaky, the K flakiest tests; default: all)",
+    )
+    parser.add_argument(
+        "--flaky",
+        action="store_true",
+        help="list the flakiest tests instead: those whose outcome changed between runs while "
+        f"their module file did not (over the last {RECENT_RUNS} runs of each)",
     )
     parser.add_argument(
         "--path",
@@ -270,6 +283,43 @@ def render_table(history: History, rows: Sequence[ModuleRow]) -> Table:
     return table
 
 
+#: One letter per outcome for the ``--flaky`` table's history column.
+_OUTCOME_LETTERS: Final = {
+    "passed": ".",
+    "failed": "F",
+    "error": "E",
+    "skipped": "s",
+    "xfailed": "x",
+    "xpassed": "X",
+    "flaky": "R",
+}
+
+
+def render_flaky_table(history: History, rates: Sequence[FlakeRate]) -> Table:
+    """PURE: the rich table of the flakiest tests."""
+    table = Table(
+        title="Flakiest tests: outcome changed while the module file did not",
+        caption=(
+            f"{len(rates)} test(s); flake rate = changes / comparisons of consecutive runs with the "
+            f"same module file, over the last {RECENT_RUNS} runs; history: "
+            f"{_plural(history.run_count, 'run')}. Outcomes newest first: . passed, F failed, "
+            "E error, s skipped, x xfailed, X xpassed, R failed then passed on a retry"
+        ),
+    )
+    table.add_column("test", overflow="fold")
+    table.add_column("flake rate", justify="right")
+    table.add_column("changes", justify="right")
+    table.add_column("outcomes")
+    for rate in rates:
+        table.add_row(
+            Text(rate.nodeid),
+            f"{rate.rate:.0%}",
+            f"{rate.changes}/{rate.comparisons}",
+            "".join(_OUTCOME_LETTERS.get(outcome, "?") for outcome in rate.outcomes),
+        )
+    return table
+
+
 def _error(message: str) -> None:
     # Plain print, not rich: rich would wrap the line in the middle of the path.
     print(message, file=sys.stderr)
@@ -304,13 +354,23 @@ def run(args: argparse.Namespace) -> int:
     except HistoryFormatError as error:
         _error(f"The duration history {path} is not valid: {error}")
         return 1
+    width = None if sys.stdout.isatty() or "COLUMNS" in os.environ else _UNLIMITED_WIDTH
+    if args.flaky:
+        rates = flakiest_tests(history, args.top)
+        if not rates:
+            print(
+                f"No flaky tests in {path}: no test's outcome changed while its module file "
+                f"stayed the same, over the last {RECENT_RUNS} runs of each."
+            )
+            return 0
+        Console(highlight=False, width=width).print(render_flaky_table(history, rates))
+        return 0
     if not history.modules:
         print(f"The duration history {path} records no modules yet.")
         return 0
     # Piped or redirected, rich assumes 80 columns and folds long module paths; the
     # table is as wide as its content anyway, so give it all the room it needs there
-    # (unless COLUMNS says how wide to be).
-    width = None if sys.stdout.isatty() or "COLUMNS" in os.environ else _UNLIMITED_WIDTH
+    # (unless COLUMNS says how wide to be): see ``width`` above.
     Console(highlight=False, width=width).print(
         render_table(history, module_rows(history, args.top))
     )

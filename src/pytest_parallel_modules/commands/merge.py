@@ -19,6 +19,7 @@ writes it, prints the same summary pytest would, and exits like pytest:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 import sys
@@ -29,11 +30,14 @@ from rich.console import Console
 
 from pytest_parallel_modules import summary
 from pytest_parallel_modules import timing
+from pytest_parallel_modules.atomic_files import write_atomic as write_text_atomic
+from pytest_parallel_modules.history import History
 from pytest_parallel_modules.history import measured_outcome
 from pytest_parallel_modules.history import MeasuredModule
 from pytest_parallel_modules.history import MeasuredRun
 from pytest_parallel_modules.history import MeasuredTest
 from pytest_parallel_modules.history import save_history
+from pytest_parallel_modules.html_report import render_html
 from pytest_parallel_modules.reports import has_failures
 from pytest_parallel_modules.reports import load_report
 from pytest_parallel_modules.reports import merge_reports
@@ -45,6 +49,8 @@ from pytest_parallel_modules.reports import shard_problems
 from pytest_parallel_modules.reports import write_json_atomic
 from pytest_parallel_modules.summary import render_markdown
 from pytest_parallel_modules.summary import render_summary
+from pytest_parallel_modules.timeline_data import merge_timelines
+from pytest_parallel_modules.trace import render_trace
 
 
 #: Console width when the output is not a terminal: the table takes only what it needs.
@@ -81,6 +87,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write a Markdown summary to PATH (replacing it), e.g. $GITHUB_STEP_SUMMARY",
     )
     parser.add_argument(
+        "--html",
+        type=Path,
+        metavar="PATH",
+        help="write the self-contained HTML report of all the reports to PATH, their workers "
+        "on one timeline (lanes s1/w1, s2/w1, ...); with --durations, with trends",
+    )
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        metavar="PATH",
+        help="write the timeline of all the reports to PATH in the Chrome trace event format "
+        "(one process per shard or report)",
+    )
+    parser.add_argument(
         "--durations",
         type=Path,
         metavar="PATH",
@@ -104,6 +124,12 @@ def measurements_from_report(report: MergedReport) -> MeasuredRun:
     """
     tests: dict[str, MeasuredTest] = {}
     modules: dict[str, MeasuredModule] = {}
+    timeline = report.get("timeline")
+    contents = {
+        unit["module"]: unit["content"]
+        for unit in (timeline["units"] if timeline is not None else [])
+        if "content" in unit
+    }
     for module in report["modules"]:
         complete = module["outcome"] in ("passed", "failed", "error")
         for result in module_results(module):
@@ -115,7 +141,10 @@ def measurements_from_report(report: MergedReport) -> MeasuredRun:
             )
         if module["outcome"] != "not_run":
             modules[module["module"]] = MeasuredModule(
-                total_s=module["duration_s"], collect_s=0.0, complete=complete
+                total_s=module["duration_s"],
+                collect_s=0.0,
+                complete=complete,
+                content_hash=contents.get(module["module"]),
             )
     return MeasuredRun(tests=tests, modules=modules)
 
@@ -140,6 +169,10 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(error))
     merged = merge_reports(reports)
     problems = shard_problems(reports)
+    # One clock for every report's workers (#17); kept in the joined JSON too.
+    timeline = merge_timelines(reports)
+    if timeline is not None:
+        merged["timeline"] = timeline
     # The shards ran elsewhere, so --rerun-failed-modules has no local state to go by:
     # name the modules instead (paths are relative to the rootdir).
     rerun_command = summary.rerun_command(modules_that_failed(merged))
@@ -149,16 +182,29 @@ def run(args: argparse.Namespace) -> int:
             write_json_atomic(args.output, merged, durable=True)
         except OSError as error:
             return _fail(f"cannot write {args.output}: {error.strerror or error}")
+    history: History | None = None
     if args.durations is not None:
         try:
-            save_history(
+            history = save_history(
                 args.durations,
                 measurements_from_report(merged),
                 now=timing.now(),
                 create_parents=True,
-            )
+            ).history
         except (OSError, filelock.Timeout) as error:
             return _fail(f"cannot update the history {args.durations}: {error}")
+    if args.html is not None:
+        try:
+            text = render_html(merged, history=history, rerun_command=rerun_command)
+            write_text_atomic(args.html, text, durable=True)
+        except OSError as error:
+            return _fail(f"cannot write {args.html}: {error.strerror or error}")
+    if args.trace is not None:
+        try:
+            trace = json.dumps(render_trace(merged), separators=(",", ":"), allow_nan=False)
+            write_text_atomic(args.trace, trace + "\n", durable=True)
+        except OSError as error:
+            return _fail(f"cannot write {args.trace}: {error.strerror or error}")
     if args.md is not None:
         try:
             args.md.write_text(
