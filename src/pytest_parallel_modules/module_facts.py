@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import inspect
 from pathlib import Path
 from typing import Any
+from typing import Final
 from typing import final
 from typing import TYPE_CHECKING
 import unittest
@@ -62,12 +63,15 @@ if TYPE_CHECKING:
 
 
 #: Module-level setup and teardown names pytest calls (python.py's Module collector).
-MODULE_SETUP_NAMES = ("setup_module", "setUpModule", "teardown_module", "tearDownModule")
+MODULE_SETUP_NAMES: Final = ("setup_module", "setUpModule", "teardown_module", "tearDownModule")
 #: xunit-style class setup and teardown names pytest calls (python.py's Class collector).
-CLASS_SETUP_NAMES = ("setup_class", "teardown_class")
+CLASS_SETUP_NAMES: Final = ("setup_class", "teardown_class")
 #: unittest's class-level hooks; a class has class-level setup when it (or a base
 #: below unittest.TestCase) defines one.
-UNITTEST_CLASS_NAMES = ("setUpClass", "tearDownClass")
+UNITTEST_CLASS_NAMES: Final = ("setUpClass", "tearDownClass")
+#: Names of the fixtures pytest generates for xunit setup functions and unittest
+#: classes (``_xunit_setup_class_fixture_TestX``, ``_unittest_setUpClass_fixture_TestX``).
+PYTEST_GENERATED_PREFIXES: Final = ("_xunit_", "_unittest_")
 
 
 @final
@@ -242,6 +246,11 @@ def _fixture_fact(definition: Any, module: str, rootpath: Path) -> FixtureFact |
     # @pytest.mark.parametrize(..., scope="module") makes pseudo-fixtures that only
     # hand out the parameter: nothing is set up, so they change nothing when split.
     if getattr(function, "__name__", "") == "get_direct_param_fixture_func":
+        return None
+    # pytest wraps xunit setup functions and unittest class hooks in fixtures of its
+    # own -- into every unittest class, whether it overrides setUpClass or not. What
+    # they run is read from the module and class objects instead.
+    if str(definition.argname).startswith(PYTEST_GENERATED_PREFIXES):
         return None
     node = getattr(definition, "node", None)
     baseid = node.nodeid if node is not None else str(getattr(definition, "baseid", "") or "")
