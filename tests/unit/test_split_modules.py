@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+import xml.etree.ElementTree as ET
 
 import jsonschema  # type: ignore[import-untyped]  # the test environment has no stubs for it
 import pytest
@@ -18,13 +19,17 @@ from rich.console import Console
 from pytest_parallel_modules.grouping import ModuleGroup
 from pytest_parallel_modules.grouping import units_of
 from pytest_parallel_modules.grouping import WorkUnit
+from pytest_parallel_modules.junit_retries import add_attempts
+from pytest_parallel_modules.junit_retries import earlier_attempts
 from pytest_parallel_modules.ledger import LossKind
 from pytest_parallel_modules.ledger import RunLedger
 from pytest_parallel_modules.options import parse_split_mode
 from pytest_parallel_modules.progress import estimate_remaining
 from pytest_parallel_modules.progress import ProgressState
 from pytest_parallel_modules.progress import render_progress
+from pytest_parallel_modules.reports import AttemptRecord
 from pytest_parallel_modules.reports import build_merged_report
+from pytest_parallel_modules.reports import FailureRecord
 from pytest_parallel_modules.reports import load_report
 from pytest_parallel_modules.reports import merge_reports
 from pytest_parallel_modules.reports import MergedReport
@@ -340,3 +345,34 @@ def test_the_live_display_shows_each_part_on_its_worker_and_counts_the_module_on
         state.test_finished(nodeid, 4.0)
     state.module_finished(BIG, 8.0, 4.0)
     assert state.modules_done == 1
+
+
+def test_junit_gets_only_the_earlier_attempts_of_each_retried_part() -> None:
+    def attempt(number: int, outcome: str, *failing: str) -> AttemptRecord:
+        return AttemptRecord(
+            attempt=number,
+            worker="w1",
+            outcome=outcome,  # type: ignore[typeddict-item]
+            duration_s=0.1,
+            failures=[
+                FailureRecord(nodeid=nodeid, when="call", longrepr="E boom") for nodeid in failing
+            ],
+        )
+
+    # Two parts retried: each part's attempts in turn, each numbered from 1.
+    attempts = [
+        attempt(1, "failed", f"{BIG}::test_a"),
+        attempt(2, "failed", f"{BIG}::test_a"),
+        attempt(1, "failed", f"{BIG}::test_b"),
+        attempt(2, "passed"),
+    ]
+    assert earlier_attempts(attempts) == [attempts[0], attempts[2]]
+    root = ET.fromstring(
+        '<testsuites><testsuite><testcase classname="tests.test_big" name="test_a">'
+        '<failure message="x"/></testcase>'
+        '<testcase classname="tests.test_big" name="test_b"/></testsuite></testsuites>'
+    )
+    module = {"module": BIG, "flaky": [f"{BIG}::test_b"], "attempts": attempts}
+    assert add_attempts(root, [module]) == 2  # type: ignore[list-item]
+    kinds = {case.get("name"): [child.tag for child in case] for case in root.iter("testcase")}
+    assert kinds == {"test_a": ["failure", "rerunFailure"], "test_b": ["flakyFailure"]}
