@@ -310,7 +310,6 @@ class ParallelSession:
             rootpath=self.config.rootpath,
         )
         plan = split.plan
-        self.view.splits = split.records()
         changed = self.config.hook.pytest_parallel_modules_plan(config=self.config, plan=list(plan))
         if changed is not None:
             try:
@@ -318,6 +317,7 @@ class ParallelSession:
             except ValueError as exc:
                 raise pytest.UsageError(str(exc)) from None
         units = units_of(plan)
+        self.view.splits = split.records(units)
         self.ledger = RunLedger(
             units, retries=self.options.retries, strict_retries=self.options.retries_strict
         )

@@ -27,6 +27,7 @@ What it reads, all of it exposed by pytest on a collected item:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ import pytest
 
 from pytest_parallel_modules.grouping import module_of
 from pytest_parallel_modules.grouping import ModuleGroup
+from pytest_parallel_modules.grouping import WorkUnit
 from pytest_parallel_modules.reports import SplitRecord
 from pytest_parallel_modules.splitting import apply_splits
 from pytest_parallel_modules.splitting import ClassFact
@@ -82,18 +84,31 @@ class SplitPlan:
     plan: tuple[ModuleGroup, ...]
     decisions: tuple[SplitDecision, ...] = ()
 
-    def records(self) -> list[SplitRecord]:
-        """The decisions as the merged report keeps them, largest module first."""
-        return [
-            SplitRecord(
-                module=decision.module,
-                estimate_s=round(decision.estimate_s, 6),
-                share=round(decision.share, 4),
-                parts=len(decision.parts),
-                reason=decision.reason,
+    def records(self, units: Sequence[WorkUnit]) -> list[SplitRecord]:
+        """The decisions as the merged report keeps them, largest module first.
+
+        :param units: what will really run, after the ``pytest_parallel_modules_plan``
+            hook, which may join parts again or cut a module kept whole.
+        """
+        parts = Counter(unit.module for unit in units)
+        records = []
+        for decision in self.decisions:
+            count = parts.get(decision.module, 1)
+            reason = decision.reason
+            if decision.split and count == 1:
+                reason = "a pytest_parallel_modules_plan hook kept it whole"
+            elif not decision.split and count > 1:
+                reason = None  # a hook cut it: its choice, not a rule overridden here
+            records.append(
+                SplitRecord(
+                    module=decision.module,
+                    estimate_s=round(decision.estimate_s, 6),
+                    share=round(decision.share, 4),
+                    parts=count,
+                    reason=reason,
+                )
             )
-            for decision in self.decisions
-        ]
+        return records
 
 
 def plan_splits(

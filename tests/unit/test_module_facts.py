@@ -13,6 +13,7 @@ import pytest
 
 from pytest_parallel_modules.grouping import group_by_module
 from pytest_parallel_modules.grouping import module_of
+from pytest_parallel_modules.grouping import units_of
 from pytest_parallel_modules.history import History
 from pytest_parallel_modules.history import RecordedTest
 from pytest_parallel_modules.module_facts import plan_splits
@@ -298,7 +299,7 @@ def test_plan_splits_cuts_only_known_dominant_safe_modules(pytester: pytest.Pyte
 
     # 16.5 s over 4 workers: a fair share of 4.1 s; each 8 s module is dominant (2 parts).
     auto = split("auto")
-    assert auto.records() == [
+    assert auto.records(units_of(auto.plan)) == [
         {"module": "test_big.py", "estimate_s": 8.0, "share": 0.4848, "parts": 2, "reason": None},
         {
             "module": "test_fixture.py",
@@ -316,12 +317,20 @@ def test_plan_splits_cuts_only_known_dominant_safe_modules(pytester: pytest.Pyte
         "test_small.py",
     ]
     always = split("always", keep_whole=("test_big*",))
-    assert [(r["parts"], r["reason"]) for r in always.records()] == [
+    assert [(r["parts"], r["reason"]) for r in always.records(units_of(always.plan))] == [
         (1, "ini split_modules_keep_whole matches `test_big*`"),
         (2, "module-scoped fixture `db` in test_fixture.py:2"),
     ]
+    # A plan hook that joins the parts again: the record says so.
+    [joined, _] = auto.records(units_of(plan))
+    assert (joined["parts"], joined["reason"]) == (
+        1,
+        "a pytest_parallel_modules_plan hook kept it whole",
+    )
     off = split("off")
-    assert off.plan == plan and {r["reason"] for r in off.records()} == {"--split-modules=off"}
+    assert off.plan == plan and {r["reason"] for r in off.records(units_of(off.plan))} == {
+        "--split-modules=off"
+    }
     # Unknown to the history: never split, not even mentioned.
     unknown = split("always", history=History())
-    assert unknown.plan == plan and unknown.records() == []
+    assert unknown.plan == plan and unknown.records(units_of(unknown.plan)) == []
