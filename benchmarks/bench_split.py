@@ -144,7 +144,11 @@ def run_once(root: Path, workers: int, label: str, results: Path, setups_log: Pa
         raise RuntimeError(f"{' '.join(command)} exited {completed.returncode}; log: {log}")
     report: dict[str, Any] = json.loads((report_dir / "report.json").read_text())
     _, span = bench_run.schedule_times(report_dir / "report.json", spawned)
+    # Plain passes are kept compactly, as test id -> seconds, beside the other records.
     tests = [test["duration_s"] for module in report["modules"] for test in module["tests"]]
+    tests += [
+        seconds for module in report["modules"] for seconds in module.get("passed", {}).values()
+    ]
     modules = [module["duration_s"] for module in report["modules"]]
     split = next((s for s in report.get("splits", []) if s["module"] == DOMINANT), None)
     setups = len(setups_log.read_text().split()) if setups_log.exists() else None
