@@ -279,9 +279,11 @@ def advice(merged: MergedReport) -> list[str]:
     tips = []
     slow = bottleneck(merged)
     if slow is not None:
-        share = slow["duration_s"] / merged["wall_s"]
+        # A module split into parts is a bottleneck by its longest part, not their sum.
+        took = _longest_piece_s(slow)
+        share = took / merged["wall_s"]
         tips.append(
-            f"Bottleneck: {slow['module']} took {format_duration(slow['duration_s'])}, "
+            f"Bottleneck: {slow['module']} took {format_duration(took)}, "
             f"{share:.0%} of the wall time, and no number of workers can finish sooner. "
             "Split it into smaller modules so that several workers can share its tests."
         )
