@@ -194,7 +194,7 @@ def test_auto_splits_a_safe_dominant_module_like_a_plain_run_and_says_why_others
         timeout=60,
     )
     rerun.stdout.fnmatch_lines(
-        ["parallel-modules: rerunning 1 module(s) that failed last time (4 deselected)"]
+        ["parallel-modules: rerunning 1 module(s) that failed last time (13 deselected)"]
     )
     rerun.assert_outcomes(passed=7, failed=1)
     assert set(modules_of(load(pytester))) == {"test_big.py"}
