@@ -58,10 +58,12 @@ from pytest_parallel_modules.last_failed import save_failed_modules
 from pytest_parallel_modules.ledger import Decisions
 from pytest_parallel_modules.ledger import LossKind
 from pytest_parallel_modules.ledger import RunLedger
+from pytest_parallel_modules.module_facts import plan_splits
 from pytest_parallel_modules.outcomes import ModuleVerdict
 from pytest_parallel_modules.replay import Replayer
 from pytest_parallel_modules.reports import build_merged_report
 from pytest_parallel_modules.reports import MergedReport
+from pytest_parallel_modules.reports import SplitRecord
 from pytest_parallel_modules.scheduling import build_plan
 from pytest_parallel_modules.scheduling import check_plan
 from pytest_parallel_modules.scheduling import estimate_modules
@@ -139,6 +141,8 @@ class RunView:
     rerun_modules: tuple[str, ...] = ()
     #: The duration history as this run saved it, for the HTML report's trends (#17).
     saved_history: History | None = None
+    #: The modules above the fair share and what became of them (``--split-modules``).
+    splits: list[SplitRecord] = field(default_factory=list)
 
 
 @final
@@ -299,6 +303,19 @@ class ParallelSession:
             # one starts first too, as Jest runs the files that failed last time first.
             first = first | self._modules_failed_last_time()
         plan = build_plan(groups, self.estimates, first=first)
+        # --split-modules: a module above the fair share may run as parts (after
+        # sharding, which partitions whole modules, and before the plan hook).
+        split = plan_splits(
+            session.items,
+            plan,
+            self.estimates,
+            loaded.history,
+            mode=self.options.split_modules,
+            workers=self.fleet.limit,
+            keep_whole=self.options.split_keep_whole,
+            rootpath=self.config.rootpath,
+        )
+        plan = split.plan
         changed = self.config.hook.pytest_parallel_modules_plan(config=self.config, plan=list(plan))
         if changed is not None:
             try:
@@ -306,6 +323,7 @@ class ParallelSession:
             except ValueError as exc:
                 raise pytest.UsageError(str(exc)) from None
         units = units_of(plan)
+        self.view.splits = split.records(units)
         self.ledger = RunLedger(
             units, retries=self.options.retries, strict_retries=self.options.retries_strict
         )
@@ -1164,6 +1182,7 @@ class ParallelSession:
             snapshot=snapshot,
             created=timing.now(),
             shard=self.config.stash.get(shard_info_key, None),
+            splits=self.view.splits,
         )
         # timeline (#17): when each part of the run happened, from the ledger's attempts.
         merged["timeline"] = self.timeline.build_for(self.ledger, merged["modules"])

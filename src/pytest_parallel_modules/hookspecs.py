@@ -42,7 +42,7 @@ def pytest_parallel_modules_worktree_ready(
 def pytest_parallel_modules_module_started(
     config: pytest.Config, module: str, worker_id: str, nodeids: list[str]
 ) -> None:
-    """A module was handed to a worker.
+    """A module was handed to a worker (once per part when ``--split-modules`` split it).
 
     :param config: the controller's pytest config.
     :param module: the module's path relative to the rootdir.
@@ -87,7 +87,8 @@ def pytest_parallel_modules_plan(
     """Change the modules' order (or how tests are grouped) before any is handed out.
 
     ``plan`` is the controller's order: slowest first from the duration history
-    (modules that failed last time first under ``--fail-fast-modules``). Return
+    (modules that failed last time first under ``--fail-fast-modules``); a module
+    that ``--split-modules`` split is there as consecutive groups, one per part. Return
     a new list to use instead, or None to keep it. The returned groups must hold
     exactly the node ids of ``plan``, each once (split a module into several
     groups, merge groups, reorder); anything else is a usage error, since a test

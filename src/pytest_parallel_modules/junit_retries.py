@@ -12,11 +12,13 @@ Maven Surefire, read by Jenkins, GitLab and others): ``flakyFailure`` /
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Sequence
 from pathlib import Path
 import re
 import xml.etree.ElementTree as ET
 
 from pytest_parallel_modules.atomic_files import write_atomic
+from pytest_parallel_modules.reports import AttemptRecord
 from pytest_parallel_modules.reports import ModuleReport
 
 
@@ -35,6 +37,20 @@ def junit_names(nodeid: str, prefix: str | None = None) -> tuple[str, str]:
     return ".".join(classnames), names[-1]
 
 
+def earlier_attempts(attempts: Sequence[AttemptRecord]) -> list[AttemptRecord]:
+    """PURE: every attempt but the last one of each unit, whose result the testcase already holds.
+
+    A module split into parts (``--split-modules``) retries each part on its own:
+    its ``attempts`` hold each retried part's attempts in turn, each numbered from 1.
+    """
+    runs: list[list[AttemptRecord]] = []
+    for attempt in attempts:
+        if attempt["attempt"] == 1 or not runs:
+            runs.append([])
+        runs[-1].append(attempt)
+    return [attempt for run in runs for attempt in run[:-1]]
+
+
 def add_attempts(
     root: ET.Element, modules: Iterable[ModuleReport], prefix: str | None = None
 ) -> int:
@@ -44,9 +60,8 @@ def add_attempts(
     }
     added = 0
     for module in modules:
-        attempts = module.get("attempts", [])
         flaky = set(module.get("flaky", []))
-        for attempt in attempts[:-1]:
+        for attempt in earlier_attempts(module.get("attempts", [])):
             for failure in attempt["failures"]:
                 case = cases.get(junit_names(failure["nodeid"], prefix))
                 if case is None:

@@ -21,6 +21,8 @@ import pytest
 
 from pytest_parallel_modules.isolation import ISOLATION_MODES
 from pytest_parallel_modules.isolation import IsolationMode
+from pytest_parallel_modules.splitting import SPLIT_MODES
+from pytest_parallel_modules.splitting import SplitMode
 
 
 if TYPE_CHECKING:
@@ -69,6 +71,9 @@ MODULE_DURATIONS_INI: Final = "module_durations"
 #: Where the history lives by default, inside pytest's cache directory.
 HISTORY_CACHE_DIR: Final = "parallel-modules"
 HISTORY_FILE_NAME: Final = "durations.json"
+SPLIT_MODULES_OPTION: Final = "--split-modules"
+SPLIT_MODULES_INI: Final = "split_modules"
+SPLIT_KEEP_WHOLE_INI: Final = "split_modules_keep_whole"
 FAILED_MODULES_FILE_NAME: Final = "failed-modules.json"
 
 
@@ -241,6 +246,29 @@ def register_options(parser: pytest.Parser) -> None:
         default=None,
         help="Flaky tests (failed, then passed on a retry) fail the run.",
     )
+    group.addoption(
+        SPLIT_MODULES_OPTION,
+        action="store",
+        dest="split_modules",
+        default=None,
+        metavar="auto|off|always",
+        help="Run a module that holds more than its fair share of the work (total / N, from the "
+        "duration history) as several parts on several workers: 'auto' (default) when its "
+        "structure shows that is safe, 'always' even when not, 'off' never. "
+        f"Default: the ini key {SPLIT_MODULES_INI}, else auto.",
+    )
+    parser.addini(
+        SPLIT_MODULES_INI,
+        help=f"Default for {SPLIT_MODULES_OPTION}: 'auto', 'off' or 'always'.",
+        default="",
+    )
+    parser.addini(
+        SPLIT_KEEP_WHOLE_INI,
+        type="linelist",
+        help=f"Glob patterns of module paths (relative to the rootdir) that {SPLIT_MODULES_OPTION} "
+        "never splits.",
+        default=[],
+    )
     parser.addini(
         FAIL_FAST_INI, type="bool", help=f"Default for {FAIL_FAST_OPTION}.", default=False
     )
@@ -382,6 +410,7 @@ _PARALLEL_ONLY_OPTIONS: Final[tuple[tuple[str, str, object], ...]] = (
     ("fail_fast_grace", FAIL_FAST_GRACE_OPTION, None),
     ("rerun_failed_modules_none", RERUN_FAILED_NONE_OPTION, "all"),
     ("module_retries_strict", RETRIES_STRICT_OPTION, None),
+    ("split_modules", SPLIT_MODULES_OPTION, None),
 )
 
 
@@ -410,6 +439,18 @@ def inert_options_warning(options: Options) -> str | None:
         f"parallel-modules: WARNING: {names} {verb} no effect: this run is not parallel "
         f"(no {PARALLEL_MODULES_OPTION}=N and no ini {PARALLEL_MODULES_INI})"
     )
+
+
+def parse_split_mode(raw: str, *, source: str) -> SplitMode:
+    """Parse ``auto``, ``off`` or ``always`` (any case, surrounding blanks ignored).
+
+    :raises pytest.UsageError: for anything else, naming ``source`` and the value.
+    """
+    value = raw.strip().lower()
+    for mode in SPLIT_MODES:
+        if value == mode:
+            return mode
+    raise pytest.UsageError(f"{source}: expected 'auto', 'off' or 'always', got {raw!r}")
 
 
 def _option_or_ini(
@@ -692,6 +733,10 @@ class Options:
     junit_prefix: str | None = None
     #: Parallel-only options given on the command line of a run that is not parallel.
     inert_options: tuple[str, ...] = ()
+    #: When a module that holds more than its fair share of the work runs as parts.
+    split_modules: SplitMode = "auto"
+    #: Globs of module paths that are never split (ini ``split_modules_keep_whole``).
+    split_keep_whole: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -743,6 +788,17 @@ class Options:
             DEFAULT_FAIL_FAST_GRACE_S
             if raw_grace is None
             else parse_positive_seconds(raw_grace, source=grace_source)
+        )
+        raw_split, split_source = _option_or_ini(
+            config, "split_modules", SPLIT_MODULES_OPTION, SPLIT_MODULES_INI
+        )
+        split_modules = (
+            "auto" if raw_split is None else parse_split_mode(raw_split, source=split_source)
+        )
+        split_keep_whole = tuple(
+            str(pattern).strip()
+            for pattern in config.getini(SPLIT_KEEP_WHOLE_INI)
+            if str(pattern).strip()
         )
         rerun_failed = bool(config.getoption("rerun_failed_modules"))
         rerun_failed_none: Literal["all", "none"] = (
@@ -843,4 +899,6 @@ class Options:
             failed_modules_path=failed_modules_path,
             junit_xml=None if xmlpath is None else _junit_xml_path(config, str(xmlpath)),
             junit_prefix=config.getoption("junitprefix", None),
+            split_modules=split_modules,
+            split_keep_whole=split_keep_whole,
         )

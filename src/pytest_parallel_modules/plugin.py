@@ -31,6 +31,7 @@ from pytest_parallel_modules.report_directory import ReportDirectory
 from pytest_parallel_modules.reporting import RunReporter
 from pytest_parallel_modules.sharding import SHARD_PLUGIN_NAME
 from pytest_parallel_modules.sharding import ShardFilter
+from pytest_parallel_modules.splitting import WHOLE_MARKER
 
 
 if TYPE_CHECKING:
@@ -79,6 +80,12 @@ def pytest_configure(config: pytest.Config) -> None:
     nested = compat.inside_worker_process(os.environ, os.getpid())
     if not nested:
         compat.forget_inherited_worker_settings(os.environ)
+    # Registered in workers too: they run with the user's --strict-markers.
+    config.addinivalue_line(
+        "markers",
+        f"{WHOLE_MARKER}: never split this module (or, on a class, this class) across "
+        "workers (--split-modules)",
+    )
     if _is_worker(config):
         compat.prepare_worker(config)
         return

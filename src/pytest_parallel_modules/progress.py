@@ -85,6 +85,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from pytest_parallel_modules.controller import RunView
+    from pytest_parallel_modules.grouping import WorkUnit
     from pytest_parallel_modules.reporting import RunReporter
     from pytest_parallel_modules.reports import ModuleReport
 
@@ -132,6 +133,19 @@ class ModuleProgress:
     started: float | None = None
     done: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)
+    #: ``(k, n)`` for the k-th of n parts of a split module; ``(1, 1)`` for a whole module.
+    part: tuple[int, int] = (1, 1)
+    #: The node ids of a part (its tests, and no other part's); None for a whole module.
+    nodeids: frozenset[str] | None = None
+
+    @property
+    def label(self) -> str:
+        """What the worker line shows: the module, and which part of it."""
+        index, count = self.part
+        return self.module if count == 1 else f"{self.module} [{index}/{count}]"
+
+    def holds(self, nodeid: str) -> bool:
+        return self.nodeids is None or nodeid in self.nodeids
 
 
 @final
@@ -189,13 +203,32 @@ class ProgressState:
         for worker_id, status in statuses:
             self.worker(worker_id).status = status
 
-    def module_started(self, module: str, worker_id: str, total: int, now: float) -> None:
-        """``module`` (``total`` tests) was handed to ``worker_id``."""
-        # A module continued after a crash is handed out again: it runs only here now.
-        self._remove(module)
+    def module_started(
+        self,
+        module: str,
+        worker_id: str,
+        total: int,
+        now: float,
+        *,
+        part: tuple[int, int] = (1, 1),
+        nodeids: frozenset[str] | None = None,
+    ) -> None:
+        """``module`` (``total`` tests) was handed to ``worker_id``; ``part`` of it when split.
+
+        The parts of a split module run on several workers at once, each line
+        showing its part; the module counts once, as done when its last part is.
+        """
+        # A module (or part) continued after a crash is handed out again: it runs only here now.
+        self._remove(module, part=part)
         record = self.worker(worker_id)
         record.modules.append(
-            ModuleProgress(module, total, started=None if record.modules else now)
+            ModuleProgress(
+                module,
+                total,
+                started=None if record.modules else now,
+                part=part,
+                nodeids=nodeids if part[1] > 1 else None,
+            )
         )
         self.started_modules.add(module)
 
@@ -213,24 +246,36 @@ class ProgressState:
         if running is not None:
             running.failed.add(nodeid)
 
-    def test_finished(self, nodeid: str) -> None:
+    def test_finished(self, nodeid: str, now: float | None = None) -> None:
         """``nodeid`` ran to the end of its teardown (or its worker crashed in it)."""
         self.tests_done.add(nodeid)
         running = self._running(nodeid)
-        if running is not None:
-            running.done.add(nodeid)
+        if running is None:
+            return
+        running.done.add(nodeid)
+        if running.part[1] > 1 and len(running.done) >= running.total:
+            # A part is over with its last test: the module-finished event waits for
+            # every part, and the worker's line moves on to what it runs next.
+            self._remove(running.module, now=now, part=running.part)
 
     def _running(self, nodeid: str) -> ModuleProgress | None:
         module = module_of(nodeid)
         for record in self.workers.values():
             for progress in record.modules:
-                if progress.module == module:
+                if progress.module == module and progress.holds(nodeid):
                     return progress
         return None
 
-    def _remove(self, module: str, *, now: float | None = None) -> None:
+    def _remove(
+        self, module: str, *, now: float | None = None, part: tuple[int, int] | None = None
+    ) -> None:
+        """Forget ``module`` (only its ``part``, when given) wherever a worker holds it."""
         for record in self.workers.values():
-            kept = [progress for progress in record.modules if progress.module != module]
+            kept = [
+                progress
+                for progress in record.modules
+                if progress.module != module or (part is not None and progress.part != part)
+            ]
             if len(kept) == len(record.modules):
                 continue
             record.modules = kept
@@ -278,7 +323,8 @@ def estimate_remaining(state: ProgressState, now: float) -> float | None:
     ]
     for record in state.workers.values():
         for progress in record.modules:
-            estimate = state.estimates.get(progress.module, 0.0) * scale
+            # A part is about its share of the module (parts are sized to finish together).
+            estimate = state.estimates.get(progress.module, 0.0) * scale / progress.part[1]
             elapsed = 0.0 if progress.started is None else now - progress.started
             pieces.append(max(0.0, estimate - elapsed))
     if not pieces:
@@ -332,7 +378,7 @@ def _worker_row(record: WorkerProgress, now: float) -> tuple[Text, ...]:
     failed = len(current.failed)
     return (
         name,
-        Text(current.module),
+        Text(current.label),
         Text(f"{len(current.done)}/{current.total}"),
         Text(f"{failed} failed", style="red") if failed else Text(),
         Text(format_elapsed(elapsed)),
@@ -526,6 +572,8 @@ class LiveProgress:
         self._console: Console | None = None
         #: True from the first frame until the display is cleared for good.
         self._active = False
+        #: Node id -> the part of a split module that holds it (set when the display starts).
+        self._parts: dict[str, WorkUnit] = {}
 
     # -- pytest hooks ---------------------------------------------------------
 
@@ -562,7 +610,16 @@ class LiveProgress:
     ) -> Generator[None, object, object]:
         if self.state is None:
             return (yield)
-        self.state.module_started(module, worker_id, len(nodeids), timing.perf())
+        # A part of a split module: any of its node ids names it (a crashed part's rest too).
+        unit = self._parts.get(nodeids[0]) if nodeids else None
+        self.state.module_started(
+            module,
+            worker_id,
+            len(nodeids),
+            timing.perf(),
+            part=unit.part if unit is not None else (1, 1),
+            nodeids=frozenset(unit.nodeids) if unit is not None else None,
+        )
         self._make_room()
         try:
             return (yield)
@@ -594,7 +651,7 @@ class LiveProgress:
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         if self.state is None:
             return
-        self.state.test_finished(nodeid)
+        self.state.test_finished(nodeid, timing.perf())
         self._refresh()
 
     # -- the display ----------------------------------------------------------
@@ -626,6 +683,9 @@ class LiveProgress:
             return
         self._reporter = reporter
         view = self.view
+        self._parts = {
+            nodeid: unit for unit in view.units if unit.part[1] > 1 for nodeid in unit.nodeids
+        }
         self.state = ProgressState(
             started=timing.perf(),
             plan=tuple(dict.fromkeys(unit.module for unit in view.units)),

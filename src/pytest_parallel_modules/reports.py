@@ -213,7 +213,27 @@ class _MergedReportShard(TypedDict, total=False):
     timeline: TimelineRecord
 
 
-class MergedReport(_MergedReportShard):
+class SplitRecord(TypedDict):
+    """A module that held more than its fair share of a run's estimated work (``--split-modules``)."""
+
+    module: str
+    #: The module's estimated seconds, from the duration history.
+    estimate_s: float
+    #: Its share of the run's estimated work, in ``(0, 1]``.
+    share: float
+    #: How many parts it ran as; 1: it ran whole.
+    parts: int
+    #: With one part, why it was not split; with several, the safety rule that
+    #: ``--split-modules=always`` overrode (``None`` when it was safe).
+    reason: str | None
+
+
+class _MergedOptional(_MergedReportShard, total=False):
+    #: The modules above the fair share and what became of them, largest first.
+    splits: list[SplitRecord]
+
+
+class MergedReport(_MergedOptional):
     """All module reports of one run (or of several shards or runs, merged)."""
 
     schema_version: int
@@ -726,6 +746,7 @@ def _assemble(
     snapshot: str | None,
     created: str,
     extra: Mapping[str, Any] | None = None,
+    splits: Sequence[SplitRecord] = (),
 ) -> MergedReport:
     ordered = sorted(
         (_without_long_output(report) for report in modules), key=lambda report: report["module"]
@@ -733,7 +754,7 @@ def _assemble(
     durations = [report["duration_s"] for report in ordered]
     total = math.fsum(durations)
     wall = _seconds(wall_s)
-    return MergedReport(
+    report = MergedReport(
         schema_version=SCHEMA_VERSION,
         created=created,
         wall_s=wall,
@@ -745,12 +766,31 @@ def _assemble(
         timing=Timing(
             sum_module_s=_seconds(total),
             # A report always names at least one worker; max() only guards hand-made input.
-            lower_bound_s=_seconds(lower_bound(durations, max(workers, 1))),
+            lower_bound_s=_seconds(lower_bound(_piece_durations(ordered), max(workers, 1))),
             speedup=round(total / wall, 3) if wall > 0 else None,
         ),
         modules=ordered,
         extra=dict(extra or {}),
     )
+    if splits:
+        report["splits"] = list(splits)
+    return report
+
+
+def _piece_durations(modules: Sequence[ModuleReport]) -> list[float]:
+    """The durations a scheduler placed: each module's, or each of its units' when it ran as several.
+
+    A split module's parts ran side by side, so its longest part, not the sum of
+    its parts, is what bounds the wall time.
+    """
+    durations: list[float] = []
+    for module in modules:
+        units = module.get("units")
+        if units:
+            durations.extend(unit["duration_s"] for unit in units)
+        else:
+            durations.append(module["duration_s"])
+    return durations
 
 
 def build_merged_report(
@@ -763,6 +803,7 @@ def build_merged_report(
     snapshot: str | None,
     created: float,
     shard: ShardInfo | None = None,
+    splits: Sequence[SplitRecord] = (),
 ) -> MergedReport:
     """Build the report of a whole run from its module reports. PURE.
 
@@ -776,6 +817,8 @@ def build_merged_report(
     :param snapshot: the snapshot commit the workers ran, if any.
     :param created: epoch seconds, from :func:`pytest_parallel_modules.timing.now`.
     :param shard: for a ``--module-shard`` run, the split it ran.
+    :param splits: the modules above the fair share and what became of them
+        (``--split-modules``); the field is left out when there are none.
     """
     report = _assemble(
         modules=modules,
@@ -785,6 +828,7 @@ def build_merged_report(
         rootdir=os.fspath(rootdir),
         snapshot=snapshot,
         created=isoformat(created),
+        splits=splits,
     )
     if shard is not None:
         report["shard"] = shard
@@ -823,10 +867,13 @@ def merge_reports(reports: Sequence[MergedReport]) -> MergedReport:
     if not reports:
         raise ValueError("merge_reports() needs at least one report")
     modules: dict[str, ModuleReport] = {}
+    splits: dict[str, SplitRecord] = {}
     for report in reports:
         shard = report.get("shard")
         for module in report["modules"]:
             modules[module["module"]] = module if shard is None else _in_shard(module, shard)
+        for split in report.get("splits", []):
+            splits[split["module"]] = split
     for name, tests in missing_modules(reports).items():
         modules[name] = _missing_module(name, tests)
     snapshots = {report["snapshot"] for report in reports}
@@ -840,6 +887,7 @@ def merge_reports(reports: Sequence[MergedReport]) -> MergedReport:
         snapshot=snapshots.pop() if len(snapshots) == 1 else None,
         created=min((report["created"] for report in reports), key=_instant),
         extra={key: value for report in reports for key, value in report.get("extra", {}).items()},
+        splits=sorted(splits.values(), key=lambda split: (-split["share"], split["module"])),
     )
 
 
@@ -1316,6 +1364,9 @@ def _parse_merged_report(data: object) -> MergedReport:
             merged["timeline"] = parse_timeline(report["timeline"])
         except TimelineFormatError as error:
             raise _ShapeError(str(error)) from None
+    # Written by --split-modules; kept as they are (the schema describes them).
+    if isinstance(report.get("splits"), list):
+        merged["splits"] = cast("list[SplitRecord]", report["splits"])
     return merged
 
 

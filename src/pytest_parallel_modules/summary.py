@@ -227,12 +227,44 @@ def bottleneck(merged: MergedReport) -> ModuleReport | None:
     wall = merged["wall_s"]
     if merged["workers"] < 2 or not modules or wall <= 0:
         return None
-    longest = max(modules, key=lambda module: (module["duration_s"], module["module"]))
-    duration = longest["duration_s"]
+    longest = max(modules, key=lambda module: (_longest_piece_s(module), module["module"]))
+    duration = _longest_piece_s(longest)
     fair_share = merged["timing"]["sum_module_s"] / merged["workers"]
     if duration > BOTTLENECK_SHARE * wall and duration >= fair_share:
         return longest
     return None
+
+
+def _longest_piece_s(module: ModuleReport) -> float:
+    """A module's duration, or its longest part's when it ran as parts side by side."""
+    units = module.get("units")
+    return max(unit["duration_s"] for unit in units) if units else module["duration_s"]
+
+
+def split_notes(merged: MergedReport) -> list[str]:
+    """PURE: one line per module above the run's fair share: how it was split, or why not.
+
+    ``tests/test_x.py ran as 3 parts on w1, w2, w3`` or ``tests/test_x.py holds
+    80% of the work; not split: module-scoped fixture `db` in tests/test_x.py:12``
+    (``--split-modules``; from the merged report's ``splits``).
+    """
+    reports = {module["module"]: module for module in merged["modules"]}
+    notes = []
+    for split in merged.get("splits", []):
+        module = split["module"]
+        if split["parts"] > 1:
+            report = reports.get(module)
+            units = report.get("units", []) if report is not None else []
+            workers = list(dict.fromkeys(unit["worker"] for unit in units if unit["worker"]))
+            note = f"{module} ran as {split['parts']} parts"
+            if workers:
+                note += f" on {', '.join(workers)}"
+            if split["reason"]:
+                note += f" (--split-modules=always, although: {split['reason']})"
+        else:
+            note = f"{module} holds {split['share']:.0%} of the work; not split: {split['reason']}"
+        notes.append(note)
+    return notes
 
 
 def advice(merged: MergedReport) -> list[str]:
@@ -247,9 +279,11 @@ def advice(merged: MergedReport) -> list[str]:
     tips = []
     slow = bottleneck(merged)
     if slow is not None:
-        share = slow["duration_s"] / merged["wall_s"]
+        # A module split into parts is a bottleneck by its longest part, not their sum.
+        took = _longest_piece_s(slow)
+        share = took / merged["wall_s"]
         tips.append(
-            f"Bottleneck: {slow['module']} took {format_duration(slow['duration_s'])}, "
+            f"Bottleneck: {slow['module']} took {format_duration(took)}, "
             f"{share:.0%} of the wall time, and no number of workers can finish sooner. "
             "Split it into smaller modules so that several workers can share its tests."
         )
@@ -493,6 +527,7 @@ def render_summary(
         )
     parts.extend(Text(line, style="yellow") for line in ran_before_lines(merged))
     if verbosity >= 0:
+        parts.extend(Text(note) for note in split_notes(merged))
         parts.extend(Text(line) for line in _timing_lines(merged))
         parts.extend(Text(tip, style="yellow") for tip in advice(merged))
         if rerun_command and modules_that_failed(merged):
@@ -711,6 +746,9 @@ def render_markdown(
             *(f"- {_code(nodeid)}" for nodeid in flaky),
             "",
         ]
+    notes = split_notes(merged)
+    if notes:
+        lines += ["### Split modules", "", *(f"- {_markdown_tip(note)}" for note in notes), ""]
     if problems:
         lines += ["### Failures", "", *_markdown_failures(ordered)]
     timing = merged["timing"]
