@@ -768,13 +768,15 @@ class ParallelSession:
                 self.fleet.move(record, WorkerState.GONE)
         self._publish_states()
 
-    def _stop(self) -> None:
-        """No unit starts from now on; running workers stop after their current test."""
+    def _stop(self, *, keep_running: frozenset[str] = frozenset()) -> None:
+        """No unit starts from now on; running workers (but ``keep_running``) stop after their current test."""
         if self.stopping:
             return
         self.stopping = True
         self.ledger.stop()
         for record in self.fleet:
+            if record.worker_id in keep_running:
+                continue
             if record.state in (WorkerState.BUSY, WorkerState.IDLE):
                 self.pool.send(record.worker_id, worker.STOP)
                 self.fleet.move(record, WorkerState.STOPPING)
@@ -884,7 +886,14 @@ class ParallelSession:
             return
         module = module_of(report.nodeid)
         self.stop_reason = f"stopping after the first failed module (--fail-fast-modules): {module}"
-        self._stop()
+        # The failing module runs to its end, every part of it: all its failures at once.
+        running_it = frozenset(
+            record.worker_id
+            for record in self.fleet
+            if (attempt := self.ledger.current(record.worker_id)) is not None
+            and self.ledger.entries[attempt.unit_id].unit.module == module
+        )
+        self._stop(keep_running=running_it | {worker_id})
         deadline = timing.perf() + self.options.fail_fast_grace
         for record in self.fleet:
             if record.worker_id == worker_id:
