@@ -41,6 +41,7 @@ import pytest
 from pytest_parallel_modules import compat
 from pytest_parallel_modules import timing
 from pytest_parallel_modules import worker
+from pytest_parallel_modules import worker_stderr
 from pytest_parallel_modules import worktrees
 from pytest_parallel_modules.grouping import group_by_module
 from pytest_parallel_modules.grouping import module_of
@@ -48,22 +49,19 @@ from pytest_parallel_modules.grouping import ModuleGroup
 from pytest_parallel_modules.grouping import units_of
 from pytest_parallel_modules.grouping import WorkUnit
 from pytest_parallel_modules.history import History
-from pytest_parallel_modules.history import load_history
 from pytest_parallel_modules.history import LoadedHistory
-from pytest_parallel_modules.history import MeasuredRun
-from pytest_parallel_modules.history import save_history
 from pytest_parallel_modules.isolation import WorkerPlacer
-from pytest_parallel_modules.last_failed import load_failed_modules
-from pytest_parallel_modules.last_failed import save_failed_modules
 from pytest_parallel_modules.ledger import Decisions
 from pytest_parallel_modules.ledger import LossKind
 from pytest_parallel_modules.ledger import RunLedger
+from pytest_parallel_modules.local_run import LOCAL_RUN_PLUGIN_NAME
+from pytest_parallel_modules.local_run import LocalRun
 from pytest_parallel_modules.module_facts import plan_splits
-from pytest_parallel_modules.outcomes import ModuleVerdict
 from pytest_parallel_modules.replay import Replayer
 from pytest_parallel_modules.reports import build_merged_report
 from pytest_parallel_modules.reports import MergedReport
 from pytest_parallel_modules.reports import SplitRecord
+from pytest_parallel_modules.run_state import RunState
 from pytest_parallel_modules.scheduling import build_plan
 from pytest_parallel_modules.scheduling import check_plan
 from pytest_parallel_modules.scheduling import estimate_modules
@@ -93,8 +91,6 @@ if TYPE_CHECKING:
 TERMINATE_TIMEOUT: Final = 10.0
 #: A unit estimated under this many seconds lets its worker ask for the next one ahead.
 PREFETCH_BELOW_S: Final = 0.5
-#: How much of a lost worker's stderr file a crash report shows.
-STDERR_TAIL_BYTES: Final = 12_000
 #: Seconds to wait for a worker's stack dump before the kill.
 STACK_DUMP_WAIT_S: Final = 1.0
 #: Seconds running workers get to finish their current test after Ctrl-C.
@@ -107,8 +103,6 @@ EARLY_STARTS_WITHOUT_HISTORY: Final = 2
 SLOW_FACTOR: Final = 10.0
 #: ... and this many seconds (never killed for it: see --module-timeout).
 SLOW_MIN_S: Final = 60.0
-#: The name the ledger knows this process by when it runs a selection itself.
-LOCAL_WORKER: Final = "local"
 #: Seconds between two looks at timeouts and deadlines while no message arrives.
 POLL_S: Final = 0.25
 #: Under ``auto``, a selection estimated under this many seconds runs in this process:
@@ -170,7 +164,6 @@ class ParallelSession:
         self.ledger = RunLedger((), retries=options.retries, strict_retries=options.retries_strict)
         self.estimates: ModuleEstimates | None = None
         self._measured_modules: frozenset[str] = frozenset()
-        self._loaded_history: LoadedHistory | None = None
         self.rerun_message: str | None = None
         #: Modules that failed in the last recorded run.
         self.last_failed: frozenset[str] = frozenset()
@@ -185,10 +178,8 @@ class ParallelSession:
         #: ``auto`` found the selection too small for workers: pytest's own loop runs it.
         self.in_process = False
         #: In process: each node id's unit, the unit running, since when, its test's reports.
-        self._unit_of: dict[str, str] = {}
-        self._local_unit: str | None = None
-        self._local_started = 0.0
-        self._local_reports: list[pytest.TestReport] = []
+        #: Feeds the ledger from pytest's own loop when the selection runs in process.
+        self.local_run: LocalRun | None = None
         self._finished = False
         self._terminated = False
         self._started_perf = timing.perf()
@@ -211,10 +202,9 @@ class ParallelSession:
         self.replayer = Replayer(config, self.placer.repo_root)
         self.starter = WorkerStarter(self.events, self._start_one)
         self._previous_sigterm: Any = None
-        self._persistence: threading.Thread | None = None
-        self._persistence_warnings: list[str] = []
         #: When the run's parts happened, for the report's timeline (#17).
         self.timeline = TimelineRecorder()
+        self.run_state = RunState(options, self.timeline.with_contents)
         self.handlers: Final[dict[str, Callable[[WorkerRecord, Any], None]]] = {
             worker.READY: self._on_ready,
             worker.NEED_WORK: self._on_need_work,
@@ -243,8 +233,9 @@ class ParallelSession:
         # while the controller collects, so their start-up costs little wall time.
         self.timeline.begin()  # timeline (#17)
         self._basetemp_dir = self._basetemp()
-        if self.options.failed_modules_path is not None:
-            self.last_failed = self._load_failed_modules(self.options.failed_modules_path)
+        self.last_failed = self.run_state.failed_modules(
+            lambda warning: self._say(f"parallel-modules: WARNING: {warning}")
+        )
         if not self._selection_may_be_tiny():
             self._start_workers(self._early_starts(), "initial")
         return (yield)
@@ -290,7 +281,7 @@ class ParallelSession:
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         groups = group_by_module(item.nodeid for item in session.items)
-        loaded = self._load_history()
+        loaded = self.run_state.history()
         self._measured_modules = frozenset(
             module for module, record in loaded.history.modules.items() if record.runs > 0
         )
@@ -329,7 +320,8 @@ class ParallelSession:
         )
         if self._runs_in_process(units):
             self.in_process = True
-            self._unit_of = {nodeid: unit.id for unit in units for nodeid in unit.nodeids}
+            self.local_run = LocalRun(self.ledger, units)
+            self.config.pluginmanager.register(self.local_run, LOCAL_RUN_PLUGIN_NAME)
             self._stop()
             return
         self.view.units = units
@@ -351,7 +343,7 @@ class ParallelSession:
                 "--parallel-modules=N starts workers anyway)"
             )
             return lines
-        warning = self._load_history().warning
+        warning = self.run_state.history().warning
         if warning is not None:
             lines.append(f"parallel-modules: WARNING: {warning}")
         path = self.options.history_path
@@ -414,9 +406,11 @@ class ParallelSession:
             return
         self._finished = True
         if self.in_process:
-            self._finish_local_unit()
+            if self.local_run is not None:
+                self.local_run.finish_unit()
+                self.config.pluginmanager.unregister(self.local_run, LOCAL_RUN_PLUGIN_NAME)
             self.ledger.finish()
-            self._join_persistence()
+            self._finish_run_state()
             return
         self._apply(self.ledger.finish())
         if self.workers_exhausted:
@@ -426,56 +420,10 @@ class ParallelSession:
         wanted = self.ledger.module_reports or self.view.units or self.options.shard is not None
         if self._planned and wanted:
             self.view.merged = self._merged_report()
-        self._join_persistence()
+        self._finish_run_state()
         # What is left of the process is its exit: a full collection over the run's
         # objects (collected items, reports) would only slow it down.
         gc.freeze()
-
-    # -- a selection run in this process (auto) ----------------------------------
-    # The ledger hears the run as if this process were a worker named "local", so a
-    # run in process updates the history and the failed-modules state like any other.
-
-    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
-        if not self.in_process:
-            return
-        unit_id = self._unit_of.get(nodeid)
-        if unit_id is None:
-            return
-        if unit_id != self._local_unit:
-            self._finish_local_unit()
-            unit = self.ledger.entries[unit_id].unit
-            self.ledger.assign(unit, LOCAL_WORKER, timing.now())
-            self.ledger.started(
-                LOCAL_WORKER, unit_id, now=timing.now(), perf=timing.perf(), collect_s=0.0
-            )
-            self._local_unit = unit_id
-            self._local_started = timing.perf()
-        self.ledger.test_started(LOCAL_WORKER, nodeid, location, at=timing.perf())
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.in_process and self._local_unit is not None:
-            self._local_reports.append(report)
-
-    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
-        if not self.in_process or self._local_unit is None:
-            return
-        reports, self._local_reports = self._local_reports, []
-        self.ledger.test_finished(LOCAL_WORKER, nodeid, location, reports)
-
-    def _finish_local_unit(self) -> None:
-        if self._local_unit is None:
-            return
-        attempt = self.ledger.current(LOCAL_WORKER)
-        complete = attempt is not None and not attempt.left()
-        self.ledger.unit_finished(
-            LOCAL_WORKER,
-            self._local_unit,
-            now=timing.now(),
-            collect_s=0.0,
-            run_s=timing.perf() - self._local_started,
-            completed=complete,
-        )
-        self._local_unit = None
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         for record in self.fleet:
@@ -518,7 +466,7 @@ class ParallelSession:
 
     def _early_starts(self) -> int:
         """How many workers to start while collecting: as many as the history says are useful."""
-        history = self._load_history().history
+        history = self.run_state.history().history
         known = len(history.modules)
         wanted = known if known else EARLY_STARTS_WITHOUT_HISTORY
         return max(1, min(self.fleet.limit, wanted))
@@ -625,7 +573,7 @@ class ParallelSession:
                 continue
             self._handle(event)
             self._check_clocks()
-            self._persist_when_final()
+            self.run_state.save_when_final(self.ledger)
             if self.stopping:
                 if self.stop_reason is not None and session.shouldfail:
                     # Reports of tests that were already running keep arriving;
@@ -659,7 +607,7 @@ class ParallelSession:
             elif record.state is WorkerState.TIMED_OUT and record.dump_requested is not None:
                 # Killed once its stack dump is written (its stderr file grew, then stopped
                 # growing between two looks), or after STACK_DUMP_WAIT_S.
-                size = _file_size(self._stderr_path(record.worker_id))
+                size = worker_stderr.file_size(self._stderr_path(record.worker_id))
                 grown = record.dump_size is not None and size > record.dump_size
                 if now - record.dump_requested >= STACK_DUMP_WAIT_S or (
                     grown and size == record.dump_last_size
@@ -683,7 +631,7 @@ class ParallelSession:
             # Stacks first (faulthandler in the worker writes them to its stderr
             # file); the whole process group is killed once they are written.
             record.dump_requested = now
-            record.dump_size = _file_size(self._stderr_path(record.worker_id))
+            record.dump_size = worker_stderr.file_size(self._stderr_path(record.worker_id))
             try:
                 os.kill(record.pid, worker.DUMP_STACKS_SIGNAL)
             except ProcessLookupError:
@@ -739,14 +687,14 @@ class ParallelSession:
         for record in busy:
             if record.pid is not None:
                 path = self._stderr_path(record.worker_id)
-                sizes[path] = _file_size(path)
+                sizes[path] = worker_stderr.file_size(path)
                 try:
                     os.kill(record.pid, worker.DUMP_STACKS_SIGNAL)
                 except ProcessLookupError:
                     del sizes[path]
         if sizes:
             try:
-                _wait_for_dumps(sizes, dump_wait)
+                worker_stderr.wait_for_dumps(sizes, dump_wait)
             except KeyboardInterrupt:
                 pass  # yet another Ctrl-C: kill now
         for record in self.fleet:
@@ -754,7 +702,7 @@ class ParallelSession:
                 self._kill(record, WorkerState.KILLED)
                 evidence = "interrupted (Ctrl-C or SIGTERM) while this test ran"
                 path = self._stderr_path(record.worker_id)
-                stacks = _read_from(path, sizes[path]) if path in sizes else ""
+                stacks = worker_stderr.read_from(path, sizes[path]) if path in sizes else ""
                 if stacks:
                     stacks = str(self.replayer.restore_paths(record.worker_id, stacks))
                     evidence += (
@@ -1114,12 +1062,12 @@ class ParallelSession:
         return "\n".join(lines)
 
     def _stderr_tail(self, worker_id: str) -> str:
-        tail = _tail(self._stderr_path(worker_id), STDERR_TAIL_BYTES)
+        tail = worker_stderr.tail(self._stderr_path(worker_id), worker_stderr.STDERR_TAIL_BYTES)
         # Stacks name files as a plain run would.
         return str(self.replayer.restore_paths(worker_id, tail)) if tail else ""
 
     def _stderr_path(self, worker_id: str) -> Path:
-        return self._basetemp_dir / f"worker-{worker_id}.stderr"
+        return worker_stderr.stderr_path(self._basetemp_dir, worker_id)
 
     def _report_unrun(self) -> None:
         """Say loudly which selected tests no worker ran (only when every worker was lost)."""
@@ -1180,6 +1128,12 @@ class ParallelSession:
 
     # -- the end: merged report, history, failed modules -------------------------
 
+    def _finish_run_state(self) -> None:
+        """The history and failed modules saved (or waited for); their warnings said."""
+        for warning in self.run_state.finish(self.ledger):
+            self._say(f"parallel-modules: WARNING: {warning}")
+        self.view.saved_history = self.run_state.saved_history
+
     def _merged_report(self) -> MergedReport:
         snapshot = self.placer.snapshot.commit if self.placer.snapshot is not None else None
         merged = build_merged_report(
@@ -1198,83 +1152,9 @@ class ParallelSession:
         self.config.hook.pytest_parallel_modules_report(config=self.config, report=merged)
         return merged
 
-    def _persist_when_final(self) -> None:
-        """Once every unit is final, save the history and the failed modules on a thread.
-
-        Workers then still tear down their sessions and exit, which can take seconds on
-        a big suite; the files are written meanwhile instead of after (R5: only the
-        controller writes them). :meth:`_join_persistence` waits for it.
-        """
-        if self._persistence is not None or not self.ledger.all_final():
-            return
-        if not self.ledger.module_reports:
-            return
-        measured = self.ledger.measurements()
-        verdicts = self.ledger.module_verdicts()
-        self._persistence = threading.Thread(
-            target=self._persist,
-            args=(measured, verdicts),
-            name="parallel-modules-persistence",
-            daemon=True,
-        )
-        self._persistence.start()
-
-    def _join_persistence(self) -> None:
-        """Save what is left to save (or wait for the thread that does); warn about failures."""
-        if self._persistence is None and self.ledger.module_reports:
-            self._persist(self.ledger.measurements(), self.ledger.module_verdicts())
-        elif self._persistence is not None:
-            self._persistence.join()
-        for warning in self._persistence_warnings:
-            self._say(f"parallel-modules: WARNING: {warning}")
-        self._persistence_warnings.clear()
-
-    def _persist(self, measured: MeasuredRun, verdicts: dict[str, ModuleVerdict]) -> None:
-        """Merge this run into the history and the failed-modules state. May run on a thread."""
-        measured = self.timeline.with_contents(measured)  # timeline (#17): modules' digests
-        history_path = self.options.history_path
-        # A shard only reads the history: the shards of one run must all split with the
-        # same one (see sharding.py); `merge --durations` saves theirs together.
-        if history_path is not None and self.options.shard is None:
-            try:
-                # loaded=: when no other run saved meanwhile, the file is not parsed again.
-                self.view.saved_history = save_history(  # saved_history: timeline (#17)
-                    history_path,
-                    measured,
-                    now=timing.now(),
-                    create_parents=True,
-                    loaded=self._loaded_history,
-                ).history
-            except Exception as exc:  # a history that cannot be saved must not fail the run
-                self._persistence_warnings.append(
-                    f"could not save the duration history to {history_path}: {exc}"
-                )
-        failed_path = self.options.failed_modules_path
-        if failed_path is not None:
-            try:
-                save_failed_modules(failed_path, verdicts)
-            except Exception as exc:  # the state cannot be saved: say so, keep the result
-                self._persistence_warnings.append(
-                    f"could not save the failed modules to {failed_path}: {exc}"
-                )
-
-    def _load_failed_modules(self, path: Path) -> frozenset[str]:
-        loaded = load_failed_modules(path)
-        if loaded.warning is not None:
-            self._say(f"parallel-modules: WARNING: {loaded.warning}")
-        return loaded.modules
-
     def loaded_history(self) -> LoadedHistory:
         """The duration history as this run loaded it (once); also what shards split with."""
-        return self._load_history()
-
-    def _load_history(self) -> LoadedHistory:
-        if self._loaded_history is None:
-            path = self.options.history_path
-            self._loaded_history = (
-                LoadedHistory(history=History()) if path is None else load_history(path)
-            )
-        return self._loaded_history
+        return self.run_state.history()
 
     def _modules_failed_last_time(self) -> frozenset[str]:
         """Modules of the tests pytest's cache remembers as failed (what ``--lf``/``--ff`` use)."""
@@ -1305,55 +1185,6 @@ class ParallelSession:
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     # SIGTERM ends the run like Ctrl-C: workers stopped, partial summary, exit 2.
     raise KeyboardInterrupt
-
-
-def _tail(path: Path, size: int) -> str:
-    """The last ``size`` bytes of a text file, from a line start ("" if missing)."""
-    try:
-        with open(path, "rb") as file:
-            file.seek(0, os.SEEK_END)
-            end = file.tell()
-            file.seek(max(0, end - size))
-            data = file.read()
-    except OSError:
-        return ""
-    text = data.decode("utf-8", errors="replace")
-    if end > size and "\n" in text:
-        text = text.split("\n", 1)[1]
-    return text.strip()
-
-
-def _read_from(path: Path, offset: int) -> str:
-    """What was written to a text file after ``offset`` ("" if it cannot be read)."""
-    try:
-        with open(path, "rb") as file:
-            file.seek(offset)
-            return file.read(STDERR_TAIL_BYTES).decode("utf-8", errors="replace").strip()
-    except OSError:
-        return ""
-
-
-def _file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def _wait_for_dumps(sizes: dict[Path, int], timeout: float) -> None:
-    """Wait until each stack dump asked for is written: its file grew, then stopped growing.
-
-    ``sizes`` holds each stderr file's size before the dump was asked for; the wait
-    lasts at most ``timeout`` seconds.
-    """
-    deadline = timing.perf() + timeout
-    last = dict(sizes)
-    while timing.perf() < deadline:
-        timing.sleep(0.05)
-        now = {path: _file_size(path) for path in sizes}
-        if all(now[path] > sizes[path] and now[path] == last[path] for path in sizes):
-            return
-        last = now
 
 
 def _plural(count: int, noun: str) -> str:
