@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
 import gc
+import marshal
 import math
 import os
 from pathlib import Path
@@ -57,6 +58,7 @@ from pytest_parallel_modules.ledger import RunLedger
 from pytest_parallel_modules.local_run import LOCAL_RUN_PLUGIN_NAME
 from pytest_parallel_modules.local_run import LocalRun
 from pytest_parallel_modules.module_facts import plan_splits
+from pytest_parallel_modules.options import available_cpus
 from pytest_parallel_modules.replay import Replayer
 from pytest_parallel_modules.reports import build_merged_report
 from pytest_parallel_modules.reports import MergedReport
@@ -465,11 +467,16 @@ class ParallelSession:
         return math.fsum(self.estimates.seconds.values()) < IN_PROCESS_BELOW_S or not units
 
     def _early_starts(self) -> int:
-        """How many workers to start while collecting: as many as the history says are useful."""
+        """How many workers to start while collecting: as many as the history says are useful.
+
+        Never more than the CPUs this process may use: each worker collects the whole
+        selection as it starts, and more collections at once than cores only slow the
+        controller's own (the rest start once the plan is known).
+        """
         history = self.run_state.history().history
         known = len(history.modules)
         wanted = known if known else EARLY_STARTS_WITHOUT_HISTORY
-        return max(1, min(self.fleet.limit, wanted))
+        return max(1, min(self.fleet.limit, wanted, available_cpus()))
 
     def _start_workers(self, count: int, reason: Any, *, retry: bool = False) -> None:
         for _ in range(count):
@@ -897,8 +904,9 @@ class ParallelSession:
             message += f"\nThe worker's collection error:\n{self.replayer.restore_paths(record.worker_id, error)}"
         self.replayer.collection_error(payload["module"], message)
 
-    def _on_tests(self, record: WorkerRecord, records: list[tuple[Any, ...]]) -> None:
+    def _on_tests(self, record: WorkerRecord, payload: bytes) -> None:
         """A batch of test events: starts, and ends with their reports (see worker._Outbox)."""
+        records: list[tuple[Any, ...]] = marshal.loads(payload)
         worker_id = record.worker_id
         ledger = self.ledger
         replayer = self.replayer

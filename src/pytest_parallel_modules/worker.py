@@ -21,6 +21,7 @@ test (see :class:`_AfterLastTest`), or once the module is done;
 from __future__ import annotations
 
 import faulthandler
+import marshal
 import os
 import queue
 import signal
@@ -149,6 +150,7 @@ class CollectedPayload(TypedDict):
 
 Location = tuple[str, "int | None", str]
 
+#: ``TESTS`` carries ``marshal.dumps`` of a list of the records below.
 #: A ``TESTS`` record: a test started -- ``(TEST_STARTED, nodeid, location)``.
 TEST_STARTED: Final = "s"
 #: A ``TESTS`` record: a test ended -- ``(TEST_FINISHED, nodeid, location, reports)``, its
@@ -338,7 +340,12 @@ class _Outbox:
     def _flush_locked(self) -> None:
         if self._records:
             records, self._records = self._records, []
-            self.channel.send((TESTS, records))
+            # One bytes object for execnet, marshalled in C on both sides: execnet's own
+            # serialiser walks every element in Python, in the controller's receiver
+            # thread, which then holds the GIL the controller's main thread needs to
+            # replay. Both ends run the same interpreter (the marshal format is its own),
+            # and records hold only str, int, float, None, lists, tuples and dicts.
+            self.channel.send((TESTS, marshal.dumps(records)))
 
     def _flush_late(self) -> None:
         while not self._closed.wait(self.window / 2):
