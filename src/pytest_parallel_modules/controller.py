@@ -139,6 +139,9 @@ class RunView:
     saved_history: History | None = None
     #: The modules above the fair share and what became of them (``--split-modules``).
     splits: list[SplitRecord] = field(default_factory=list)
+    #: Called on every wake-up of the event loop (at least every :data:`POLL_S`), so a
+    #: display can redraw its clocks while no event arrives, with no thread of its own.
+    ticks: list[Callable[[], None]] = field(default_factory=list)
 
 
 @final
@@ -573,6 +576,9 @@ class ParallelSession:
 
     def _drain_events(self, session: pytest.Session) -> None:
         while not self.fleet.all_gone():
+            # The live display's clock (issue #16): the loop drives it, on this thread.
+            for tick in self.view.ticks:
+                tick()
             try:
                 event = self.events.get(timeout=POLL_S)
             except queue.Empty:

@@ -1,18 +1,33 @@
 """The live progress display of a parallel run on a terminal. Runs in the controller.
 
-While ``pytest --parallel-modules=N`` runs on a terminal, one line per worker
-shows the module it runs, its tests done out of the module's total, failures so
-far and the time spent in that module; an overall line shows a bar of modules
-done out of the plan, tests done, failures, elapsed time and an ETA computed
-from the duration history's estimates.
+While ``pytest --parallel-modules=N`` runs on a terminal, the display shows (in
+the manner of cargo, Jest and pytest-sugar):
+
+* one line per worker: the module (or part of one, ``tests/test_x.py[2/3]``) it
+  runs, its tests done out of the ones it was sent, its failures, the time spent
+  in it, and the test running now with the time it has been running;
+* a bar filled by the estimated work done: each finished test counts its share of
+  its module's estimate (the duration history's), against the estimate of the
+  whole plan -- not modules counted, since one module may hold most of the time;
+  green while nothing failed, red once something did;
+* the tests passed, failed, skipped (and errors, xfailed, xpassed when there are
+  any) so far, in pytest's colours, the tests and modules done, the time since
+  pytest started (the clock of pytest's own last line) and an ETA;
+* a line above the display for each module as it fails, naming its first failing
+  test: it is written once, stays on the screen (and in the scrollback) and is not
+  redrawn.
 
 How it stays out of pytest's way (STYLE R9):
 
 * rich is only the renderer: :func:`render_progress` builds the frame and a
   console captures it as text. The display is transient, redirects neither
   stdout nor stderr, and has no refresh thread: it is redrawn from the
-  controller's event hooks (all on the main thread), at most every
-  :data:`REFRESH_INTERVAL_S`.
+  controller's event hooks and from the controller's event loop, which calls
+  :attr:`RunView.ticks <pytest_parallel_modules.controller.RunView.ticks>` on
+  every wake-up (at least every
+  :data:`~pytest_parallel_modules.controller.POLL_S`), all on the main thread,
+  at most every :data:`REFRESH_INTERVAL_S`. The clocks therefore move while a
+  long test runs and no event arrives.
 * Frames go through the terminal reporter's ``write_raw`` (pytest 9), so they
   reach pytest's own file in order with pytest's writes, and pytest's record of
   the current line (which decides where ``[100%]`` goes) never sees them.
@@ -21,7 +36,7 @@ How it stays out of pytest's way (STYLE R9):
   another plugin lands there, whole; the next frame is drawn below it. Where
   plugins are told that a module started or finished (this plugin's own hooks),
   the display is erased before they run and redrawn after, so any number of
-  lines they write stays whole.
+  lines they write stays whole. The failed-module lines are written the same way.
 * What would write at every test is silenced while the display is up: pytest's
   per-test progress letters (a ``pytest_report_teststatus`` wrapper keeps the
   category and the word, drops the letter) and the reporting plugin's
@@ -67,14 +82,17 @@ from typing import final
 from typing import TYPE_CHECKING
 
 import pytest
+from rich.cells import cell_len
 from rich.console import Console
 from rich.console import Group
-from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
 from pytest_parallel_modules import timing
 from pytest_parallel_modules.grouping import module_of
+from pytest_parallel_modules.summary import MIN_NAME_WIDTH
+from pytest_parallel_modules.summary import ModuleName
+from pytest_parallel_modules.summary import shorten_middle
 
 
 if TYPE_CHECKING:
@@ -82,7 +100,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from types import FrameType
 
+    from rich.console import ConsoleOptions
     from rich.console import RenderableType
+    from rich.console import RenderResult
 
     from pytest_parallel_modules.controller import RunView
     from pytest_parallel_modules.grouping import WorkUnit
@@ -90,8 +110,9 @@ if TYPE_CHECKING:
     from pytest_parallel_modules.reports import ModuleReport
 
 
-#: The display is redrawn at most this often (seconds): a few times a second.
-REFRESH_INTERVAL_S: Final = 0.25
+#: The display is redrawn at most this often (seconds). Under the event loop's
+#: POLL_S, so every wake-up of an idle loop draws a frame: four or five a second.
+REFRESH_INTERVAL_S: Final = 0.2
 #: Environment variables that mean "running on CI" (pytest's own ``running_on_ci``).
 CI_ENV_VARS: Final = ("CI", "BUILD_NUMBER")
 #: The ETA scales estimates by how long finished modules really took, within these bounds.
@@ -99,6 +120,10 @@ ETA_SCALE_BOUNDS: Final = (0.25, 4.0)
 #: Lines of the terminal the display leaves free (its blank line and one more), so a
 #: frame never scrolls its own top off the screen.
 SPARE_LINES: Final = 2
+#: Lines at the bottom of a frame kept for the bar and the counts.
+OVERALL_LINES: Final = 2
+#: The bar shares its line with the counts only when it keeps at least this many columns.
+MIN_BAR_WIDTH: Final = 20
 #: ECMA-48 control sequences the display writes.
 ERASE_LINE: Final = "\x1b[K"
 ERASE_BELOW: Final = "\x1b[J"
@@ -115,6 +140,46 @@ _IDLE_WORDS: Final[Mapping[str, str]] = {
     "timed_out": "timed out",
     "gone": "done",
 }
+
+#: A test's outcome, pytest's categories; the worst of its phases wins (see
+#: :func:`report_category`): higher ranks win.
+_CATEGORY_RANK: Final[Mapping[str, int]] = {
+    "": 0,
+    "passed": 1,
+    "skipped": 2,
+    "xfailed": 3,
+    "xpassed": 4,
+    "error": 5,
+    "failed": 6,
+}
+#: The counts the display shows, in pytest's order and colours; passed always, the
+#: others once there is one: (category, word, style).
+_COUNT_STYLES: Final[tuple[tuple[str, str, str], ...]] = (
+    ("passed", "passed", "green"),
+    ("failed", "failed", "bold red"),
+    ("error", "errors", "bold red"),
+    ("skipped", "skipped", "yellow"),
+    ("xfailed", "xfailed", "yellow"),
+    ("xpassed", "xpassed", "yellow"),
+)
+_FAILING: Final = frozenset({"failed", "error"})
+
+
+def report_category(when: str, outcome: str, *, wasxfail: bool) -> str:
+    """Return what one report (one phase) says of its test, in pytest's words. PURE.
+
+    ``failed``, ``error`` (a failing setup or teardown), ``skipped``, ``xfailed``,
+    ``xpassed``, ``passed`` (a passing call), or ``""`` for a passing setup or
+    teardown, which says nothing -- as pytest's own ``pytest_report_teststatus``
+    sorts reports.
+    """
+    if outcome == "failed":
+        return "failed" if when == "call" else "error"
+    if outcome == "skipped":
+        return "xfailed" if wasxfail else "skipped"
+    if when == "call":
+        return "xpassed" if wasxfail else "passed"
+    return ""
 
 
 # --------------------------------------------------------------------------- PURE state
@@ -137,12 +202,15 @@ class ModuleProgress:
     part: tuple[int, int] = (1, 1)
     #: The node ids of a part (its tests, and no other part's); None for a whole module.
     nodeids: frozenset[str] | None = None
+    #: The test running now, and since when (perf seconds); None between two tests.
+    current: str | None = None
+    current_since: float | None = None
 
     @property
     def label(self) -> str:
-        """What the worker line shows: the module, and which part of it."""
+        """What the worker line shows: the module, and which part of it (its unit id)."""
         index, count = self.part
-        return self.module if count == 1 else f"{self.module} [{index}/{count}]"
+        return self.module if count == 1 else f"{self.module}[{index}/{count}]"
 
     def holds(self, nodeid: str) -> bool:
         return self.nodeids is None or nodeid in self.nodeids
@@ -170,7 +238,7 @@ class ProgressState:
     replay a run with a fake clock.
     """
 
-    #: When the run started (perf seconds).
+    #: When pytest started (perf seconds): the clock of pytest's own last line.
     started: float
     #: The run's modules, in plan order.
     plan: tuple[str, ...]
@@ -180,12 +248,22 @@ class ProgressState:
     estimates_known: bool
     worker_count: int
     tests_total: int
+    #: Module -> its number of tests in the plan (every part's); each finished test
+    #: counts this share of its module's estimate as work done.
+    module_tests: Mapping[str, int] = field(default_factory=dict)
     workers: dict[str, WorkerProgress] = field(default_factory=dict)
     started_modules: set[str] = field(default_factory=set)
     #: Module -> seconds it really took, for modules that finished.
     durations: dict[str, float] = field(default_factory=dict)
     tests_done: set[str] = field(default_factory=set)
+    #: Node ids with a failing report (failed or error).
     failed: set[str] = field(default_factory=set)
+    #: Node id -> its outcome so far (:func:`report_category`, the worst of its phases).
+    outcomes: dict[str, str] = field(default_factory=dict)
+    #: Module -> the node id of its first failing test, in the order modules failed.
+    failed_modules: dict[str, str] = field(default_factory=dict)
+    #: Estimated seconds of the finished tests (see :attr:`module_tests`).
+    work_done_s: float = 0.0
 
     @property
     def modules_done(self) -> int:
@@ -237,26 +315,74 @@ class ProgressState:
         self.durations[module] = duration_s
         self._remove(module, now=now)
 
-    def test_reported(self, nodeid: str, *, failed: bool) -> None:
-        """A report (setup, call or teardown) of ``nodeid`` arrived."""
-        if not failed:
+    def test_started(self, nodeid: str, now: float) -> None:
+        """``nodeid`` began (its ``logstart``): its worker's line shows it, and since when."""
+        running = self._running(nodeid)
+        if running is None:
             return
+        running.current = nodeid
+        running.current_since = now
+        if running.started is None:
+            # The module-finished event of the one before is late: this one runs already.
+            running.started = now
+
+    def test_reported(self, nodeid: str, category: str) -> str | None:
+        """A report (setup, call or teardown) of ``nodeid`` said ``category`` (:func:`report_category`).
+
+        :returns: the module of ``nodeid`` when this is its first failure, so the
+            caller can say so once; else None.
+        """
+        previous = self.outcomes.get(nodeid, "")
+        if _CATEGORY_RANK.get(category, 0) > _CATEGORY_RANK.get(previous, 0):
+            self.outcomes[nodeid] = category
+        if category not in _FAILING:
+            return None
         self.failed.add(nodeid)
         running = self._running(nodeid)
         if running is not None:
             running.failed.add(nodeid)
+        module = module_of(nodeid)
+        if module in self.failed_modules:
+            return None
+        self.failed_modules[module] = nodeid
+        return module
 
     def test_finished(self, nodeid: str, now: float | None = None) -> None:
         """``nodeid`` ran to the end of its teardown (or its worker crashed in it)."""
-        self.tests_done.add(nodeid)
+        if nodeid not in self.tests_done:
+            self.tests_done.add(nodeid)
+            module = module_of(nodeid)
+            count = self.module_tests.get(module)
+            if count:
+                self.work_done_s += self.estimates.get(module, 0.0) / count
         running = self._running(nodeid)
         if running is None:
             return
         running.done.add(nodeid)
+        if running.current == nodeid:
+            running.current = running.current_since = None
         if running.part[1] > 1 and len(running.done) >= running.total:
             # A part is over with its last test: the module-finished event waits for
             # every part, and the worker's line moves on to what it runs next.
             self._remove(running.module, now=now, part=running.part)
+
+    def counts(self) -> dict[str, int]:
+        """Category -> how many tests have it so far (a test counts once, by its worst phase)."""
+        counts: dict[str, int] = {}
+        for category in self.outcomes.values():
+            if category:
+                counts[category] = counts.get(category, 0) + 1
+        return counts
+
+    def work_fraction(self) -> float:
+        """The share of the plan's estimated work done, in ``[0, 1]``.
+
+        Tests done out of all tests when there is no estimate to go by.
+        """
+        total = math.fsum(self.estimates.get(module, 0.0) for module in self.plan)
+        if total <= 0 or not self.module_tests:
+            return min(1.0, len(self.tests_done) / max(1, self.tests_total))
+        return min(1.0, self.work_done_s / total)
 
     def _running(self, nodeid: str) -> ModuleProgress | None:
         module = module_of(nodeid)
@@ -367,73 +493,263 @@ def _worker_sort_key(worker_id: str) -> tuple[int, str]:
     return (int(match.group()) if match else 0, worker_id)
 
 
-def _worker_row(record: WorkerProgress, now: float) -> tuple[Text, ...]:
+def _test_name(progress: ModuleProgress) -> str:
+    """The running test without its module (the line shows that already): ``TestX::test_y[1]``."""
+    nodeid = progress.current or ""
+    prefix = progress.module + "::"
+    return nodeid[len(prefix) :] if nodeid.startswith(prefix) else nodeid
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class _WorkerRow:
+    """The cells of one worker line; the names are laid out by :class:`_WorkerTable`."""
+
+    worker: Text
+    #: The module (or part) it runs, or None when it runs none (then ``word`` says why).
+    module: str | None
+    word: Text
+    tests: Text
+    failed: Text
+    elapsed: Text
+    #: The running test without its module, or None between tests.
+    test: str | None
+    test_elapsed: Text
+
+
+def _worker_row(record: WorkerProgress, now: float) -> _WorkerRow:
     name = Text(record.worker_id, style="bold")
     if not record.modules:
         word = _IDLE_WORDS.get(record.status, record.status)
         style = "red" if record.status == "timed_out" else "dim"
-        return (name, Text(word, style=style), Text(), Text(), Text())
+        return _WorkerRow(name, None, Text(word, style=style), Text(), Text(), Text(), None, Text())
     current = record.modules[0]
     elapsed = 0.0 if current.started is None else now - current.started
     failed = len(current.failed)
-    return (
-        name,
-        Text(current.label),
-        Text(f"{len(current.done)}/{current.total}"),
-        Text(f"{failed} failed", style="red") if failed else Text(),
-        Text(format_elapsed(elapsed)),
+    running = current.current is not None and current.current_since is not None
+    test_elapsed = now - current.current_since if current.current_since is not None else 0.0
+    return _WorkerRow(
+        worker=name,
+        module=current.label,
+        word=Text(),
+        tests=Text(f"{len(current.done)}/{current.total}"),
+        failed=Text(f"{failed} failed", style="red") if failed else Text(),
+        elapsed=Text(format_elapsed(elapsed)),
+        test=_test_name(current) if running else None,
+        test_elapsed=Text(format_elapsed(test_elapsed), style="dim") if running else Text(),
     )
 
 
-def _overall_text(state: ProgressState, now: float) -> Text:
+#: Columns between two cells of a worker line.
+_GAP: Final = 2
+#: The running test's name keeps at least this many columns before a module name is
+#: shortened for it (or its whole length, when shorter).
+_TEST_NAME_MIN: Final = 16
+
+
+def name_widths(available: int, module: int, test: int) -> tuple[int, int]:
+    """Split ``available`` columns between the module column and the test column. PURE.
+
+    Each gets what it needs when both fit. Otherwise the test name gives way first,
+    down to :data:`_TEST_NAME_MIN`; then the module name, down to its own minimum
+    (:data:`~pytest_parallel_modules.summary.MIN_NAME_WIDTH`); then the test name again.
+
+    :param module: the widest module cell; :param test: the widest test name.
+    :returns: ``(module width, test width)``, never more than asked, never negative.
+    """
+    available = max(0, available)
+    if module + test <= available:
+        return module, test
+    test_floor = min(test, _TEST_NAME_MIN)
+    module_floor = min(module, MIN_NAME_WIDTH)
+    module_width = max(module_floor, min(module, available - test_floor))
+    module_width = min(module_width, available)
+    return module_width, max(0, min(test, available - module_width))
+
+
+@final
+class _WorkerTable:
+    """The worker lines, in columns as wide as what they hold, laid out to the width.
+
+    Nothing is padded to fill the width (no hole between a name and its counts);
+    when the width is short, names lose their middle (the test's first), and
+    below that rich narrows the other columns too. No line ever wraps.
+    """
+
+    def __init__(self, rows: Sequence[_WorkerRow], more: Text | None) -> None:
+        self.rows = rows
+        self.more = more
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        def widest(cells: Iterable[Text]) -> int:
+            return max((cell_len(cell.plain) for cell in cells), default=0)
+
+        rows = self.rows
+        failures = any(row.failed for row in rows)
+        tests = any(row.test for row in rows)
+        # Columns empty on every line are left out, with their gap.
+        fixed = [
+            widest(row.worker for row in rows),
+            widest(row.tests for row in rows),
+            widest(row.failed for row in rows) if failures else None,
+            widest(row.elapsed for row in rows),
+            widest(row.test_elapsed for row in rows) if tests else None,
+        ]
+        shown = [width for width in fixed if width is not None]
+        module_natural = max(
+            widest(row.word for row in rows),
+            max((cell_len(row.module) for row in rows if row.module), default=0),
+        )
+        test_natural = max((cell_len(row.test) for row in rows if row.test), default=0)
+        columns = len(shown) + 1 + (1 if tests else 0)
+        available = options.max_width - sum(shown) - _GAP * (columns - 1)
+        module_width, test_width = name_widths(available, module_natural, test_natural)
+        # A path loses whole directories, so it may end up narrower than its column:
+        # the test name gets what it leaves.
+        module_width = max(
+            widest(row.word for row in rows),
+            max(
+                (cell_len(shorten_middle(row.module, module_width)) for row in rows if row.module),
+                default=0,
+            ),
+        )
+        test_width = max(0, min(test_natural, available - module_width))
+        table = Table.grid(padding=(0, _GAP))
+        table.add_column("worker", no_wrap=True)
+        table.add_column("module", no_wrap=True, width=max(1, module_width))
+        table.add_column("tests", no_wrap=True, justify="right")
+        if failures:
+            table.add_column("failed", no_wrap=True)
+        table.add_column("elapsed", no_wrap=True, justify="right")
+        if tests:
+            table.add_column("test", no_wrap=True, width=max(1, test_width))
+            table.add_column("test elapsed", no_wrap=True, justify="right")
+        for row in rows:
+            cells: list[RenderableType] = [
+                row.worker,
+                row.word if row.module is None else ModuleName(row.module),
+                row.tests,
+            ]
+            if failures:
+                cells.append(row.failed)
+            cells.append(row.elapsed)
+            if tests:
+                cells.append(Text() if row.test is None else ModuleName(row.test, "cyan"))
+                cells.append(row.test_elapsed)
+            table.add_row(*cells)
+        for cell in (cell for row in rows for cell in (row.word, row.failed)):
+            cell.no_wrap = True
+            cell.overflow = "ellipsis"
+        yield table
+        if self.more is not None:
+            more = self.more.copy()
+            more.no_wrap = True
+            more.overflow = "ellipsis"
+            yield more
+
+
+def _count_text(state: ProgressState) -> Text:
+    """``12 passed  1 failed  2 skipped``: passed always, the others once there is one."""
+    counts = state.counts()
     text = Text()
-    text.append(f"{state.modules_done}/{len(state.plan)} modules")
-    text.append(f"  {len(state.tests_done)}/{state.tests_total} tests")
-    if state.failed:
-        text.append(f"  {len(state.failed)} failed", style="bold red")
-    text.append(f"  {format_elapsed(now - state.started)}")
-    remaining = estimate_remaining(state, now)
-    text.append(f"  ETA {'?' if remaining is None else format_eta(remaining)}", style="cyan")
+    for category, word, style in _COUNT_STYLES:
+        number = counts.get(category, 0)
+        if number or category == "passed":
+            if text:
+                text.append("  ")
+            text.append(f"{number} {word}", style=style if number else "dim")
     return text
 
 
-def render_progress(state: ProgressState, now: float, *, max_lines: int) -> RenderableType:
-    """Render the display: one line per worker, then the overall bar and counts. PURE.
+def render_bar(fraction: float, width: int, *, style: str) -> Text:
+    """Return a bar ``width`` columns wide, filled to ``fraction`` in half-columns. PURE.
 
-    Called by :class:`LiveProgress` on each redraw.
+    The part to come is drawn too (a thin dim line), so the bar reads as a bar in
+    plain text as well as in colour.
+    """
+    width = max(1, width)
+    halves = round(min(1.0, max(0.0, fraction)) * width * 2)
+    full, half = divmod(halves, 2)
+    bar = Text("━" * full + ("╸" if half else ""), style=style)
+    bar.append("─" * (width - full - half), style="dim")
+    return bar
+
+
+@final
+class _Overall:
+    """The bar, the counts, the clock and the ETA: one line when the width allows, else two.
+
+    A renderable of its own because the choice depends on the width rich gives it.
+    """
+
+    def __init__(self, state: ProgressState, now: float) -> None:
+        self.fraction = state.work_fraction()
+        # Green while nothing failed: rich's default bar colour reads as a failure.
+        self.bar_style = "red" if state.failed else "green"
+        remaining = estimate_remaining(state, now)
+        self.percent = Text(f" {math.floor(self.fraction * 100):>3d}%", style="bold")
+        self.clock = Text(format_elapsed(now - state.started))
+        self.clock.append(
+            f"  ETA {'?' if remaining is None else format_eta(remaining)}", style="cyan"
+        )
+        self.counts = _count_text(state)
+        self.counts.append(
+            f"  {len(state.tests_done)}/{state.tests_total} tests"
+            f"  {state.modules_done}/{len(state.plan)} modules",
+            style="dim",
+        )
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        text = Text.assemble(self.percent, "  ", self.counts, "  ", self.clock)
+        room = width - cell_len(text.plain)
+        if room >= MIN_BAR_WIDTH:
+            yield Text.assemble(render_bar(self.fraction, room, style=self.bar_style), text)
+            return
+        text = Text.assemble(self.percent, "  ", self.clock)
+        room = max(MIN_BAR_WIDTH // 2, width - cell_len(text.plain))
+        line = Text.assemble(render_bar(self.fraction, room, style=self.bar_style), text)
+        for part in (line, self.counts.copy()):
+            part.no_wrap = True
+            part.overflow = "ellipsis"
+            yield part
+
+
+def render_progress(state: ProgressState, now: float, *, max_lines: int) -> RenderableType:
+    """Render the display: one line per worker, then the bar and the counts. PURE.
+
+    Called by :class:`LiveProgress` on each redraw. Columns are as wide as what
+    they hold, so the worker lines use the width without gaps; module paths and
+    test names too long for it lose their middle.
 
     :param now: the current time (perf seconds), for elapsed times and the ETA.
     :param max_lines: the display's height limit; workers that do not fit are
         summed up in one line, so the display never scrolls the terminal.
     """
     workers = sorted(state.workers.values(), key=lambda record: _worker_sort_key(record.worker_id))
-    room = max(1, max_lines - 1)
+    room = max(1, max_lines - OVERALL_LINES)
     hidden: list[WorkerProgress] = []
     if len(workers) > room:
         # The last worker line becomes the "more" line.
         workers, hidden = workers[: room - 1], workers[room - 1 :]
-    table = Table.grid(padding=(0, 2), expand=True)
-    table.add_column("worker", no_wrap=True)
-    table.add_column("module", no_wrap=True, overflow="ellipsis", ratio=1)
-    table.add_column("tests", no_wrap=True, justify="right")
-    table.add_column("failed", no_wrap=True)
-    table.add_column("elapsed", no_wrap=True, justify="right")
-    for record in workers:
-        table.add_row(*_worker_row(record, now))
+    more = None
     if hidden:
         busy = sum(1 for record in hidden if record.modules)
-        table.add_row(
-            Text("..."),
-            Text(f"{len(hidden)} more workers, {busy} running a module", style="dim"),
-        )
-    overall = Table.grid(padding=(0, 2), expand=True)
-    overall.add_column("bar", ratio=1)
-    overall.add_column("counts", no_wrap=True, overflow="ellipsis")
-    overall.add_row(
-        ProgressBar(total=max(1, len(state.plan)), completed=state.modules_done),
-        _overall_text(state, now),
-    )
-    return Group(table, overall)
+        more = Text(f"...  {len(hidden)} more workers, {busy} running a module", style="dim")
+    rows = [_worker_row(record, now) for record in workers]
+    return Group(_WorkerTable(rows, more), _Overall(state, now))
+
+
+def format_failure_line(module: str, nodeid: str, width: int) -> Text:
+    """Return the line written above the display when ``module`` fails. PURE.
+
+    `` FAIL  tests/test_x.py::test_y[1]``: the module's first failing test, its
+    path shortened in the middle when the line would not fit ``width``.
+    """
+    badge = " FAIL "
+    room = max(1, width - len(badge) - 1)
+    shown = nodeid if nodeid.startswith(module) else f"{module} ({nodeid})"
+    return Text.assemble((badge, "bold white on red"), " ", (shorten_middle(shown, room), "red"))
 
 
 def format_final_line(state: ProgressState, now: float) -> str:
@@ -441,6 +757,7 @@ def format_final_line(state: ProgressState, now: float) -> str:
 
     ``parallel-modules: 12/12 modules, 340/340 tests, 2 failed in 3.2s``; pytest's
     ``[100%]`` follows it on the same line, as it follows the dots of a plain run.
+    The time counts from pytest's start, as pytest's own last line does.
     """
     line = (
         f"parallel-modules: {state.modules_done}/{len(state.plan)} modules, "
@@ -574,8 +891,17 @@ class LiveProgress:
         self._active = False
         #: Node id -> the part of a split module that holds it (set when the display starts).
         self._parts: dict[str, WorkUnit] = {}
+        #: When pytest's session started (perf seconds), where pytest's own clock starts.
+        self._session_started: float | None = None
 
     # -- pytest hooks ---------------------------------------------------------
+
+    # tryfirst: as close as a plugin gets to the terminal reporter's own start
+    # (a trylast implementation of this hook), so the display's clock and pytest's
+    # last line agree.
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self) -> None:
+        self._session_started = timing.perf()
 
     # trylast: the innermost wrapper, so the display is gone before the terminal
     # reporter's own wrapper writes its final progress marker.
@@ -642,11 +968,23 @@ class LiveProgress:
         finally:
             self._draw()
 
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        if self.state is None:
+            return
+        self.state.test_started(nodeid, timing.perf())
+        self._refresh()
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.state is None:
             return
-        self.state.test_reported(report.nodeid, failed=report.failed)
-        self._refresh()
+        category = report_category(
+            report.when, report.outcome, wasxfail=hasattr(report, "wasxfail")
+        )
+        module = self.state.test_reported(report.nodeid, category)
+        if module is not None and self._active:
+            self._write_failure(module, report.nodeid)
+        else:
+            self._refresh()
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         if self.state is None:
@@ -686,14 +1024,21 @@ class LiveProgress:
         self._parts = {
             nodeid: unit for unit in view.units if unit.part[1] > 1 for nodeid in unit.nodeids
         }
+        module_tests: dict[str, int] = {}
+        for unit in view.units:
+            module_tests[unit.module] = module_tests.get(unit.module, 0) + len(unit.nodeids)
         self.state = ProgressState(
-            started=timing.perf(),
-            plan=tuple(dict.fromkeys(unit.module for unit in view.units)),
+            started=self._session_started if self._session_started is not None else timing.perf(),
+            plan=tuple(module_tests),
             estimates=view.estimates,
             estimates_known=view.estimates_known,
             worker_count=view.workers,
-            tests_total=sum(len(unit.nodeids) for unit in view.units),
+            tests_total=sum(module_tests.values()),
+            module_tests=module_tests,
         )
+        # The controller's loop calls it on every wake-up: the clocks move while no
+        # event arrives (a long test), without a thread of our own.
+        view.ticks.append(self._refresh)
 
     def _begin(self) -> None:
         """Draw the first frame; module lines give way to the display."""
@@ -725,14 +1070,20 @@ class LiveProgress:
         # Lines never wrap at any width (cells are cut), so a narrow terminal is fine.
         return max(1, width), max(2, lines - SPARE_LINES)
 
-    def _frame_lines(self) -> list[str]:
-        assert self.state is not None and self._console is not None
-        width, height = self._size()
+    def _capture(self, renderable: RenderableType, width: int, height: int) -> list[str]:
+        assert self._console is not None
         self._console.size = (width, height)
-        self.state.sync_workers(self.view.worker_states.items())
         with self._console.capture() as capture:
-            self._console.print(render_progress(self.state, timing.perf(), max_lines=height))
+            self._console.print(renderable)
         return capture.get().splitlines()
+
+    def _frame_lines(self) -> list[str]:
+        assert self.state is not None
+        width, height = self._size()
+        self.state.sync_workers(self.view.worker_states.items())
+        return self._capture(
+            render_progress(self.state, timing.perf(), max_lines=height), width, height
+        )
 
     def _draw(self) -> None:
         """Write one frame below the cursor's line (see :func:`draw_frame`)."""
@@ -742,6 +1093,19 @@ class LiveProgress:
         self._close_pytest_line()
         with _uninterrupted():
             self._reporter.write_raw(draw_frame(lines), flush=True)
+
+    def _write_failure(self, module: str, nodeid: str) -> None:
+        """Write the line that says ``module`` failed above the display, where it stays."""
+        if self._reporter is None:
+            return
+        width, height = self._size()
+        lines = self._capture(format_failure_line(module, nodeid, width), width, height)
+        self._make_room()
+        with _uninterrupted():
+            # The cursor waits at the start of the blank line above the display: the
+            # line goes there, and the next frame is drawn below it.
+            self._reporter.write_raw("".join(line + ERASE_LINE + "\n" for line in lines))
+        self._draw()
 
     def _make_room(self) -> None:
         """Erase the display before others may write: the cursor waits on the blank line above it."""
@@ -753,7 +1117,7 @@ class LiveProgress:
                 self._reporter.write_raw(clear_frame())
 
     def _refresh(self) -> None:
-        """Redraw from an event hook, throttled (the only redraws: there is no refresh thread)."""
+        """Redraw, throttled: from event hooks and from the controller loop's ticks."""
         if self._active and self.throttle.ready(timing.perf()):
             self._draw()
 
@@ -764,6 +1128,8 @@ class LiveProgress:
 
     def _finish(self) -> None:
         """The run loop ended (or was interrupted): clear the display, leave a one-line record."""
+        if self._refresh in self.view.ticks:
+            self.view.ticks.remove(self._refresh)
         if not self._active or self._reporter is None or self.state is None:
             return
         self._active = False

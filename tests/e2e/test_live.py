@@ -166,23 +166,28 @@ def run_in_pty(
     env: Mapping[str, str | None] | None = None,
     timeout: float = 60,
     interrupt_on: str | None = None,
+    columns: int = COLUMNS,
+    chunks: list[tuple[float, bytes]] | None = None,
 ) -> tuple[int, str]:
-    """Run ``args`` on a pseudo-terminal of COLUMNS x LINES; return its exit code and output.
+    """Run ``args`` on a pseudo-terminal of ``columns`` x LINES; return its exit code and output.
 
     :param interrupt_on: press Ctrl-C (SIGINT to the process group, as a terminal
         does) once the output holds this text.
+    :param chunks: if given, filled with ``(seconds since the start, bytes)`` of each
+        read, so a test can look at the screen as it was at a given moment
+        (:func:`frame_at`).
     """
     environ = dict(os.environ)
     for name in ("CI", "BUILD_NUMBER", "NO_COLOR", "PY_COLORS", "FORCE_COLOR", "PYTEST_ADDOPTS"):
         environ.pop(name, None)
-    environ.update(TERM="xterm-256color", COLUMNS=str(COLUMNS), LINES=str(LINES))
+    environ.update(TERM="xterm-256color", COLUMNS=str(columns), LINES=str(LINES))
     for name, value in (env or {}).items():
         if value is None:
             environ.pop(name, None)
         else:
             environ[name] = value
     controller_fd, terminal_fd = pty.openpty()
-    termios_size = struct.pack("HHHH", LINES, COLUMNS, 0, 0)
+    termios_size = struct.pack("HHHH", LINES, columns, 0, 0)
     fcntl.ioctl(terminal_fd, termios.TIOCSWINSZ, termios_size)
     process = subprocess.Popen(
         args,
@@ -196,7 +201,8 @@ def run_in_pty(
     )
     os.close(terminal_fd)
     output = bytearray()
-    deadline = time.monotonic() + timeout
+    began = time.monotonic()
+    deadline = began + timeout
     try:
         while True:
             left = deadline - time.monotonic()
@@ -214,6 +220,8 @@ def run_in_pty(
             if not chunk:
                 break
             output += chunk
+            if chunks is not None:
+                chunks.append((time.monotonic() - began, chunk))
             if interrupt_on is not None and interrupt_on.encode() in output:
                 interrupt_on = None
                 os.killpg(process.pid, signal.SIGINT)
@@ -226,10 +234,34 @@ def run_in_pty(
     return returncode, output.decode("utf-8", errors="replace")
 
 
-def screen_of(output: str) -> list[str]:
-    screen = Screen(COLUMNS, LINES)
+def screen_of(output: str, columns: int = COLUMNS) -> list[str]:
+    screen = Screen(columns, LINES)
     screen.feed(output)
     return screen.transcript()
+
+
+#: What ends each frame of the display: the cursor back up to the line above it.
+_FRAME_END = re.compile(r"\x1b\[\d+A\r")
+
+
+def frame_at(chunks: list[tuple[float, bytes]], at: float, columns: int) -> list[str]:
+    """The screen (its visible lines) as the last whole frame drawn before ``at`` left it."""
+    text = b"".join(chunk for when, chunk in chunks if when <= at).decode("utf-8", "replace")
+    ends = [match.end() for match in _FRAME_END.finditer(text)]
+    assert ends, f"no frame was drawn in the first {at:.1f}s"
+    screen = Screen(columns, LINES)
+    screen.feed(text[: ends[-1]])
+    return ["".join(row).rstrip() for row in screen.rows]
+
+
+def first_time(chunks: list[tuple[float, bytes]], text: str) -> float:
+    """When the output first held ``text`` (seconds since the start)."""
+    seen = b""
+    for when, chunk in chunks:
+        seen += chunk
+        if text.encode() in seen:
+            return when
+    raise AssertionError(f"{text!r} never appeared")
 
 
 def pytest_args(*args: str) -> list[str]:
@@ -273,7 +305,7 @@ def test_live_display_draws_then_leaves_a_clean_screen(
     # The display was drawn: a worker line, the overall line (ANSI codes removed).
     plain = re.sub(r"\x1b\[[0-9;?]*[@-~]", "", output)
     assert re.search(r"^w[12]  test_[abc]\.py +\d/3 ", plain, re.MULTILINE), plain
-    assert re.search(r"\d/3 modules  \d/9 tests", plain), plain
+    assert re.search(r"\d/9 tests  \d/3 modules", plain), plain
     # The cursor it hid is shown again.
     assert output.count(HIDE_CURSOR) >= 1
     assert output.count(HIDE_CURSOR) == output.count(SHOW_CURSOR)
@@ -281,15 +313,17 @@ def test_live_display_draws_then_leaves_a_clean_screen(
     # The screen it leaves: nothing of the display, no per-test dots, no module lines.
     assert not [line for line in lines if LIVE_REMAINS.search(line)], text
     assert not [line for line in lines if re.match(r"\[\d/3\] ", line)], text
-    # Between "collected" and the failures: our two collection lines, then the run's
+    # Between "collected" and the failures: our two collection lines, the line that
+    # said test_b.py failed (written as it failed, never redrawn), then the run's
     # record with pytest's [100%] at the end, each whole, nothing drawn over them.
     start = collection_index(lines)
     assert lines[start] == "collected 9 items", text
     failures = lines.index(next(line for line in lines if " FAILURES " in line))
     between = lines[start + 1 : failures]
+    assert between[-2] == " FAIL  test_b.py::test_n[1]", text
     # (A long line wraps on the emulated terminal as it would on a real one.)
     assert fnmatch.fnmatch(
-        "".join(between[:-1]),
+        "".join(between[:-2]),
         "parallel-modules: each worker in its own git worktree*"
         "parallel-modules: 3 modules on 2 of 2 workers*",
     ), text
@@ -339,8 +373,10 @@ def test_report_during_the_run_is_written_above_the_display(
     start = collection_index(lines)
     errors = next(index for index, line in enumerate(lines) if " ERRORS " in line)
     between = lines[start + 1 : errors]
-    # The reporter's own line about the error, whole, then the run's record.
-    assert between[-2] == "collecting 14 items / 1 error", text
+    # The reporter's own line about the error, whole, the failed module's line, then
+    # the run's record.
+    assert between[-3] == "collecting 14 items / 1 error", text
+    assert between[-2] == " FAIL  test_b.py::test_n[1]", text
     assert fnmatch.fnmatch(
         between[-1], "parallel-modules: 4/4 modules, 9/14 tests, 1 failed in *s *[[] 64%[]]"
     ), text
@@ -454,3 +490,76 @@ def test_no_live_display_without_a_terminal(pytester: pytest.Pytester, git_repo:
         ]
     )
     result.stdout.no_fnmatch_line("parallel-modules: 2/2 modules*")
+
+
+@pytest.mark.parametrize("columns", [80, 160])
+def test_the_display_ticks_names_the_running_test_and_keeps_failed_modules(
+    pytester: pytest.Pytester, git_repo: GitRepo, columns: int
+) -> None:
+    """During a 3 s test with nothing else to report, frames a second apart differ (the
+    clocks run); the line that says a module failed stays on the screen to the end."""
+    pytester.makepyfile(
+        # Fewest tests: planned last, so the long test runs alone once the others are done.
+        test_a="import time\n\ndef test_long():\n    time.sleep(3)\n",
+        test_b="""
+        import pytest
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_n(n):
+            assert n != 1
+        """,
+        test_c="""
+        import pytest
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_n(n):
+            pass
+        """,
+    )
+    git_repo.commit_all("suite")
+    chunks: list[tuple[float, bytes]] = []
+    returncode, output = run_in_pty(
+        pytest_args("--parallel-modules=2"), pytester.path, columns=columns, chunks=chunks
+    )
+    lines = screen_of(output, columns)
+    text = "\n".join(lines)
+    assert returncode == pytest.ExitCode.TESTS_FAILED, text
+
+    began = first_time(chunks, "test_long")
+    first = frame_at(chunks, began + 0.8, columns)
+    second = frame_at(chunks, began + 1.8, columns)
+    shown = "\n".join(first) + "\n----\n" + "\n".join(second)
+    assert first != second, shown
+
+    def running(frame: list[str]) -> tuple[str, float]:
+        (line,) = [line for line in frame if "test_long" in line]
+        return line, float(line.rsplit(None, 1)[-1].rstrip("s"))
+
+    line, before = running(first)
+    _, after = running(second)
+    # The worker line names the running test and how long it has run: a second more.
+    assert 0.6 <= after - before <= 1.4, shown
+    # The width is used without gaps: the name, then its counts.
+    assert re.match(r"w\d  test_a\.py  0/1  [\d.]+s  test_long  [\d.]+s$", line), shown
+    for frame in (first, second):
+        display = frame[next(i for i, row in enumerate(frame) if re.match(r"w\d  ", row)) :]
+        # One column short of the edge, never wrapped.
+        assert all(len(row) < columns for row in display), shown
+        # The failed module's line stays, above the display.
+        assert " FAIL  test_b.py::test_n[1]" in frame, shown
+    overall = [row for row in second if "━" in row or "─" in row]
+    if columns >= 160:
+        # Everything on one line, the bar taking what the words leave.
+        assert len(overall) == 1 and len(overall[0]) == columns - 1, shown
+        assert re.search(
+            r"\d+%  5 passed  1 failed  6/7 tests  2/3 modules  [\d.]+s  ETA", overall[0]
+        )
+    else:
+        # The words go below the bar.
+        index = second.index(overall[0])
+        assert second[index + 1] == "5 passed  1 failed  6/7 tests  2/3 modules", shown
+    # Still there at the end, above the run's record.
+    record = next(
+        index for index, row in enumerate(lines) if row.startswith("parallel-modules: 3/3")
+    )
+    assert lines[record - 1] == " FAIL  test_b.py::test_n[1]", text

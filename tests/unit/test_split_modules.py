@@ -332,7 +332,7 @@ def test_the_live_display_shows_each_part_on_its_worker_and_counts_the_module_on
         )
     state.test_finished(second.nodeids[0], 1.0)
     lines = [words(line) for line in plain(render_progress(state, 2.0, max_lines=10))]
-    assert lines[:2] == [f"w1 {BIG} [1/2] 0/2 2.0s", f"w2 {BIG} [2/2] 1/2 2.0s"]
+    assert lines[:2] == [f"w1 {BIG}[1/2] 0/2 2.0s", f"w2 {BIG}[2/2] 1/2 2.0s"]
     # Each part is about half the module: 4 s estimated, 2 s gone.
     assert estimate_remaining(state, 2.0) == pytest.approx(2.0 + 1.0 / 2)
     # A part is off its worker's line with its last test; the module is done with its last part.
