@@ -146,6 +146,7 @@ def test_restart_budget_then_modules_left_are_not_run(
     assert report["totals"]["not_run"] >= 2
 
 
+@pytest.mark.slow
 def test_a_hanging_test_times_out_and_the_run_goes_on(
     pytester: pytest.Pytester, git_repo: GitRepo
 ) -> None:
@@ -211,6 +212,7 @@ def _run_processes(marker: str) -> list[str]:
     return [line for line in output.splitlines() if marker in line]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("how", "signals"),
     [

@@ -116,6 +116,7 @@ def xml_lines(path: Path) -> tuple[list[str], set[tuple[str, str, bool]]]:
     return sources, lines
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("isolation", "workers"),
     # In place, more workers than modules: workers that start after others
@@ -154,6 +155,7 @@ def test_pytest_cov_reports_one_result_with_the_checkouts_paths(
     assert [p.name for p in pytester.path.glob(".coverage*")] == [".coverage"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("config", "env"),
     [
@@ -336,6 +338,7 @@ def test_stepwise_is_a_usage_error(pytester: pytest.Pytester, flag: str) -> None
     )
 
 
+@pytest.mark.slow
 def test_failed_first_starts_modules_with_last_failures_first_and_their_failures_first(
     pytester: pytest.Pytester, git_repo: GitRepo
 ) -> None:

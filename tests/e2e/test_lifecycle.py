@@ -189,6 +189,7 @@ def test_a_plan_hook_that_splits_a_module_keeps_both_parts(
     rerun.assert_outcomes(passed=5, failed=1)
 
 
+@pytest.mark.slow
 def test_retries_never_run_more_modules_at_once_than_workers(
     pytester: pytest.Pytester, git_repo: GitRepo
 ) -> None:

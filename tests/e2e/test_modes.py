@@ -81,6 +81,7 @@ def test_fail_fast_stops_the_run_after_the_failing_module(
     assert "2 failed, 1 passed" in pasted.stdout
 
 
+@pytest.mark.slow
 def test_fail_fast_runs_last_runs_failures_first_and_with_x_stops_at_the_first(
     pytester: pytest.Pytester, git_repo: GitRepo
 ) -> None:
@@ -281,6 +282,7 @@ def test_module_retries_report_flaky_tests_once(
     assert cases["test_stable"] == [] and cases["test_ok"] == []
 
 
+@pytest.mark.slow
 def test_flaky_tests_pass_unless_strict(pytester: pytest.Pytester, git_repo: GitRepo) -> None:
     counter = write_flaky_suite(pytester)
     (pytester.path / "test_broken.py").unlink()

@@ -178,6 +178,7 @@ def test_shallow_clone(pytester: pytest.Pytester, runs: Runs) -> None:
     assert "PASSED test_delta.py::test_delta" in parallel.outlines
 
 
+@pytest.mark.slow
 def test_sparse_checkout_workers_see_what_the_user_sees(
     pytester: pytest.Pytester, runs: Runs
 ) -> None:

@@ -183,6 +183,7 @@ def test_a_run_whose_report_dir_another_run_holds_writes_to_its_own(
     assert [path.name for path in (own / "modules").glob("*.json")] == ["test_one.py.json"]
 
 
+@pytest.mark.slow
 def test_shards_cover_every_module_once_and_merge_to_the_unsharded_run(
     pytester: pytest.Pytester, git_repo: GitRepo
 ) -> None:
@@ -271,6 +272,7 @@ def _merge(pytester: pytest.Pytester, *args: str) -> subprocess.CompletedProcess
     )
 
 
+@pytest.mark.slow
 def test_shards_run_one_after_another_in_one_checkout_add_up(
     pytester: pytest.Pytester, git_repo: GitRepo, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -370,6 +370,7 @@ def _progress_lines(result: pytest.RunResult) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_output_is_as_quiet_or_verbose_as_a_plain_run(
     pytester: pytest.Pytester, git_repo: GitRepo
 ) -> None:
@@ -521,6 +522,7 @@ def test_ini_keys_in_a_plain_run_are_silent(pytester: pytest.Pytester) -> None:
     assert "no effect" not in result.stdout.str()
 
 
+@pytest.mark.slow
 def test_quick_modules_with_history_run_exactly_once_each(
     pytester: pytest.Pytester, git_repo: GitRepo
 ) -> None:

@@ -3,7 +3,8 @@
 The controller runs in a small wrapper script that calls ``pytest.main`` and then
 reports the process's peak RSS and its open file descriptors before and after the
 session. Every process the run starts inherits a token in its environment, so
-``ps`` finds any that outlive the session. Deselect with ``-m "not soak"``.
+``ps`` finds any that outlive the session. Left out of the default run;
+``-m soak`` (or ``-m "slow or soak"``, as CI does) runs it.
 """
 
 from __future__ import annotations

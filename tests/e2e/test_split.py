@@ -135,6 +135,7 @@ def auto_history() -> dict[str, float]:
     return seconds
 
 
+@pytest.mark.slow
 def test_auto_splits_a_safe_dominant_module_like_a_plain_run_and_says_why_others_stay_whole(
     pytester: pytest.Pytester,
 ) -> None:
