@@ -759,11 +759,13 @@ def render_markdown(
     """
     totals = merged["totals"]
     ordered = order_modules(merged["modules"])
-    problems = failed_modules(merged)
+    # Not ``problems``: that parameter is about shards (a failing run listed its failed
+    # modules under "The shards do not add up to one run").
+    failing = failed_modules(merged)
     rate = format_pass_rate(totals)
     modules = len(ordered)
     headline = (
-        f"{'❌' if problems else '✅'} **{format_counts(totals)}**: "
+        f"{'❌' if failing else '✅'} **{format_counts(totals)}**: "
         f"{_tests_in_modules(totals['tests'], modules)}"
         + (f", {rate}" if rate is not None else "")
         + f", {format_duration(merged['wall_s'])} wall time with {_plural(merged['workers'], 'worker')}"
@@ -809,7 +811,7 @@ def render_markdown(
     notes = split_notes(merged)
     if notes:
         lines += ["### Split modules", "", *(f"- {_markdown_tip(note)}" for note in notes), ""]
-    if problems:
+    if failing:
         lines += ["### Failures", "", *_markdown_failures(ordered)]
     lines += ["### Timing", "", *_markdown_timing(merged), ""]
     tips = [f"- {_markdown_tip(tip)}" for tip in advice(merged)]

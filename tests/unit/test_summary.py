@@ -389,6 +389,7 @@ def test_markdown_table_rows_and_sections(failing_run: MergedReport) -> None:
         "<details><summary><code>tests/test_db.py::test_0</code> (failed at call): "
         "AssertionError: boom</summary>"
     ) in lines
+    assert "### The shards do not add up to one run" not in lines
     assert "| Lower bound LB(2) = max(longest module, sum / 2) | 25.00s |" in lines
     assert "| Tests' own time (measured under contention) | 3.10s |" in lines
     assert "| Wall / LB | 1.04 |" in lines
