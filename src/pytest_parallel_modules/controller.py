@@ -142,6 +142,9 @@ class RunView:
     #: Called on every wake-up of the event loop (at least every :data:`POLL_S`), so a
     #: display can redraw its clocks while no event arrives, with no thread of its own.
     ticks: list[Callable[[], None]] = field(default_factory=list)
+    #: Seconds since pytest's session started (the run's wall so far), on the clock of
+    #: the report's ``wall_s``: the summary reads it when it prints (#16).
+    elapsed: Callable[[], float] | None = None
 
 
 @final
@@ -207,6 +210,7 @@ class ParallelSession:
         self._previous_sigterm: Any = None
         #: When the run's parts happened, for the report's timeline (#17).
         self.timeline = TimelineRecorder()
+        self.view.elapsed = self.timeline.elapsed
         self.run_state = RunState(options, self.timeline.with_contents)
         self.handlers: Final[dict[str, Callable[[WorkerRecord, Any], None]]] = {
             worker.READY: self._on_ready,

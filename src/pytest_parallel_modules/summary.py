@@ -343,7 +343,7 @@ def _dominant_line(analysis: TimingAnalysis) -> str | None:
     what = {
         "collection": "collection and planning",
         "start-up": "worker start-up, until the first test ran",
-        "tail": "the tail, from the last module's end to the report",
+        "tail": "the tail, from the last module's end to the summary",
         "uneven scheduling": "uneven scheduling (workers idle while others ran)",
         "longest unit": f"the longest module, {analysis.longest_module}",
         "tests": f"the tests themselves (their sum / {analysis.workers})",

@@ -5,12 +5,13 @@ the summary renders it (:mod:`pytest_parallel_modules.summary`). Every figure is
 one a stopwatch can check (#16):
 
 - **Wall** is the report's ``wall_s``: from pytest's session start to the report,
-  the clock pytest's own last line (``in 6.84s``) reads. With the report's
-  ``timeline`` it splits into four parts that add up to it
-  (:class:`WallSplit`): collection (the controller's collection and planning),
-  start-up (until the first test started on a worker), the schedule span (the
-  first test's start to the last unit's end) and the tail (the last unit's end to
-  the report: stopping the workers, saving the history).
+  the clock pytest's own last line (``in 6.84s``) reads (the terminal summary
+  passes a copy read again as it prints). With the report's ``timeline`` it
+  splits into four parts that add up to it (:class:`WallSplit`): collection (the
+  controller's collection and planning), start-up (until the first test started
+  on a worker), the schedule span (the first test's start to the last unit's end)
+  and the tail (the last unit's end to the report: stopping the workers, saving
+  the history and the reports).
 - **The tests' own time** is the sum of every test's own duration (setup, call
   and teardown). With several workers it was measured while they ran side by side,
   and says so: it is not what a sequential run takes, so no "speedup" is derived

@@ -52,10 +52,6 @@ def test_the_wall_is_pytests_own_and_counts_a_slow_collection(
         "--parallel-modules=2",
         "-p",
         "no:randomly",
-        # Hypothesis's plugin imports hypothesis in its terminal summary, after the
-        # report: about 0.2 s of pytest's wall that no report can know of.
-        "-p",
-        "no:hypothesispytest",
         "--module-report-dir=reports",
         timeout=60,
     )
@@ -74,7 +70,9 @@ def test_the_wall_is_pytests_own_and_counts_a_slow_collection(
     result.stdout.no_fnmatch_line("*speedup*")
     report = json.loads((pytester.path / "reports" / "report.json").read_text())
     assert report["timeline"]["collected_s"] >= 2.0
-    assert abs(report["wall_s"] - parts["wall"]) <= 0.01
+    # The JSON's wall ends when the report was built; the summary reads the clock again
+    # when it prints, just before pytest's line.
+    assert report["wall_s"] - 0.01 <= parts["wall"] <= report["wall_s"] + 0.3
 
 
 def test_wall_over_lb_is_at_least_one_with_contended_cpu_bound_modules(
