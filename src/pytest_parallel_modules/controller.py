@@ -142,6 +142,9 @@ class RunView:
     #: Called on every wake-up of the event loop (at least every :data:`POLL_S`), so a
     #: display can redraw its clocks while no event arrives, with no thread of its own.
     ticks: list[Callable[[], None]] = field(default_factory=list)
+    #: Seconds since pytest's session started (the run's wall so far), on the clock of
+    #: the report's ``wall_s``: the summary reads it when it prints (#16).
+    elapsed: Callable[[], float] | None = None
 
 
 @final
@@ -188,8 +191,6 @@ class ParallelSession:
         self._finished = False
         self._terminated = False
         self._started_perf = timing.perf()
-        self._loop_started_perf: float | None = None
-        self.wall_s = 0.0
         self._basetemp_dir = Path()
         #: Set when the run ends: a worker being placed (git, a pool lock) gives up.
         self._cancel_placement = threading.Event()
@@ -209,6 +210,7 @@ class ParallelSession:
         self._previous_sigterm: Any = None
         #: When the run's parts happened, for the report's timeline (#17).
         self.timeline = TimelineRecorder()
+        self.view.elapsed = self.timeline.elapsed
         self.run_state = RunState(options, self.timeline.with_contents)
         self.handlers: Final[dict[str, Callable[[WorkerRecord, Any], None]]] = {
             worker.READY: self._on_ready,
@@ -228,6 +230,9 @@ class ParallelSession:
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
+        # The run's clock starts with pytest's own (#16): the report's wall time is
+        # then the one pytest's last line shows, collection included.
+        self.timeline.begin()  # timeline (#17)
         # SIGTERM ends the run like Ctrl-C (workers stopped, partial summary, exit 2)
         # from the moment the session starts, collection included.
         self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -236,7 +241,6 @@ class ParallelSession:
     def pytest_collection(self, session: pytest.Session) -> Generator[None, object, object]:
         # The first workers boot (worktree, interpreter, plugins, their own collection)
         # while the controller collects, so their start-up costs little wall time.
-        self.timeline.begin()  # timeline (#17)
         self._basetemp_dir = self._basetemp()
         self.last_failed = self.run_state.failed_modules(
             lambda warning: self._say(f"parallel-modules: WARNING: {warning}")
@@ -380,7 +384,6 @@ class ParallelSession:
             raise session.Interrupted(
                 f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} during collection"
             )
-        self._loop_started_perf = timing.perf()
         try:
             self._retire_surplus()
             self._top_up()
@@ -389,7 +392,6 @@ class ParallelSession:
             self._interrupt()
             raise
         finally:
-            self.wall_s = timing.perf() - self._loop_started_perf
             self.timeline.ended()  # timeline (#17)
         if self.exit_request is not None:
             pytest.exit(self.exit_request["message"], self.exit_request["returncode"])
@@ -951,6 +953,7 @@ class ParallelSession:
             collect_s=payload["collect_s"],
             run_s=payload["run_s"],
             completed=payload["completed"],
+            cpu_s=payload["cpu_s"],  # the timing analysis's CPU-bound check (#16)
         )
         if record.state is WorkerState.BUSY and not self.ledger.in_flight(record.worker_id):
             self.fleet.move(record, WorkerState.IDLE)
@@ -1152,7 +1155,8 @@ class ParallelSession:
         snapshot = self.placer.snapshot.commit if self.placer.snapshot is not None else None
         merged = build_merged_report(
             modules=self.ledger.module_reports,
-            wall_s=self.wall_s,
+            # From pytest's start to now, as pytest's last line counts it (#16).
+            wall_s=self.timeline.elapsed(),
             workers=self.fleet.limit,
             args=list(self.config.invocation_params.args),
             rootdir=self.config.rootpath,

@@ -136,6 +136,8 @@ class Attempt:
     finished: float | None = None
     collect_s: float = 0.0
     run_s: float = 0.0
+    #: CPU seconds the worker spent on its tests (``None`` when it did not say: it crashed).
+    cpu_s: float | None = None
     #: The worker ran every test it was asked to.
     completed: bool = False
     #: How it ended; ``None`` while it runs.
@@ -400,8 +402,12 @@ class RunLedger:
         collect_s: float,
         run_s: float,
         completed: bool,
+        cpu_s: float | None = None,
     ) -> Decisions:
-        """The worker reported a unit done (or stopped inside it, ``completed`` False)."""
+        """The worker reported a unit done (or stopped inside it, ``completed`` False).
+
+        :param cpu_s: the CPU seconds it spent on the unit's tests, when it measured them.
+        """
         attempt = self._attempt(worker_id, unit_id)
         self._in_flight[worker_id].remove(attempt)
         attempt.finished = now
@@ -416,6 +422,7 @@ class RunLedger:
             return Decisions()
         attempt.collect_s = collect_s
         attempt.run_s = run_s
+        attempt.cpu_s = cpu_s
         attempt.completed = completed
         attempt.end = "finished"
         entry = self.entries[unit_id]

@@ -40,6 +40,7 @@ from pytest_parallel_modules.grouping import module_of
 from pytest_parallel_modules.html_report import render_html
 from pytest_parallel_modules.junit_retries import rewrite_junit_xml
 from pytest_parallel_modules.options import HTML_REPORT_FILE_NAME
+from pytest_parallel_modules.reports import MergedReport
 from pytest_parallel_modules.reports import module_report_filename
 from pytest_parallel_modules.reports import modules_that_failed
 from pytest_parallel_modules.reports import write_json_atomic
@@ -57,7 +58,6 @@ if TYPE_CHECKING:
     from pytest_parallel_modules.controller import RunView
     from pytest_parallel_modules.options import Options
     from pytest_parallel_modules.report_directory import ReportDirectory
-    from pytest_parallel_modules.reports import MergedReport
     from pytest_parallel_modules.reports import ModuleReport
 
 
@@ -212,6 +212,12 @@ class RunReporter:
             # -q: a green run's summary would only repeat pytest's own last line.
             return
         writer = self.config.get_terminal_writer()
+        if self.view.elapsed is not None:
+            # The wall as of now, the last moment before pytest's own line reads its clock
+            # (#16): files written since the report (JSON, HTML, history) and the summaries
+            # of plugins that printed before this one (trylast) are in its tail.
+            merged = MergedReport(**merged)
+            merged["wall_s"] = round(max(merged["wall_s"], self.view.elapsed()), 6)
         # Rendered into a string and written through the reporter, so the
         # summary goes wherever pytest's output goes (a file, a pipe, capture).
         buffer = io.StringIO()

@@ -43,6 +43,8 @@ from pytest_parallel_modules.reports import ModuleReport
 from pytest_parallel_modules.reports import modules_not_finished
 from pytest_parallel_modules.reports import modules_that_failed
 from pytest_parallel_modules.reports import ResultRecord
+from pytest_parallel_modules.timing_analysis import analyze_timing
+from pytest_parallel_modules.timing_analysis import TimingAnalysis
 
 
 if TYPE_CHECKING:
@@ -56,11 +58,8 @@ if TYPE_CHECKING:
 SUMMARY_TITLE: Final = "parallel-modules summary"
 #: At default verbosity, the table lists every failing module and this many others, slowest first.
 DEFAULT_MODULE_ROWS: Final = 10
-#: A module is the bottleneck when it takes more than this share of the wall time ...
+#: A module is the bottleneck when it takes more than this share of the wall time.
 BOTTLENECK_SHARE: Final = 0.5
-#: ... and the run "wasted" time when wall / LB exceeds this ratio by more than OVERHEAD_MIN_S.
-OVERHEAD_RATIO: Final = 1.5
-OVERHEAD_MIN_S: Final = 2.0
 #: The Markdown summary shows at most this many failures, each cut to this many lines.
 MARKDOWN_MAX_FAILURES: Final = 50
 MARKDOWN_MAX_LINES: Final = 60
@@ -287,33 +286,84 @@ def advice(merged: MergedReport) -> list[str]:
             f"{share:.0%} of the wall time, and no number of workers can finish sooner. "
             "Split it into smaller modules so that several workers can share its tests."
         )
-    lower = merged["timing"]["lower_bound_s"]
-    wall = merged["wall_s"]
-    if lower > 0 and wall / lower > OVERHEAD_RATIO and wall - lower > OVERHEAD_MIN_S:
-        tips.append(
-            f"The run took {wall / lower:.1f}x its lower bound: "
-            f"{format_duration(wall - lower)} went to worker start-up, collection or "
-            "uneven scheduling."
-        )
+    # Where the rest of the wall went is said by the timing lines (timing_lines).
     return tips
 
 
-def _timing_lines(merged: MergedReport) -> list[str]:
-    timing = merged["timing"]
-    workers = merged["workers"]
-    speedup = timing["speedup"]
-    lines = [
-        f"Wall time {format_duration(merged['wall_s'])} with {_plural(workers, 'worker')}; "
-        f"sequential {format_duration(timing['sum_module_s'])} (sum of module durations)"
-        + (f"; speedup {speedup:.2f}x" if speedup is not None else "")
-    ]
-    lower = timing["lower_bound_s"]
-    if lower > 0:
-        lines.append(
-            f"Lower bound LB({workers}) = {format_duration(lower)} = max(longest module, "
-            f"sum / {workers}); wall / LB = {merged['wall_s'] / lower:.2f}"
+def timing_lines(analysis: TimingAnalysis, *, stopped: bool = False) -> list[str]:
+    """PURE: the summary's lines about time, from :func:`~pytest_parallel_modules.timing_analysis.analyze_timing`.
+
+    ``Wall 6.84s: collection 0.06s, start-up 1.60s, schedule 4.99s, tail 0.19s``, the
+    tests' own time against it (never called a sequential run's), the lower bound and
+    ``wall / LB`` (never below 1.00), and what took most of the wall. The warning
+    about more workers than CPUs is :func:`oversubscription_warning`.
+
+    :param stopped: the run ended before every test ran: what took most of its wall
+        says nothing about the suite, and is left out.
+    """
+    workers = analysis.workers
+    wall = format_duration(analysis.wall_s)
+    split = analysis.split
+    if split is not None:
+        lines = [
+            f"Wall {wall}: collection {format_duration(split.collection_s)}, "
+            f"start-up {format_duration(split.startup_s)}, "
+            f"schedule {format_duration(split.schedule_s)}, tail {format_duration(split.tail_s)}"
+        ]
+    else:
+        lines = [f"Wall {wall} with {_plural(workers, 'worker')}"]
+    label = " (measured under contention)" if analysis.contended else ""
+    lines.append(
+        f"Tests' own time {format_duration(analysis.tests_s)}{label} in {wall} wall, "
+        f"{_plural(workers, 'worker')}"
+    )
+    ratio = analysis.shown_wall_over_lower
+    if ratio is not None:
+        unit = "unit" if analysis.measured else "module"
+        line = (
+            f"Lower bound LB({workers}) = {format_duration(analysis.lower_bound_s)} = "
+            f"max(longest {unit}, sum / {workers}); wall / LB = {ratio:.2f}"
         )
+        if analysis.clamped:
+            line += (
+                " (clamped: the module durations, measured while they ran side by side, "
+                "add up to more than the wall)"
+            )
+        lines.append(line)
+    dominant = None if stopped else _dominant_line(analysis)
+    if dominant is not None:
+        lines.append(dominant)
     return lines
+
+
+def _dominant_line(analysis: TimingAnalysis) -> str | None:
+    """``Most of the wall: worker start-up, 1.60s (23%)``."""
+    if analysis.dominant is None or analysis.wall_s <= 0:
+        return None
+    what = {
+        "collection": "collection and planning",
+        "start-up": "worker start-up, until the first test ran",
+        "tail": "the tail, from the last module's end to the summary",
+        "uneven scheduling": "uneven scheduling (workers idle while others ran)",
+        "longest unit": f"the longest module, {analysis.longest_module}",
+        "tests": f"the tests themselves (their sum / {analysis.workers})",
+    }[analysis.dominant]
+    share = min(1.0, analysis.dominant_s / analysis.wall_s)
+    return f"Most of the wall: {what}, {format_duration(analysis.dominant_s)} ({share:.0%})"
+
+
+def oversubscription_warning(analysis: TimingAnalysis) -> str | None:
+    """PURE: ``4 workers on 2 CPUs: CPU-bound modules contended; try --parallel-modules=2``.
+
+    Only when workers outnumber CPUs and the modules kept the CPUs they got busy
+    (:attr:`~pytest_parallel_modules.timing_analysis.TimingAnalysis.oversubscribed`).
+    """
+    if not analysis.oversubscribed or analysis.cpus is None:
+        return None
+    return (
+        f"{_plural(analysis.workers, 'worker')} on {_plural(analysis.cpus, 'CPU')}: "
+        f"CPU-bound modules contended; try --parallel-modules={analysis.cpus}"
+    )
 
 
 def _totals_text(merged: MergedReport) -> Text:
@@ -528,7 +578,12 @@ def render_summary(
     parts.extend(Text(line, style="yellow") for line in ran_before_lines(merged))
     if verbosity >= 0:
         parts.extend(Text(note) for note in split_notes(merged))
-        parts.extend(Text(line) for line in _timing_lines(merged))
+        analysis = analyze_timing(merged)
+        stopped = was_stopped(merged)
+        parts.extend(Text(line) for line in timing_lines(analysis, stopped=stopped))
+        warning = None if stopped else oversubscription_warning(analysis)
+        if warning is not None:
+            parts.append(Text(warning, style="yellow"))
         parts.extend(Text(tip, style="yellow") for tip in advice(merged))
         if rerun_command and modules_that_failed(merged):
             text = Text("Rerun only the failed modules: ")
@@ -551,7 +606,12 @@ def summary_lines(merged: MergedReport, *, rerun_command: str | None) -> list[st
     flaky = flaky_tests(merged)
     if flaky:
         lines.append(f"Flaky (failed, then passed on a retry): {', '.join(flaky)}")
-    lines.extend(_timing_lines(merged))
+    analysis = analyze_timing(merged)
+    stopped = was_stopped(merged)
+    lines.extend(timing_lines(analysis, stopped=stopped))
+    warning = None if stopped else oversubscription_warning(analysis)
+    if warning is not None:
+        lines.append(warning)
     lines.extend(advice(merged))
     if rerun_command and any(_is_problem(module) for module in merged["modules"]):
         lines.append(f"Rerun only the failed modules: {rerun_command}")
@@ -699,11 +759,13 @@ def render_markdown(
     """
     totals = merged["totals"]
     ordered = order_modules(merged["modules"])
-    problems = failed_modules(merged)
+    # Not ``problems``: that parameter is about shards (a failing run listed its failed
+    # modules under "The shards do not add up to one run").
+    failing = failed_modules(merged)
     rate = format_pass_rate(totals)
     modules = len(ordered)
     headline = (
-        f"{'❌' if problems else '✅'} **{format_counts(totals)}**: "
+        f"{'❌' if failing else '✅'} **{format_counts(totals)}**: "
         f"{_tests_in_modules(totals['tests'], modules)}"
         + (f", {rate}" if rate is not None else "")
         + f", {format_duration(merged['wall_s'])} wall time with {_plural(merged['workers'], 'worker')}"
@@ -749,27 +811,9 @@ def render_markdown(
     notes = split_notes(merged)
     if notes:
         lines += ["### Split modules", "", *(f"- {_markdown_tip(note)}" for note in notes), ""]
-    if problems:
+    if failing:
         lines += ["### Failures", "", *_markdown_failures(ordered)]
-    timing = merged["timing"]
-    lower = timing["lower_bound_s"]
-    speedup = f"{timing['speedup']:.2f}x" if timing["speedup"] is not None else "-"
-    wall_over_lower = f"{merged['wall_s'] / lower:.2f}" if lower > 0 else "-"
-    lines += [
-        "### Timing",
-        "",
-        "| Measure | Value |",
-        "| --- | ---: |",
-        f"| Wall time | {format_duration(merged['wall_s'])} |",
-        f"| Workers | {merged['workers']} |",
-        f"| Sum of module durations (a sequential run) "
-        f"| {format_duration(timing['sum_module_s'])} |",
-        f"| Speedup | {speedup} |",
-        f"| Lower bound LB({merged['workers']}) = max(longest module, sum / workers) "
-        f"| {format_duration(lower)} |",
-        f"| Wall / LB | {wall_over_lower} |",
-        "",
-    ]
+    lines += ["### Timing", "", *_markdown_timing(merged), ""]
     tips = [f"- {_markdown_tip(tip)}" for tip in advice(merged)]
     if modules_that_failed(merged) and rerun_command:
         tips.append(f"- Rerun only the failed modules: {_code(rerun_command)}")
@@ -779,6 +823,46 @@ def render_markdown(
     if tips:
         lines += ["### Recommendations", "", *tips, ""]
     return "\n".join(lines)
+
+
+def _markdown_timing(merged: MergedReport) -> list[str]:
+    """The Markdown summary's timing table: the figures of :func:`timing_lines`."""
+    analysis = analyze_timing(merged)
+    workers = analysis.workers
+    rows = [("Wall time (pytest's clock, from its start)", format_duration(analysis.wall_s))]
+    split = analysis.split
+    if split is not None:
+        rows += [
+            ("Collection and planning", format_duration(split.collection_s)),
+            ("Start-up (until the first test ran)", format_duration(split.startup_s)),
+            ("Schedule (first test to last module's end)", format_duration(split.schedule_s)),
+            ("Tail (to the report)", format_duration(split.tail_s)),
+        ]
+    rows.append(("Workers", str(workers)))
+    label = " (measured under contention)" if analysis.contended else ""
+    rows.append((f"Tests' own time{label}", format_duration(analysis.tests_s)))
+    ratio = analysis.shown_wall_over_lower
+    unit = "unit" if analysis.measured else "module"
+    rows += [
+        (
+            f"Lower bound LB({workers}) = max(longest {unit}, sum / {workers})",
+            format_duration(analysis.lower_bound_s),
+        ),
+        (
+            "Wall / LB" + (" (clamped)" if analysis.clamped else ""),
+            "-" if ratio is None else f"{ratio:.2f}",
+        ),
+    ]
+    lines = ["| Measure | Value |", "| --- | ---: |"]
+    lines += [f"| {_cell(name)} | {_cell(value)} |" for name, value in rows]
+    stopped = was_stopped(merged)
+    notes = [] if stopped else [line for line in (_dominant_line(analysis),) if line]
+    warning = None if stopped else oversubscription_warning(analysis)
+    if warning is not None:
+        notes.append(warning)
+    for note in notes:
+        lines += ["", _markdown_tip(note)]
+    return lines
 
 
 def _markdown_tip(tip: str) -> str:

@@ -9,7 +9,7 @@ worker's start-up) and the tail after the last, the critical path and the lower
 bound. The HTML report and the trace draw from it; nothing here knows about
 either. :func:`unit_tests` places the tests of one unit on the same clock.
 
-Times are seconds from the run's start (when the controller began to collect).
+Times are seconds from the run's start (pytest's session start, where its own clock starts).
 """
 
 from __future__ import annotations

@@ -73,6 +73,9 @@ class _UnitExtras(TypedDict, total=False):
     tests: str
     #: Short digest of the module file's content the run collected.
     content: str
+    #: CPU seconds its worker spent on its tests (user + system, the worker process and
+    #: the children it waited for); absent when unknown (its worker died).
+    cpu_s: float
 
 
 class UnitRecord(_UnitExtras):
@@ -88,10 +91,17 @@ class UnitRecord(_UnitExtras):
     outcome: str
 
 
-class TimelineRecord(TypedDict):
+class _TimelineExtras(TypedDict, total=False):
+    #: CPUs the run's process could use; absent in a merge of several reports (their
+    #: machines may differ) and in reports of older releases.
+    cpus: int
+
+
+class TimelineRecord(_TimelineExtras):
     """JSON shape of the merged report's ``timeline`` object."""
 
-    #: Epoch seconds of the run's start (when the controller began to collect).
+    #: Epoch seconds of the run's start: when pytest's session started (the start of
+    #: pytest's own clock, which its last line reads; #16).
     start: float
     #: The controller had collected and planned the run; ``None`` if unknown.
     collected_s: float | None
@@ -148,6 +158,8 @@ class UnitRun:
     #: The unit's outcome when the module ran as several units (the module report's
     #: ``units``), else ``None``: the module's is the unit's.
     unit_outcome: str | None = None
+    #: CPU seconds its worker spent on its tests; ``None`` when unknown.
+    cpu_s: float | None = None
 
 
 @final
@@ -163,6 +175,8 @@ class RecordedTimes:
     exited: Mapping[str, float] = field(default_factory=dict)
     #: Module -> short digest of its file's content.
     contents: Mapping[str, str] = field(default_factory=dict)
+    #: CPUs the run's process could use; ``None`` if unknown.
+    cpus: int | None = None
 
 
 def build_timeline(
@@ -193,6 +207,8 @@ def build_timeline(
         content = times.contents.get(unit.module)
         if content is not None:
             record["content"] = content
+        if unit.cpu_s is not None:
+            record["cpu_s"] = _offset(unit.cpu_s)
         records.append(record)
     for module, chain in chains.items():
         report = by_module.get(module)
@@ -207,7 +223,7 @@ def build_timeline(
         return None if moment is None else _offset(moment - start)
 
     order = sorted(range(len(records)), key=lambda i: (records[i]["start_s"], i))
-    return TimelineRecord(
+    timeline = TimelineRecord(
         start=round(start, 6),
         collected_s=_optional_offset(None if times.collected is None else times.collected - start),
         end_s=end_s,
@@ -221,6 +237,9 @@ def build_timeline(
         },
         units=[records[i] for i in order],
     )
+    if times.cpus is not None:
+        timeline["cpus"] = times.cpus
+    return timeline
 
 
 def _final_chains(units: Sequence[UnitRun]) -> dict[str, list[int]]:
@@ -398,6 +417,8 @@ def _parse_unit(value: object, where: str) -> UnitRecord:
         if not _CONTENT.fullmatch(content):
             raise TimelineFormatError(f"{where}.content: expected hex digits")
         unit["content"] = content
+    if "cpu_s" in data:
+        unit["cpu_s"] = _required(data, "cpu_s", where)
     return unit
 
 
@@ -423,7 +444,7 @@ def parse_timeline(value: object) -> TimelineRecord:
     units_value = data.get("units")
     if not isinstance(units_value, list):
         raise TimelineFormatError(f"{where}.units: expected a list")
-    return TimelineRecord(
+    timeline = TimelineRecord(
         start=_required(data, "start", where),
         collected_s=_number(data, "collected_s", where, nullable=True),
         end_s=_number(data, "end_s", where, nullable=True),
@@ -432,6 +453,14 @@ def parse_timeline(value: object) -> TimelineRecord:
             _parse_unit(unit, f"{where}.units[{index}]") for index, unit in enumerate(units_value)
         ],
     )
+    if "cpus" in data:
+        cpus = data["cpus"]
+        if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
+            raise TimelineFormatError(
+                f"{where}.cpus: expected a positive whole number, got {cpus!r}"
+            )
+        timeline["cpus"] = cpus
+    return timeline
 
 
 # --------------------------------------------------------------------------- any report
@@ -553,13 +582,15 @@ def merge_timelines(reports: Sequence[MergedReport]) -> TimelineRecord | None:
                 moved["tests"] = unit["tests"]
             if "content" in unit:
                 moved["content"] = unit["content"]
+            if "cpu_s" in unit:
+                moved["cpu_s"] = unit["cpu_s"]
             units.append(moved)
         if timeline["collected_s"] is not None:
             collected.append(timeline["collected_s"] + shift)
         if timeline["end_s"] is not None:
             ends.append(timeline["end_s"] + shift)
     units.sort(key=lambda unit: (unit["start_s"], unit["worker"], unit["module"]))
-    return TimelineRecord(
+    merged = TimelineRecord(
         start=round(start, 6),
         # The last shard to finish collecting: before it, some lane was still starting.
         collected_s=_offset(max(collected)) if collected else None,
@@ -567,3 +598,7 @@ def merge_timelines(reports: Sequence[MergedReport]) -> TimelineRecord | None:
         workers=dict(sorted(workers.items())),
         units=units,
     )
+    # One report's machine is known; several reports may come from several machines.
+    if len(timelines) == 1 and "cpus" in timelines[0]:
+        merged["cpus"] = timelines[0]["cpus"]
+    return merged

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from pytest_parallel_modules import timing
 from pytest_parallel_modules.history import MeasuredRun
 from pytest_parallel_modules.ledger import LossKind
+from pytest_parallel_modules.options import available_cpus
 from pytest_parallel_modules.timeline_data import build_timeline
 from pytest_parallel_modules.timeline_data import RecordedTimes
 from pytest_parallel_modules.timeline_data import TimelineRecord
@@ -100,9 +101,13 @@ class TimelineRecorder:
         return self.epoch(self._perf())
 
     def begin(self) -> None:
-        """The run starts: the controller is about to collect."""
+        """The run starts: pytest's session starts, where pytest's own clock starts (#16)."""
         self._epoch_of_perf = self._now() - self._perf()
         self.start = self._at()
+
+    def elapsed(self) -> float:
+        """Seconds since :meth:`begin`: the run's wall time so far, as pytest's last line counts it."""
+        return 0.0 if self.start is None else max(0.0, self._at() - self.start)
 
     def collected(self, rootpath: Path, modules: Iterable[str]) -> None:
         """Collection and planning are done; note each module file's content digest.
@@ -181,6 +186,7 @@ class TimelineRecorder:
                             test_starts=starts,
                             unit_id=attempt.unit_id,
                             unit_outcome=outcomes.get(attempt.unit_id),
+                            cpu_s=attempt.cpu_s,
                         )
                     )
         times = RecordedTimes(
@@ -191,5 +197,6 @@ class TimelineRecorder:
             ready=dict(self.ready),
             exited=dict(self.exited),
             contents=dict(self.contents),
+            cpus=available_cpus(),
         )
         return build_timeline(times, units, modules)

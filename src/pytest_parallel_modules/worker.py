@@ -88,6 +88,13 @@ WORKER_PID_ENV: Final = "PYTEST_PARALLEL_MODULES_WORKER_PID"
 
 # Bound at import so a test that patches ``time`` cannot skew what we measure.
 _perf: Final = time.perf_counter
+_times: Final = os.times
+
+
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process and of the children it has waited for."""
+    times = _times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 class WorkerSetup(TypedDict):
@@ -200,6 +207,9 @@ class ModuleFinishedPayload(TypedDict):
     collect_s: float
     #: Wall time of every test's setup, call and teardown (module fixtures included).
     run_s: float
+    #: CPU time (user + system, this process and the children it waited for) over the
+    #: same span as ``run_s``: tells CPU-bound modules from waiting ones (#16).
+    cpu_s: float
     #: Tests of the module that ran to the end of their teardown.
     executed: int
     #: True when every selected test ran; False when the run stopped inside the module.
@@ -282,6 +292,7 @@ class _Batch:
         self.items = items
         self.collect_s = collect_s
         self.run_s = 0.0
+        self.cpu_s = 0.0
         self.executed = 0
         #: Node ids the controller asked for that this worker did not collect.
         self.missing: list[str] = []
@@ -602,8 +613,10 @@ class WorkerSession:
                 break
             nextitem = batch.items[index + 1] if index + 1 < len(batch.items) else after_last
             started = _perf()
+            cpu_started = _cpu()
             item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
             batch.run_s += _perf() - started
+            batch.cpu_s += _cpu() - cpu_started
             batch.executed += 1
             if session.shouldfail or session.shouldstop:
                 self.stop_requested = True
@@ -675,6 +688,7 @@ class WorkerSession:
                 module=batch.module,
                 collect_s=batch.collect_s,
                 run_s=batch.run_s,
+                cpu_s=round(batch.cpu_s, 3),
                 executed=batch.executed,
                 completed=completed,
             ),

@@ -18,6 +18,7 @@ PURE_MODULES = (
     "pytest_parallel_modules.trends",
     "pytest_parallel_modules.timeline_data",
     "pytest_parallel_modules.timeline",
+    "pytest_parallel_modules.timing_analysis",
     "pytest_parallel_modules.trace",
     "pytest_parallel_modules.html_report",
 )

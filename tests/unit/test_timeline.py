@@ -439,7 +439,7 @@ def test_the_recorder_reads_the_ledgers_units_and_notes_times(tmp_path: Any) -> 
     recorder.test_ended("w2", ledger.current("w2"), reports)
     ledger.test_finished("w2", "a.py::t3", ("a.py::t3", 1, "a.py::t3"), reports)
     decisions = ledger.unit_finished(
-        "w2", rest.id, now=T0 + 5, collect_s=0, run_s=1, completed=True
+        "w2", rest.id, now=T0 + 5, collect_s=0, run_s=1, completed=True, cpu_s=0.25
     )
     (module_report,) = decisions.finished_modules
     clock["perf"] = 106.0
@@ -460,6 +460,11 @@ def test_the_recorder_reads_the_ledgers_units_and_notes_times(tmp_path: Any) -> 
         "crashed",
     )
     assert (second["worker"], second["start_s"], second["end_s"]) == ("w2", 4.0, 5.0)
+    # CPU seconds: measured by the worker that finished its unit; none from the one that died.
+    assert "cpu_s" not in first and second["cpu_s"] == 0.25
+    assert built["cpus"] >= 1
+    clock["perf"] = 107.5
+    assert recorder.elapsed() == 7.5  # from begin(), pytest's session start
     assert first["content"] == second["content"] == content_digest(b"def test(): pass\n")
     names = [nodeid for nodeid, *_ in module_tests(module_report)]
     starts = {names[position]: offset for position, offset in decode_test_starts(first["tests"])}
@@ -511,6 +516,34 @@ def test_parse_rejects_a_bad_timeline_naming_the_field(change: Any, message: str
     with pytest.raises(TimelineFormatError) as caught:
         parse_timeline(data)
     assert message in str(caught.value)
+
+
+def test_parse_reads_cpus_and_cpu_seconds_and_rejects_bad_ones() -> None:
+    data = valid()
+    data["cpus"] = 4
+    data["units"][0]["cpu_s"] = 1.5
+    parsed = parse_timeline(data)
+    assert parsed["cpus"] == 4 and parsed["units"][0]["cpu_s"] == 1.5
+    for bad in (0, 2.5, True, "4"):
+        data["cpus"] = bad
+        with pytest.raises(TimelineFormatError, match=r"timeline\.cpus: expected a positive"):
+            parse_timeline(data)
+    data["cpus"] = 4
+    data["units"][0]["cpu_s"] = -1
+    with pytest.raises(TimelineFormatError, match=r"timeline\.units\[0\]\.cpu_s"):
+        parse_timeline(data)
+
+
+def test_merging_keeps_one_reports_cpus_and_drops_several_reports() -> None:
+    one = shard(1, T0, [unit("a.py", "w1", 1.0, 2.0, cpu_s=0.5)])
+    two = shard(2, T0, [unit("b.py", "w1", 1.0, 3.0)])
+    for report_ in (one, two):
+        report_["timeline"]["cpus"] = 2
+    alone = merge_timelines([one])
+    assert alone is not None and alone["cpus"] == 2
+    assert alone["units"][0]["cpu_s"] == 0.5
+    both = merge_timelines([one, two])
+    assert both is not None and "cpus" not in both
 
 
 def test_parse_drops_unknown_keys() -> None:
