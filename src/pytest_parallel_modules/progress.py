@@ -7,7 +7,8 @@ the manner of cargo, Jest and pytest-sugar):
   runs, its tests done out of the ones it was sent, its failures, the time spent
   in it, and the test running now with the time it has been running;
 * a bar filled by the estimated work done: each finished test counts its share of
-  its module's estimate (the duration history's), against the estimate of the
+  its module's estimate (the duration history's), a running test the time it has
+  run up to that share, against the estimate of the
   whole plan -- not modules counted, since one module may hold most of the time;
   green while nothing failed, red once something did;
 * the tests passed, failed, skipped (and errors, xfailed, xpassed when there are
@@ -374,15 +375,28 @@ class ProgressState:
                 counts[category] = counts.get(category, 0) + 1
         return counts
 
-    def work_fraction(self) -> float:
+    def work_fraction(self, now: float | None = None) -> float:
         """The share of the plan's estimated work done, in ``[0, 1]``.
 
-        Tests done out of all tests when there is no estimate to go by.
+        Tests done out of all tests when there is no estimate to go by. Given
+        ``now``, each running test also counts the time it has run so far, up to
+        its share of its module's estimate: a long test moves the bar while it
+        runs, instead of the bar standing still until it ends.
         """
         total = math.fsum(self.estimates.get(module, 0.0) for module in self.plan)
         if total <= 0 or not self.module_tests:
             return min(1.0, len(self.tests_done) / max(1, self.tests_total))
-        return min(1.0, self.work_done_s / total)
+        done = self.work_done_s
+        if now is not None:
+            for record in self.workers.values():
+                for progress in record.modules:
+                    if progress.current_since is None:
+                        continue
+                    count = self.module_tests.get(progress.module)
+                    if count:
+                        share = self.estimates.get(progress.module, 0.0) / count
+                        done += min(share, max(0.0, now - progress.current_since))
+        return min(1.0, done / total)
 
     def _running(self, nodeid: str) -> ModuleProgress | None:
         module = module_of(nodeid)
@@ -683,7 +697,7 @@ class _Overall:
     """
 
     def __init__(self, state: ProgressState, now: float) -> None:
-        self.fraction = state.work_fraction()
+        self.fraction = state.work_fraction(now)
         # Green while nothing failed: rich's default bar colour reads as a failure.
         self.bar_style = "red" if state.failed else "green"
         remaining = estimate_remaining(state, now)

@@ -121,7 +121,8 @@ def test_render_shows_a_line_per_worker_then_the_bar_and_counts() -> None:
         "w1  tests/test_slow.py  2/10  1 failed  2.5s  test_3  2.0s",
         "w2  tests/test_b.py      0/3            2.4s",
         "w3  starting",
-        "━━━━╸" + "─" * 31 + "  12%  1 passed  1 failed  2/15 tests  0/3 modules  3.0s  ETA 8s",
+        # 2 s of finished tests, and test_3 has run its 1 s share: 3 s of 16 s.
+        "━" * 7 + "─" * 29 + "  18%  1 passed  1 failed  2/15 tests  0/3 modules  3.0s  ETA 8s",
     ]
 
 
@@ -130,7 +131,7 @@ def test_at_80_columns_the_counts_go_below_the_bar() -> None:
     state = mid_run_state(clock)
     lines = plain(render_progress(state, clock(), max_lines=20), width=80)
     assert lines[-2:] == [
-        "━━━━━━━╸" + "─" * 53 + "  12%  3.0s  ETA 8s",
+        "━" * 11 + "╸" + "─" * 49 + "  18%  3.0s  ETA 8s",
         "1 passed  1 failed  2/15 tests  0/3 modules",
     ]
 
@@ -171,6 +172,23 @@ def test_the_bar_is_filled_by_estimated_work_not_by_modules() -> None:
     assert state.work_fraction() == pytest.approx(7.0 / 16.0)
     overall = plain(render_progress(state, clock(), max_lines=20))[-1]
     assert "  43%  7 passed  7/15 tests  1/3 modules  " in overall
+
+
+def test_a_running_test_moves_the_bar_up_to_its_share_of_the_estimate() -> None:
+    """A long test alone on the run (the others done) fills the bar as it runs."""
+    clock = FakeClock()
+    state = make_state()
+    state.module_started("tests/test_c.py", "w1", 2, clock())
+    state.test_started("tests/test_c.py::test_1", clock())
+    # 1 s into a test whose share of the 2 s module is 1 s: 1 s of 16 s done.
+    assert state.work_fraction(clock.advance(1.0)) == pytest.approx(1.0 / 16.0)
+    # Past its share, it counts no more than its share.
+    assert state.work_fraction(clock.advance(5.0)) == pytest.approx(1.0 / 16.0)
+    # Without a time, only finished tests count.
+    assert state.work_fraction() == 0.0
+    state.test_reported("tests/test_c.py::test_1", "passed")
+    state.test_finished("tests/test_c.py::test_1", clock())
+    assert state.work_fraction(clock()) == pytest.approx(1.0 / 16.0)
 
 
 def test_without_estimates_the_bar_counts_tests() -> None:
@@ -237,7 +255,7 @@ def test_no_hole_between_a_name_and_its_counts_at_160_columns() -> None:
     assert lines[1] == "w2  tests/test_b.py      0/3            2.4s"
     # The overall line uses the width: the bar takes what the counts leave.
     assert len(lines[-1]) == 160
-    assert lines[-1].endswith("  12%  1 passed  1 failed  2/15 tests  0/3 modules  3.0s  ETA 8s")
+    assert lines[-1].endswith("  18%  1 passed  1 failed  2/15 tests  0/3 modules  3.0s  ETA 8s")
 
 
 def test_long_names_lose_their_middle_the_test_name_first() -> None:
