@@ -22,6 +22,8 @@ What it reads, all of it exposed by pytest on a collected item:
   ``tearDownModule``, and each class's ``setup_class``/``teardown_class`` or, for
   a unittest class, a ``setUpClass``/``tearDownClass`` defined below
   ``unittest.TestCase`` in its MRO;
+- each class's bases defined in the same module that hold test methods it
+  inherits (it runs another class's tests again);
 - the ``parallel_modules_whole`` marker on the module, a class or a test.
 """
 
@@ -191,6 +193,7 @@ def read_module_facts(module: str, items: Iterable[pytest.Item], rootpath: Path)
                     nodeid=node.nodeid,
                     setup=_class_setup(node.obj, rootpath),
                     marked_whole=_marked(node),
+                    reruns=_rerun_class(node.obj),
                 )
         if module_node is None and isinstance(item, pytest.Function):
             module_node = item.getparent(pytest.Module)
@@ -299,6 +302,25 @@ def _class_setup(cls: object, rootpath: Path) -> str | None:
             owner = next((base for base in cls.__mro__ if name in vars(base)), None)
             if owner is not None and owner is not unittest.TestCase:
                 return f"{name} ({_location(getattr(cls, name), rootpath) or '?'})"
+    return None
+
+
+def _rerun_class(cls: object) -> str | None:
+    """The name of a class of the same module whose test methods ``cls`` inherits, if any.
+
+    Test methods are the callables whose names start with ``test`` (the prefix of
+    pytest's default ``python_functions`` and of unittest's loader); one that
+    ``cls`` overrides is its own.
+    """
+    if not isinstance(cls, type):
+        return None
+    own = vars(cls)
+    for base in cls.__mro__[1:]:
+        if base.__module__ != cls.__module__:
+            continue
+        for name, value in vars(base).items():
+            if name.startswith("test") and callable(value) and name not in own:
+                return base.__qualname__
     return None
 
 

@@ -88,6 +88,9 @@ class ClassFact:
     setup: str | None = None
     #: It carries ``@pytest.mark.parallel_modules_whole`` itself.
     marked_whole: bool = False
+    #: The name of another class of the module whose tests it inherits and runs
+    #: again; None when it runs only tests of its own.
+    reruns: str | None = None
 
 
 @final
@@ -175,7 +178,8 @@ def module_blocker(facts: ModuleFacts) -> str | None:
 
     In this order: the user's marker (on the module or a test); module-level
     setup functions; a module- or package-scoped fixture, wherever it is
-    defined; a session-scoped fixture the module defines itself; an item pytest
+    defined; a session-scoped fixture the module defines itself; a class that
+    inherits and reruns the tests of another class of the module; an item pytest
     exposes no fixture information for. Session-scoped fixtures from conftest
     files and plugins are not on the list: each worker sets them up at most once
     whatever it runs, so a module's parts see what its whole would.
@@ -194,6 +198,16 @@ def module_blocker(facts: ModuleFacts) -> str | None:
                     f"session-scoped fixture `{fixture.name}` defined by the module"
                     f"{_at(fixture.location)}"
                 )
+    for fact in facts.classes.values():
+        if fact.reruns is not None:
+            # The same tests again in another class: what tells the two runs apart is
+            # often state an earlier test of the module set (pyparsing's test_unit.py
+            # enables packrat in one class for the classes after it), which a part
+            # starting later would not see.
+            return (
+                f"class `{_class_name(fact.nodeid)}` reruns the tests of class "
+                f"`{fact.reruns}`, so the order of the module's tests may matter"
+            )
     for item in facts.items:
         if item.uninspectable is not None:
             return f"{item.nodeid} is a {item.uninspectable}, whose setup cannot be inspected"

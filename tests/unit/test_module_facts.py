@@ -173,6 +173,33 @@ MODULES = {
             def test_f(self):
                 pass
         """,
+    # pyparsing's test_unit.py in small: one class enables something for the next,
+    # which runs the first one's tests again.
+    "test_reruns": """
+        import unittest
+
+        class TestWithout(unittest.TestCase):
+            def test_parse(self):
+                pass
+
+        class TestEnable(unittest.TestCase):
+            def runTest(self):
+                pass
+
+        class TestWith(TestWithout):
+            def test_status(self):
+                pass
+        """,
+    # A subclass that overrides every test it inherits runs only its own.
+    "test_overrides": """
+        class TestBase:
+            def test_a(self):
+                pass
+
+        class TestChild(TestBase):
+            def test_a(self):
+                pass
+        """,
     **{
         f"test_{name}": f"def {name}(module=None):\n    pass\n\ndef test_a():\n    pass\n"
         for name in ("setup_module", "teardown_module", "setUpModule", "tearDownModule")
@@ -211,6 +238,9 @@ def test_what_each_module_shows(
         "test_plain.py": None,
         "test_replaced.py": None,  # the module's own db replaces the conftest's
         "test_classes.py": None,
+        "test_reruns.py": "class `TestWith` reruns the tests of class `TestWithout`, "
+        "so the order of the module's tests may matter",
+        "test_overrides.py": None,
         "test_module_fixture.py": "module-scoped fixture `conn` in test_module_fixture.py:"
         + str(line_of(pytester, "test_module_fixture.py", "@pytest.fixture")),
         # Through another fixture; the conftest's location.

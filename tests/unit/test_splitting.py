@@ -113,6 +113,17 @@ def test_module_level_setup_keeps_the_module_whole(name: str) -> None:
     assert module_blocker(module) == f"{name} in tests/test_x.py:3"
 
 
+def test_a_class_that_reruns_another_class_s_tests_keeps_the_module_whole() -> None:
+    """Under auto only: the state that tells the two runs apart may come from earlier tests."""
+    cls = f"{MODULE}::TestWith"
+    items = [ItemFact(f"{cls}::test_{index}", classes=(cls,)) for index in range(4)]
+    module = facts(*items, classes=[ClassFact(cls, reruns="TestWithout")])
+    assert module_blocker(module) == (
+        "class `TestWith` reruns the tests of class `TestWithout`, "
+        "so the order of the module's tests may matter"
+    )
+
+
 def test_an_item_without_fixture_information_keeps_the_module_whole() -> None:
     module = facts(ItemFact(f"{MODULE}::a", uninspectable="YamlItem"), *plain_items(2))
     assert module_blocker(module) == (f"{MODULE}::a is a YamlItem, whose setup cannot be inspected")
