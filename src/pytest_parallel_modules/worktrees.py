@@ -411,6 +411,32 @@ def _mirrored_refs(repo_root: Path, cancel: threading.Event | None) -> list[tupl
     return refs
 
 
+#: Python's bytecode caches stay out of snapshots: the controller's own collection
+#: writes them while the snapshot is taken (each through a temporary file that is gone
+#: a moment later, which made ``git add`` fail with "unable to stat"), and a worker
+#: compiles its own checkout anyway: the cached files name the sources' times.
+_NOT_BYTECODE: Final = ":(exclude,glob)**/__pycache__/**"
+#: Attempts at ``git add`` when a file vanished between git listing it and reading it
+#: (a test or a tool writing into the tree through temporary files).
+_ADD_ATTEMPTS: Final = 3
+_VANISHED: Final = "unable to stat"
+
+
+def _add_working_tree(
+    location: Sequence[str], index_env: Mapping[str, str], cancel: threading.Event | None
+) -> None:
+    """Stage the whole working tree (bytecode caches aside) into the snapshot's index."""
+    command = [*_SNAPSHOT_CONFIG, *location, "add", "--all", "--", ".", _NOT_BYTECODE]
+    for attempt in range(1, _ADD_ATTEMPTS + 1):
+        try:
+            _git(command, env=index_env, cancel=cancel)
+            return
+        except WorktreeError as error:
+            # Staging again is harmless: what was added stays, the vanished file is gone.
+            if _VANISHED not in str(error) or attempt == _ADD_ATTEMPTS:
+                raise
+
+
 def take_snapshot(
     repo_root: Path, directory: Path, *, cancel: threading.Event | None = None
 ) -> Snapshot:
@@ -481,7 +507,7 @@ def take_snapshot(
         # --skip-worktree, --assume-unchanged) are compared with the working tree too:
         # the snapshot holds what the user sees, and a file missing there is missing here.
         _look_at_every_entry(location, _SNAPSHOT_CONFIG, index_env, cancel)
-        _git([*_SNAPSHOT_CONFIG, *location, "add", "--all"], env=index_env, cancel=cancel)
+        _add_working_tree(location, index_env, cancel)
         tree = _git(
             [*_SNAPSHOT_CONFIG, *location, "write-tree"], env=index_env, cancel=cancel
         ).strip()

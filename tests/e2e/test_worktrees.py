@@ -219,6 +219,40 @@ def test_snapshot_holds_the_working_tree(repo: Path) -> None:
     )
 
 
+def test_snapshot_leaves_out_bytecode_caches(repo: Path) -> None:
+    """The controller's collection writes them while the snapshot is taken (through
+    temporary files that vanish, which once made the snapshot fail)."""
+    write(
+        repo,
+        {
+            "__pycache__/conftest.cpython-311.pyc": "bytecode\n",
+            "tests/__pycache__/test_a.cpython-311-pytest-9.2.0.pyc.4242": "half written\n",
+            "tests/test_new.py": "def test_new():\n    pass\n",
+        },
+    )
+    files = tree_files(snap(repo), repo)
+    assert "tests/test_new.py" in files
+    assert not [name for name in files if "__pycache__" in name]
+
+
+def test_a_file_that_vanishes_while_staging_is_staged_again(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_git = worktrees._git
+    failures = []
+
+    def flaky_git(args: list[str], **kwargs: object) -> str:
+        if "add" in args and not failures:
+            failures.append(args)
+            raise WorktreeError("fatal: unable to stat 'tmp.123': No such file or directory")
+        return real_git(args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(worktrees, "_git", flaky_git)
+    write(repo, {"tests/test_new.py": "def test_new():\n    pass\n"})
+    files = tree_files(snap(repo), repo)
+    assert failures and "tests/test_new.py" in files
+
+
 def test_snapshot_before_the_first_commit(tmp_path: Path) -> None:
     root = tmp_path / "fresh"
     root.mkdir()
