@@ -379,15 +379,18 @@ class ProgressState:
         """The share of the plan's estimated work done, in ``[0, 1]``.
 
         Tests done out of all tests when there is no estimate to go by. Given
-        ``now``, each running test also counts the time it has run so far, up to
-        its share of its module's estimate: a long test moves the bar while it
-        runs, instead of the bar standing still until it ends.
+        ``now`` and estimates from a history, each running test also counts the
+        time it has run so far, up to its share of its module's estimate: a long
+        test moves the bar while it runs, instead of the bar standing still until
+        it ends.
         """
         total = math.fsum(self.estimates.get(module, 0.0) for module in self.plan)
         if total <= 0 or not self.module_tests:
             return min(1.0, len(self.tests_done) / max(1, self.tests_total))
         done = self.work_done_s
-        if now is not None:
+        # Only a recorded duration says how long a test should run: a guessed one (a
+        # first run) would fill the bar while nothing is known.
+        if now is not None and self.estimates_known:
             for record in self.workers.values():
                 for progress in record.modules:
                     if progress.current_since is None:

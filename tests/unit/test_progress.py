@@ -186,6 +186,10 @@ def test_a_running_test_moves_the_bar_up_to_its_share_of_the_estimate() -> None:
     assert state.work_fraction(clock.advance(5.0)) == pytest.approx(1.0 / 16.0)
     # Without a time, only finished tests count.
     assert state.work_fraction() == 0.0
+    # Nor does a running test count when the estimates are guesses (a first run).
+    state.estimates_known = False
+    assert state.work_fraction(clock()) == 0.0
+    state.estimates_known = True
     state.test_reported("tests/test_c.py::test_1", "passed")
     state.test_finished("tests/test_c.py::test_1", clock())
     assert state.work_fraction(clock()) == pytest.approx(1.0 / 16.0)
