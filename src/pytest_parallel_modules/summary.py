@@ -240,6 +240,17 @@ def _longest_piece_s(module: ModuleReport) -> float:
     return max(unit["duration_s"] for unit in units) if units else module["duration_s"]
 
 
+def _only_test(module: ModuleReport) -> str | None:
+    """The node id of the module's one test (subtests aside), if it has exactly one."""
+    if module["counts"]["tests"] != 1:
+        return None
+    passed = module.get("passed") or {}
+    if len(passed) == 1:
+        return f"{module['module']}::{next(iter(passed))}"
+    nodeids = {result["nodeid"] for result in module["tests"]}
+    return nodeids.pop() if len(nodeids) == 1 else None
+
+
 def split_notes(merged: MergedReport) -> list[str]:
     """PURE: one line per module above the run's fair share: how it was split, or why not.
 
@@ -281,11 +292,20 @@ def advice(merged: MergedReport) -> list[str]:
         # A module split into parts is a bottleneck by its longest part, not their sum.
         took = _longest_piece_s(slow)
         share = took / merged["wall_s"]
-        tips.append(
-            f"Bottleneck: {slow['module']} took {format_duration(took)}, "
-            f"{share:.0%} of the wall time, and no number of workers can finish sooner. "
-            "Split it into smaller modules so that several workers can share its tests."
-        )
+        only_test = _only_test(slow)
+        if only_test is not None:
+            # Splitting a module of one test helps nothing: the test itself is the bound.
+            tips.append(
+                f"Bottleneck: {only_test} took {format_duration(took)}, {share:.0%} of the "
+                "wall time, and no number of workers can finish sooner: it is its module's "
+                "only test, so only a faster test ends the run sooner."
+            )
+        else:
+            tips.append(
+                f"Bottleneck: {slow['module']} took {format_duration(took)}, "
+                f"{share:.0%} of the wall time, and no number of workers can finish sooner. "
+                "Split it into smaller modules so that several workers can share its tests."
+            )
     # Where the rest of the wall went is said by the timing lines (timing_lines).
     return tips
 

@@ -174,6 +174,25 @@ def test_summary_timing_bottleneck_and_rerun(failing_run: MergedReport) -> None:
     assert text.splitlines()[-1] == f"Rerun only the failed modules: {RERUN}"
 
 
+def test_a_bottleneck_of_one_test_is_named_without_advice_to_split_its_module() -> None:
+    merged = run_report(
+        [
+            module("tests/test_long.py", 20.0, "passed", worker="w2"),
+            module("tests/test_db.py", 3.0, "failed", "passed"),
+        ],
+        wall_s=21.0,
+        workers=2,
+    )
+    summary = render_summary(merged, verbosity=0, rerun_command=None)
+    text = " ".join("\n".join(plain(summary)).split())
+    assert (
+        "Bottleneck: tests/test_long.py::test_0 took 20.00s, 95% of the wall time, and no "
+        "number of workers can finish sooner: it is its module's only test, so only a "
+        "faster test ends the run sooner."
+    ) in text
+    assert "Split it into smaller modules" not in text
+
+
 def test_quiet_summary_shows_only_failed_modules_and_totals(failing_run: MergedReport) -> None:
     lines = plain(render_summary(failing_run, verbosity=-1, rerun_command=RERUN), width=120)
     assert table_rows(lines) == [["FAILED", "tests/test_db.py", "3", "1", "1", "1", "3.20s", "w1"]]
