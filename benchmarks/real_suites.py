@@ -59,7 +59,6 @@ plugin's worktrees live in the cache too. See benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
@@ -81,6 +80,9 @@ import tempfile
 import time
 from typing import Any
 from typing import Final
+
+# benchmarks/ is not a package: running this file puts its directory on sys.path.
+import run as bench_run
 
 
 # --- the pinned suites -------------------------------------------------------------------
@@ -1141,21 +1143,6 @@ def bench_tools(suite: Suite) -> list[Tool]:
     ]
 
 
-def lower_bound(durations: Iterable[float], workers: int) -> float:
-    """LB(N) = max(longest module, total / N): no module-level schedule finishes sooner."""
-    values = list(durations)
-    return max(max(values, default=0.0), sum(values) / workers)
-
-
-def median_module_seconds(runs: Sequence[RunResult]) -> dict[str, float]:
-    """Per-module median over runs, so one noisy run does not move the lower bound."""
-    modules = {module for run in runs for module in run.module_seconds}
-    return {
-        module: statistics.median(run.module_seconds.get(module, 0.0) for run in runs)
-        for module in sorted(modules)
-    }
-
-
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or not denominator:
         return None
@@ -1213,8 +1200,10 @@ def bench_suite(
             )
     load_after = os.getloadavg()
     plain_runs = [run for run in runs["plain"] if not run.hung and run.module_seconds]
-    modules = median_module_seconds(plain_runs)
-    bounds = {n: lower_bound(modules.values(), n) for n in sorted({t.workers for t in tools})}
+    modules = bench_run.median_module_seconds(plain_runs)
+    bounds = {
+        n: bench_run.lower_bound(modules.values(), n) for n in sorted({t.workers for t in tools})
+    }
     medians = {
         tool.name: (
             statistics.median(walls)
