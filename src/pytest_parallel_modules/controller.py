@@ -46,7 +46,6 @@ from pytest_parallel_modules import worker_stderr
 from pytest_parallel_modules import worktrees
 from pytest_parallel_modules.grouping import group_by_module
 from pytest_parallel_modules.grouping import module_of
-from pytest_parallel_modules.grouping import ModuleGroup
 from pytest_parallel_modules.grouping import units_of
 from pytest_parallel_modules.grouping import WorkUnit
 from pytest_parallel_modules.history import History
@@ -68,6 +67,7 @@ from pytest_parallel_modules.scheduling import build_plan
 from pytest_parallel_modules.scheduling import check_plan
 from pytest_parallel_modules.scheduling import estimate_modules
 from pytest_parallel_modules.scheduling import ModuleEstimates
+from pytest_parallel_modules.sharding import module_file_sizes
 from pytest_parallel_modules.sharding import shard_info_key
 from pytest_parallel_modules.timeline_recorder import TimelineRecorder
 from pytest_parallel_modules.worker_pool import CHANNEL_CLOSED
@@ -85,7 +85,6 @@ from pytest_parallel_modules.workers import WorkerState
 
 if TYPE_CHECKING:
     from collections.abc import Generator
-    from collections.abc import Iterable
 
     from pytest_parallel_modules.options import Options
 
@@ -294,7 +293,9 @@ class ParallelSession:
         self._measured_modules = frozenset(
             module for module, record in loaded.history.modules.items() if record.runs > 0
         )
-        self.estimates = estimate_modules(groups, loaded.history, self._file_sizes(groups))
+        self.estimates = estimate_modules(
+            groups, loaded.history, module_file_sizes(self.config.rootpath, groups)
+        )
         first: frozenset[str] = frozenset()
         if self.options.fail_fast:
             first = self.last_failed
@@ -1183,15 +1184,6 @@ class ParallelSession:
         if not isinstance(lastfailed, dict):
             return frozenset()
         return frozenset(module_of(nodeid) for nodeid in lastfailed if isinstance(nodeid, str))
-
-    def _file_sizes(self, groups: Iterable[ModuleGroup]) -> dict[str, int]:
-        sizes: dict[str, int] = {}
-        for group in groups:
-            try:
-                sizes[group.module] = (self.config.rootpath / group.module).stat().st_size
-            except OSError:
-                sizes[group.module] = 0
-        return sizes
 
     def _shown_path(self, path: Path) -> str:
         try:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from collections.abc import Generator
     from collections.abc import Iterable
+    from pathlib import Path
 
     from pytest_parallel_modules.grouping import ModuleGroup
     from pytest_parallel_modules.scheduling import DurationHistory
@@ -48,6 +49,21 @@ shard_info_key: Final = pytest.StashKey[ShardInfo]()
 
 #: Name under which the plugin object is registered.
 SHARD_PLUGIN_NAME: Final = "pytest_parallel_modules-shard"
+
+
+def module_file_sizes(rootpath: Path, groups: Iterable[ModuleGroup]) -> dict[str, int]:
+    """Each module file's size in bytes (the estimates' tie-breaker); 0 when unreadable.
+
+    The shard split and the controller's plan both estimate with it, so a shard's
+    fingerprint and the plan agree on what the files were.
+    """
+    sizes: dict[str, int] = {}
+    for group in groups:
+        try:
+            sizes[group.module] = (rootpath / group.module).stat().st_size
+        except OSError:
+            sizes[group.module] = 0
+    return sizes
 
 
 def estimates_fingerprint(estimates: ModuleEstimates) -> str:
@@ -114,7 +130,9 @@ class ShardFilter:
         result = yield
         index, count = self.share
         groups = group_by_module(item.nodeid for item in items)
-        estimates = estimate_modules(groups, self.load_history(), self._file_sizes(groups))
+        estimates = estimate_modules(
+            groups, self.load_history(), module_file_sizes(config.rootpath, groups)
+        )
         mine, info = select_shard(groups, estimates, index, count)
         config.stash[shard_info_key] = info
         deselected = [item for item in items if module_of(item.nodeid) not in mine]
@@ -122,12 +140,3 @@ class ShardFilter:
             config.hook.pytest_deselected(items=deselected)
             items[:] = [item for item in items if module_of(item.nodeid) in mine]
         return result
-
-    def _file_sizes(self, groups: Iterable[ModuleGroup]) -> dict[str, int]:
-        sizes: dict[str, int] = {}
-        for group in groups:
-            try:
-                sizes[group.module] = (self.config.rootpath / group.module).stat().st_size
-            except OSError:
-                sizes[group.module] = 0
-        return sizes
