@@ -205,7 +205,7 @@ def module_blocker(facts: ModuleFacts) -> str | None:
             # enables packrat in one class for the classes after it), which a part
             # starting later would not see.
             return (
-                f"class `{_class_name(fact.nodeid)}` reruns the tests of class "
+                f"class `{_class_name(fact.nodeid)}` inherits the tests of class "
                 f"`{fact.reruns}`, so the order of the module's tests may matter"
             )
     for item in facts.items:

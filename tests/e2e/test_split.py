@@ -282,3 +282,73 @@ def test_always_splits_unsafe_modules_and_the_marker_and_ini_list_keep_modules_w
         "test_listed.py holds 33% of the work; not split: ini split_modules_keep_whole *",
     ):
         result.stdout.fnmatch_lines([line])
+
+
+# pyparsing's tests/test_unit.py in small: one class turns something on for the rest of
+# the process, and a later class inherits the first one's tests to run them again.
+RERUN_SUITE = {
+    "test_state": """
+        import time
+
+        STATE = []
+
+        class TestWithout:
+            def test_a(self):
+                pass
+
+            def test_b(self):
+                pass
+
+        class TestEnable:
+            def test_enable(self):
+                # Long enough for the second worker to start and take the other part.
+                time.sleep(2)
+                STATE.append("on")
+
+        class TestWith(TestWithout):
+            def test_enabled(self):
+                assert STATE
+        """,
+    "test_small": "def test_a():\n    pass\n",
+}
+
+
+@pytest.mark.slow
+def test_auto_keeps_whole_a_module_whose_class_reruns_another_class_s_tests(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(**RERUN_SUITE)
+    plain = pytester.runpytest_subprocess("-p", "no:randomly", "--co", "-q", timeout=60)
+    nodeids = [line for line in plain.outlines if line.startswith("test_state.py::")]
+    assert len(nodeids) == 6
+    seed_history(
+        pytester.path / DURATIONS,
+        {nodeid: 2.0 for nodeid in nodeids} | {"test_small.py::test_a": 0.5},
+    )
+    common = (
+        "--parallel-modules=2",
+        "--module-isolation=none",
+        f"--module-durations={DURATIONS}",
+        "-p",
+        "no:randomly",
+    )
+    auto = pytester.runpytest_subprocess(*common, timeout=60)
+    # As a plain run: TestEnable ran before TestWith in the same process.
+    auto.assert_outcomes(passed=7)
+    auto.stdout.fnmatch_lines(
+        [
+            "test_state.py holds 96% of the work; not split: class `TestWith` inherits the "
+            "tests of class `TestWithout`*"
+        ]
+    )
+    # What the rule prevents: cut in two, TestWith runs where TestEnable never did.
+    always = pytester.runpytest_subprocess(*common, "--split-modules=always", timeout=60)
+    units = modules_of(load(pytester))["test_state.py"]["units"]
+    workers = {unit["worker"] for unit in units}  # type: ignore[attr-defined]
+    assert len(units) == 2  # type: ignore[arg-type]
+    if len(workers) == 2:
+        always.assert_outcomes(passed=6, failed=1)
+        always.stdout.fnmatch_lines(["FAILED test_state.py::TestWith::test_enabled*"])
+    else:  # the second worker came too late: one worker ran both parts, in order
+        always.assert_outcomes(passed=7)

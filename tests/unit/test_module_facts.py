@@ -238,7 +238,7 @@ def test_what_each_module_shows(
         "test_plain.py": None,
         "test_replaced.py": None,  # the module's own db replaces the conftest's
         "test_classes.py": None,
-        "test_reruns.py": "class `TestWith` reruns the tests of class `TestWithout`, "
+        "test_reruns.py": "class `TestWith` inherits the tests of class `TestWithout`, "
         "so the order of the module's tests may matter",
         "test_overrides.py": None,
         "test_module_fixture.py": "module-scoped fixture `conn` in test_module_fixture.py:"

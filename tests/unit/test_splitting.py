@@ -119,7 +119,7 @@ def test_a_class_that_reruns_another_class_s_tests_keeps_the_module_whole() -> N
     items = [ItemFact(f"{cls}::test_{index}", classes=(cls,)) for index in range(4)]
     module = facts(*items, classes=[ClassFact(cls, reruns="TestWithout")])
     assert module_blocker(module) == (
-        "class `TestWith` reruns the tests of class `TestWithout`, "
+        "class `TestWith` inherits the tests of class `TestWithout`, "
         "so the order of the module's tests may matter"
     )
 
